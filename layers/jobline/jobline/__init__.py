@@ -1,0 +1,1 @@
+"""jobline: declared jobs, run from events on AWS, tracked in a run table."""

@@ -1,0 +1,245 @@
+"""The job catalog: every job jobline can run, declared in one YAML file and validated here."""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from jobline.errors import CatalogError, UnknownJobError
+
+JOB_NAME_PATTERN = r"^[a-z][a-z0-9-]{0,38}[a-z0-9]$"
+PARAMETER_NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
+ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
+# Names that suggest a credential: such values belong in Secrets Manager (job definition
+# `secrets`), never in arguments or environment overrides, which are logged and stored.
+SECRET_NAME = re.compile(r"(passw(or)?d|secret|token|api_?key|private_?key|credential)", re.IGNORECASE)
+RESERVED_ENV_PREFIX = "JOBLINE_"
+FARGATE_VCPUS = {0.25, 0.5, 1, 2, 4, 8, 16}
+SCHEDULE_EXPRESSION = re.compile(
+    r"^(rate\(\d+ (minute|minutes|hour|hours|day|days)\)|cron\((\S+ ){5}\S+\)|at\(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\))$"
+)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RetryStrategy(_Model):
+    attempts: int = Field(default=1, ge=1, le=10, description="Total attempts, the first included")
+    interval_seconds: int = Field(default=30, ge=0, le=86_400)
+    backoff_rate: float = Field(default=2.0, ge=1.0, le=10.0)
+    max_delay_seconds: int = Field(default=3600, ge=0, le=86_400)
+    retry_on_timeout: bool = False
+
+    def delays(self) -> list[int]:
+        """Seconds to wait before attempt 2, 3, ...; the state machine indexes this by attempt."""
+        return [
+            min(round(self.interval_seconds * self.backoff_rate**k), self.max_delay_seconds)
+            for k in range(self.attempts - 1)
+        ]
+
+
+class Parameter(_Model):
+    description: str = ""
+    required: bool = False
+    default: str | None = None
+    max_length: int = Field(default=1024, ge=1, le=4096)
+
+
+class BatchBackend(_Model):
+    """An AWS Batch container job. Every attempt is its own Batch job, so Batch's own retry
+    strategy stays at one attempt and the run's strategy lives in the state machine."""
+
+    type: Literal["batch"]
+    capacity: Literal["on_demand", "spot", "gpu"] = "on_demand"
+    job_queue: str | None = Field(default=None, description="Queue ARN; overrides capacity")
+    job_definition: str | None = Field(default=None, description="Name or ARN; default: the stack's")
+    command: list[str] | None = None
+    vcpu: float = Field(default=1, gt=0, le=256)
+    memory_mib: int = Field(default=2048, ge=512, le=2_000_000)
+    gpu: int = Field(default=0, ge=0, le=16)
+
+    @model_validator(mode="after")
+    def _capacity_fits_resources(self) -> BatchBackend:
+        if self.job_queue is None and self.capacity != "gpu" and self.gpu:
+            raise ValueError("gpu > 0 needs capacity: gpu (Fargate has no GPUs) or an explicit job_queue")
+        if self.job_queue is None and self.capacity != "gpu" and self.vcpu not in FARGATE_VCPUS:
+            raise ValueError(f"vcpu {self.vcpu} is not a Fargate size; use one of {sorted(FARGATE_VCPUS)}")
+        return self
+
+
+# New backends (batch_service, sagemaker_processing, glue) join this union as their own models.
+Backend = Annotated[BatchBackend, Field(discriminator="type")]
+
+
+class S3Trigger(_Model):
+    prefix: str = ""
+    suffix: str = ""
+
+    @model_validator(mode="after")
+    def _narrow(self) -> S3Trigger:
+        if not (self.prefix or self.suffix):
+            raise ValueError("an S3 trigger needs a prefix, a suffix or both")
+        return self
+
+    def matches(self, key: str) -> bool:
+        return key.startswith(self.prefix) and key.endswith(self.suffix)
+
+
+class BusTrigger(_Model):
+    pattern: dict[str, Any] = Field(description="EventBridge-style pattern on source, detail-type, detail")
+    idempotency_key: str | None = Field(
+        default=None, description="Dotted path in the event (e.g. detail.order_id) that names one run"
+    )
+    arguments: dict[str, str] = Field(default_factory=dict, description="parameter -> dotted event path")
+
+    @field_validator("pattern")
+    @classmethod
+    def _pattern_fields(cls, pattern: dict[str, Any]) -> dict[str, Any]:
+        allowed = {"source", "detail-type", "detail"}
+        if not pattern:
+            raise ValueError("a bus trigger needs a non-empty pattern")
+        if extra := set(pattern) - allowed:
+            raise ValueError(f"pattern may only match {sorted(allowed)}, not {sorted(extra)}")
+        return pattern
+
+
+class ScheduleTrigger(_Model):
+    name: str = Field(pattern=r"^[a-z][a-z0-9-]{0,22}$")
+    expression: str
+    timezone: str = "UTC"
+    description: str = ""
+    arguments: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("expression")
+    @classmethod
+    def _expression(cls, value: str) -> str:
+        if not SCHEDULE_EXPRESSION.match(value):
+            raise ValueError(
+                f"{value!r} is not a schedule expression: use rate(N minutes|hours|days), "
+                "cron(min hour day-of-month month day-of-week year) or at(yyyy-mm-ddThh:mm:ss)"
+            )
+        return value
+
+
+class Triggers(_Model):
+    s3: list[S3Trigger] = Field(default_factory=list)
+    bus: list[BusTrigger] = Field(default_factory=list)
+    sqs: bool = False
+    schedule: list[ScheduleTrigger] = Field(default_factory=list)
+
+
+class Job(_Model):
+    name: str = Field(pattern=JOB_NAME_PATTERN)
+    description: str = Field(min_length=1)
+    backend: Backend
+    environment: dict[str, str] = Field(default_factory=dict)
+    parameters: dict[str, Parameter] = Field(default_factory=dict)
+    timeout_seconds: int = Field(default=3600, ge=60, le=14 * 86_400, description="Per attempt")
+    retry: RetryStrategy = Field(default_factory=RetryStrategy)
+    max_concurrent_runs: int = Field(default=10, ge=1, le=1000)
+    triggers: Triggers = Field(default_factory=Triggers)
+    local_command: list[str] | None = Field(
+        default=None, description="What the local stack runs in place of the container"
+    )
+
+    @field_validator("environment")
+    @classmethod
+    def _environment(cls, env: dict[str, str]) -> dict[str, str]:
+        for key in env:
+            if not re.match(ENV_NAME_PATTERN, key):
+                raise ValueError(f"environment variable name {key!r} is not valid")
+            if key.startswith(RESERVED_ENV_PREFIX):
+                raise ValueError(f"environment variable {key!r}: the {RESERVED_ENV_PREFIX} prefix is jobline's")
+            if SECRET_NAME.search(key):
+                raise ValueError(f"environment variable {key!r} looks like a secret: use job definition secrets")
+        return env
+
+    @field_validator("parameters")
+    @classmethod
+    def _parameters(cls, params: dict[str, Parameter]) -> dict[str, Parameter]:
+        for name, param in params.items():
+            if not re.match(PARAMETER_NAME_PATTERN, name):
+                raise ValueError(f"parameter name {name!r} must match {PARAMETER_NAME_PATTERN}")
+            if SECRET_NAME.search(name):
+                raise ValueError(f"parameter {name!r} looks like a secret: secrets never travel as arguments")
+            if param.default is not None and len(param.default) > param.max_length:
+                raise ValueError(f"parameter {name!r}: default is longer than max_length")
+        return params
+
+    @model_validator(mode="after")
+    def _triggers_fit_parameters(self) -> Job:
+        names = [s.name for s in self.triggers.schedule]
+        if len(names) != len(set(names)):
+            raise ValueError("triggers.schedule: schedule names must be unique within a job")
+        supplied_by: list[tuple[str, set[str]]] = [
+            *((f"triggers.schedule[{s.name}]", set(s.arguments)) for s in self.triggers.schedule),
+            *((f"triggers.bus[{i}]", set(b.arguments)) for i, b in enumerate(self.triggers.bus)),
+            *((f"triggers.s3[{i}]", set()) for i in range(len(self.triggers.s3))),
+        ]
+        required = {n for n, p in self.parameters.items() if p.required and p.default is None}
+        for where, supplied in supplied_by:
+            if undeclared := supplied - set(self.parameters):
+                raise ValueError(f"{where}: arguments {sorted(undeclared)} are not declared parameters")
+            if missing := required - supplied:
+                raise ValueError(f"{where}: cannot supply required parameters {sorted(missing)}")
+        return self
+
+
+class Catalog(_Model):
+    jobs: list[Job]
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Catalog:
+        seen: set[str] = set()
+        for job in self.jobs:
+            if job.name in seen:
+                raise ValueError(f"job name {job.name!r} is declared twice")
+            seen.add(job.name)
+        return self
+
+    def get(self, name: str) -> Job:
+        for job in self.jobs:
+            if job.name == name:
+                return job
+        raise UnknownJobError(f"unknown job {name!r}: the catalog declares {sorted(j.name for j in self.jobs)}")
+
+
+def _describe(error: dict[str, Any], raw: Any) -> str:
+    loc = list(error["loc"])
+    where = "catalog"
+    if len(loc) >= 2 and loc[0] == "jobs" and isinstance(loc[1], int):
+        try:
+            where = f"job {raw['jobs'][loc[1]].get('name', '#' + str(loc[1]))!r}"
+        except (KeyError, IndexError, TypeError, AttributeError):
+            where = f"job #{loc[1]}"
+        loc = loc[2:]
+    # Discriminated unions add the tag ("batch") to the path; it says nothing to the reader.
+    field = ".".join(str(part) for part in loc if part not in {"batch"}) or "(root)"
+    return f"{where}: field {field}: {error['msg']}"
+
+
+def parse_catalog(raw: Any) -> Catalog:
+    try:
+        return Catalog.model_validate(raw)
+    except ValidationError as exc:
+        raise CatalogError("\n".join(_describe(e, raw) for e in exc.errors())) from None
+
+
+def load_catalog(path: Path) -> Catalog:
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise CatalogError(f"cannot read catalog {path}: {exc}") from None
+    return parse_catalog(raw)
+
+
+@lru_cache(maxsize=4)
+def cached_catalog(path: Path) -> Catalog:
+    """The catalog is bundled with the code, so one parse per cold start is enough."""
+    return load_catalog(path)

@@ -1,0 +1,34 @@
+"""Runtime configuration: every environment variable jobline reads, in one model."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PACKAGED_CATALOG = Path(__file__).with_name("jobs.yaml")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+
+    run_table_name: str = Field(description="DynamoDB run table")
+    state_machine_arn: str = Field(description="The Standard state machine that orchestrates one run")
+    event_dlq_url: str = Field(description="Where rejected trigger events are parked for operators")
+    run_data_bucket: str = Field(description="Bucket for trigger events too large to inline")
+    job_queue_on_demand_arn: str = ""
+    job_queue_spot_arn: str = ""
+    job_queue_gpu_arn: str = ""
+    default_job_definition_arn: str = ""
+    catalog_path: Path = PACKAGED_CATALOG
+    run_retention_days: int = Field(default=90, ge=1)
+    # Inline limit for the trigger event handed to a job as an environment variable; Batch caps the
+    # whole SubmitJob request, so larger events travel as an S3 reference instead.
+    inline_event_limit_bytes: int = Field(default=6144, ge=256)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()  # type: ignore[call-arg]  # filled from the environment
