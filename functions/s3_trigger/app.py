@@ -1,0 +1,27 @@
+"""S3 `Object Created` (via EventBridge) -> runs of every job whose S3 trigger matches the key."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.parser import parse
+from aws_lambda_powertools.utilities.parser.models import S3EventNotificationEventBridgeModel
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from jobline import intake, triggers
+from jobline.deps import get_deps
+from jobline.errors import RejectedInput
+from jobline.observability import logger, metrics, tracer
+from pydantic import ValidationError
+
+
+@logger.inject_lambda_context
+@metrics.log_metrics
+@tracer.capture_lambda_handler
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    deps = get_deps()
+    try:
+        parsed = parse(event=event, model=S3EventNotificationEventBridgeModel)
+        requests = triggers.from_s3(parsed, event, deps.catalog)
+    except (ValidationError, RejectedInput) as error:
+        return {"runs": [], "rejected": [intake.reject(error, event, "s3", deps)]}
+    return intake.start_all(requests, deps, "s3", event)

@@ -1,0 +1,42 @@
+"""Messages on the trigger queue -> one run each. Partial batch responses: a message that is
+malformed or names an unknown job fails alone, is retried by SQS and ends in its DLQ."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from jobline import triggers
+from jobline.deps import get_deps
+from jobline.errors import MalformedEvent, RejectedInput
+from jobline.observability import count, logger, metrics, tracer
+from pydantic import ValidationError
+
+processor = BatchProcessor(event_type=EventType.SQS, model=SqsRecordModel)
+
+
+def record_handler(record: SqsRecordModel) -> str:
+    deps = get_deps()
+    try:
+        message = triggers.SqsJobMessage.model_validate_json(record.body)
+        request = triggers.from_sqs(record, message, deps.catalog)
+        started = deps.starter.start(request)
+    except (ValidationError, RejectedInput) as error:
+        code = error.code if isinstance(error, RejectedInput) else MalformedEvent.code
+        logger.warning(
+            "sqs message rejected; SQS redrives it to the DLQ after maxReceiveCount",
+            extra={"message_id": record.messageId, "code": code, "reason": str(error)},
+        )
+        count("RejectedTriggers", Source="sqs", Code=code)
+        raise
+    logger.info("sqs run", extra={"run_id": started.run_id, "created": started.created})
+    return started.run_id
+
+
+@logger.inject_lambda_context
+@metrics.log_metrics
+@tracer.capture_lambda_handler
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)

@@ -1,0 +1,36 @@
+"""The collaborators a handler needs, built lazily once per container (tests build their own)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import boto3
+
+from jobline.catalog import Catalog, cached_catalog
+from jobline.dal import RunTable
+from jobline.runs import RunStarter
+from jobline.settings import Settings, get_settings
+
+
+@dataclass(frozen=True)
+class Deps:
+    settings: Settings
+    catalog: Catalog
+    table: RunTable
+    starter: RunStarter
+    sqs: Any
+
+    @classmethod
+    def build(cls, settings: Settings, catalog: Catalog, session: Any = None) -> Deps:
+        session = session or boto3.session.Session()
+        table = RunTable(session.client("dynamodb"), settings.run_table_name)
+        starter = RunStarter(settings, table, session.client("stepfunctions"), session.client("s3"))
+        return cls(settings=settings, catalog=catalog, table=table, starter=starter, sqs=session.client("sqs"))
+
+
+@lru_cache(maxsize=1)
+def get_deps() -> Deps:
+    settings = get_settings()
+    return Deps.build(settings, cached_catalog(settings.catalog_path))

@@ -1,0 +1,168 @@
+"""The run status model and every rule that moves a run row: one module, no I/O.
+
+A run row only moves forward. Its position is (attempt, rank, event time): a later attempt beats
+an earlier one (a retried job goes RUNNING -> back to queue, so rank alone cannot order events),
+a higher rank beats a lower one within an attempt, and the event time breaks ties. Terminal
+statuses absorb everything after them. Attempt records are merged whatever the run's position, so
+a late event still fills in its attempt's start, stop, exit code and log stream.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+
+class RunStatus(StrEnum):
+    PENDING = "PENDING"
+    STARTING = "STARTING"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    TIMEOUT = "TIMEOUT"
+    STOPPED = "STOPPED"
+
+
+TERMINAL = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.TIMEOUT, RunStatus.STOPPED})
+
+
+class Reason(StrEnum):
+    RECENTLY_SUBMITTED = "Recently submitted"
+    WAITING_FOR_SLOT = "Waiting for a concurrency slot"
+    SUBMITTED = "Submitted"
+    IN_QUEUE = "In queue"
+    STARTING = "Starting"
+    RUNNING = "Running"
+    RETRYING = "Retrying"
+    COMPLETED = "Completed"
+    NON_ZERO_EXIT_CODE = "NonZeroExitCode"
+    JOB_FAILED = "JobFailed"
+    TIMEOUT = "Timeout"
+    STOPPED_BY_USER = "Stopped by user"
+
+
+# Run-level ranks. RETRYING sits between RUNNING and terminal: an attempt ended but the run goes on.
+RANK_PENDING = 0
+RANK_STARTING = 10
+RANK_RUNNING = 20
+RANK_RETRYING = 25
+RANK_TERMINAL = 30
+RUN_RANK = {
+    RunStatus.PENDING: RANK_PENDING,
+    RunStatus.STARTING: RANK_STARTING,
+    RunStatus.RUNNING: RANK_RUNNING,
+    **dict.fromkeys(TERMINAL, RANK_TERMINAL),
+}
+
+# AWS Batch job statuses, in the order a job moves through them, and what each means for a run.
+# Documented in docs/ARCHITECTURE.md ("Status mapping").
+BATCH_RANK = {
+    "SUBMITTED": 0,
+    "PENDING": 1,
+    "RUNNABLE": 2,
+    "STARTING": 3,
+    "RUNNING": 4,
+    "SUCCEEDED": 5,
+    "FAILED": 5,
+}
+BATCH_STATUS = {
+    "SUBMITTED": (RunStatus.STARTING, Reason.IN_QUEUE),
+    "PENDING": (RunStatus.STARTING, Reason.IN_QUEUE),
+    "RUNNABLE": (RunStatus.STARTING, Reason.IN_QUEUE),
+    "STARTING": (RunStatus.STARTING, Reason.STARTING),
+    "RUNNING": (RunStatus.RUNNING, Reason.RUNNING),
+    "SUCCEEDED": (RunStatus.SUCCEEDED, Reason.COMPLETED),
+}
+# Batch's statusReason when it kills an attempt at Timeout.attemptDurationSeconds.
+BATCH_TIMEOUT_REASON = "Job attempt duration exceeded timeout"
+ATTEMPT_FIELDS = ("backend_job_id", "started_at", "stopped_at", "exit_code", "log_stream", "status_reason")
+
+
+def classify_batch_failure(status_reason: str | None, exit_code: int | None) -> tuple[RunStatus, Reason]:
+    """Why a FAILED Batch job failed. The state machine's ClassifyFailure states apply the same rules."""
+    if status_reason and status_reason.startswith(BATCH_TIMEOUT_REASON):
+        return RunStatus.TIMEOUT, Reason.TIMEOUT
+    if exit_code is not None and exit_code != 0:
+        return RunStatus.FAILED, Reason.NON_ZERO_EXIT_CODE
+    return RunStatus.FAILED, Reason.JOB_FAILED
+
+
+def map_batch_status(batch_status: str, status_reason: str | None, exit_code: int | None) -> tuple[RunStatus, Reason]:
+    if batch_status == "FAILED":
+        return classify_batch_failure(status_reason, exit_code)
+    return BATCH_STATUS[batch_status]
+
+
+def is_final_attempt(row: dict[str, Any], attempt: int, status: RunStatus) -> bool:
+    """Whether an attempt that ended in `status` ends the run (the retry strategy is in the row)."""
+    if status in (RunStatus.SUCCEEDED, RunStatus.STOPPED):
+        return True
+    if status is RunStatus.TIMEOUT and not row["retry_on_timeout"]:
+        return True
+    return attempt >= int(row["max_attempts"])
+
+
+def position(row: dict[str, Any]) -> tuple[int, int, str]:
+    return int(row.get("attempt", 0)), int(row["status_rank"]), str(row.get("status_time", ""))
+
+
+def merge_attempt(record: dict[str, Any] | None, observed: dict[str, Any]) -> dict[str, Any]:
+    """Merge one observation of an attempt into its record. The status fields come from the
+    highest (rank, time); detail fields keep any value already known and fill the gaps."""
+    if record is None:
+        return dict(observed)
+    ahead = (observed["rank"], observed["event_time"]) > (record["rank"], record["event_time"])
+    newer, older = (observed, record) if ahead else (record, observed)
+    merged = dict(newer)
+    for field in ATTEMPT_FIELDS:
+        if merged.get(field) is None and older.get(field) is not None:
+            merged[field] = older[field]
+    return merged
+
+
+def apply_observation(row: dict[str, Any], observed: dict[str, Any]) -> dict[str, Any]:
+    """Return the row after one observation of attempt `observed['attempt']` of its run.
+
+    `observed` carries: attempt, backend_status, status (RunStatus of the attempt), reason, rank
+    (backend rank within the attempt), event_time (ISO 8601), and the ATTEMPT_FIELDS it knows.
+    """
+    new = dict(row)
+    attempts = dict(row.get("attempts") or {})
+    key = str(observed["attempt"])
+    attempts[key] = merge_attempt(attempts.get(key), _attempt_record(observed))
+    new["attempts"] = attempts
+    new["started_at"] = _earliest(a.get("started_at") for a in attempts.values())
+
+    if RunStatus(row["status"]) in TERMINAL:
+        return new
+
+    status = RunStatus(observed["status"])
+    reason: str = observed["reason"]
+    if status in TERMINAL and not is_final_attempt(row, observed["attempt"], status):
+        status, reason, rank = RunStatus.RUNNING, f"{Reason.RETRYING}: attempt {key} {reason}", RANK_RETRYING
+    else:
+        rank = RUN_RANK[status]
+    candidate = (int(observed["attempt"]), rank, observed["event_time"])
+    if candidate <= position(row):
+        return new
+    new.update(
+        status=status.value,
+        reason=reason,
+        backend_status=observed["backend_status"],
+        attempt=int(observed["attempt"]),
+        status_rank=rank,
+        status_time=observed["event_time"],
+    )
+    if status in TERMINAL:
+        new["ended_at"] = observed["event_time"]
+    return new
+
+
+def _attempt_record(observed: dict[str, Any]) -> dict[str, Any]:
+    keep = ("attempt", "backend_status", "status", "reason", "rank", "event_time", *ATTEMPT_FIELDS)
+    return {k: observed.get(k) for k in keep}
+
+
+def _earliest(values: Any) -> Any:
+    known = [v for v in values if v is not None]
+    return min(known) if known else None
