@@ -3,10 +3,20 @@
 jobline runs locally on moto (pinned in requirements-dev.lock). Where the pinned moto falls
 short of AWS, the gap is closed here and nowhere else, and tests/test_moto_adaptations.py holds
 one test per adaptation that fails if moto stops behaving as the adaptation assumes.
+
+Some adaptations hand work to the local stack through hooks (`set_hooks`): the stack runs
+Lambda functions and Batch jobs itself. Without a hook, moto's own behaviour is kept.
 """
 
 from __future__ import annotations
 
+import copy
+import itertools
+import json
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
@@ -15,6 +25,36 @@ from botocore.model import OperationModel
 
 PINNED_MOTO = "5.2.5"
 _applied = False
+
+# (class or module, attribute) -> moto's own value, before any adaptation replaced it.
+originals: dict[tuple[Any, str], Any] = {}
+
+# Where adapted code hands work to the local stack; each is None until the stack sets it.
+#  lambda_target(rule_arn, target, payload): an EventBridge rule delivers `payload` to a Lambda target
+#  lambda_invoke(function_arn, payload, invocation_type) -> (payload bytes, function error or None)
+#  batch_job(job): a submitted moto Batch Job, to be run by the local compute
+hooks: dict[str, Callable[..., Any] | None] = {"lambda_target": None, "lambda_invoke": None, "batch_job": None}
+
+
+def set_hooks(**new: Callable[..., Any] | None) -> None:
+    unknown = set(new) - set(hooks)
+    if unknown:
+        raise KeyError(f"unknown hooks {sorted(unknown)}")
+    hooks.update(new)
+
+
+def _replace(owner: Any, name: str, value: Any) -> None:
+    originals.setdefault((owner, name), getattr(owner, name))
+    setattr(owner, name, value)
+
+
+def iso_time(value: Any) -> str:
+    """EventBridge's `time`: ISO 8601 UTC to the second (moto keeps epoch seconds)."""
+    if isinstance(value, int | float):
+        return datetime.fromtimestamp(value, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return str(value)
 
 
 @lru_cache(maxsize=64)
@@ -53,8 +93,211 @@ def _adapt_optimized_integration_casing() -> None:
         operation = _operation(service, service_action_name or self.resource.api_action)
         self._from_boto_response(response, operation.output_shape)
 
-    StateTaskServiceBatch._normalise_parameters = normalise_parameters
-    StateTaskServiceBatch._normalise_response = normalise_response
+    _replace(StateTaskServiceBatch, "_normalise_parameters", normalise_parameters)
+    _replace(StateTaskServiceBatch, "_normalise_response", normalise_response)
+
+
+def lambda_target_payload(target: dict[str, Any], event: dict[str, Any]) -> Any:
+    """What an EventBridge rule hands a target: the event (with `time` as AWS writes it), or the
+    target's Input, InputPath or InputTransformer applied to it."""
+    from moto.events.utils import EventTemplateParser
+
+    event = {k: v for k, v in event.items() if k != "ingestion-time"}
+    event["time"] = iso_time(event.get("time"))
+    if "Input" in target:
+        return json.loads(target["Input"])
+    if "InputPath" in target:
+        from jsonpath_ng.ext import parse
+
+        found = [m.value for m in parse(target["InputPath"]).find(event)]
+        return found[0] if found else None
+    if "InputTransformer" in target:
+        transformer = target["InputTransformer"]
+        return EventTemplateParser.parse(
+            input_template=transformer.get("InputTemplate"),
+            input_paths_map=transformer.get("InputPathsMap", {}),
+            event=event,
+        )
+    return event
+
+
+def _adapt_rule_lambda_targets() -> None:
+    """moto 5.2.5's Rule.send_to_targets raises NotImplementedError for a Lambda target (and so
+    fails the whole PutEvents call), and ignores the rule's state. Deliver Lambda targets
+    through the `lambda_target` hook (the local Lambda service, which invokes asynchronously as
+    EventBridge does); every other target type keeps moto's delivery."""
+    from moto.events.models import Rule
+    from moto.utilities.arns import parse_arn
+
+    original = Rule.send_to_targets
+
+    def send_to_targets(self: Any, original_event: dict[str, Any], transform_input: bool = True) -> None:
+        if self.state != "ENABLED" or not self.event_pattern.matches_event(original_event):
+            return
+        deliver = hooks["lambda_target"]
+        others = []
+        for target in self.targets:
+            if deliver is not None and parse_arn(target["Arn"]).service == "lambda":
+                deliver(self.arn, target, lambda_target_payload(target, original_event))
+            else:
+                others.append(target)
+        if others:
+            rest = copy.copy(self)
+            rest.targets = others
+            original(rest, original_event, transform_input)
+
+    _replace(Rule, "send_to_targets", send_to_targets)
+
+
+_S3_REASONS = {
+    "Put": "PutObject",
+    "Post": "PostObject",
+    "Copy": "CopyObject",
+    "CompleteMultipartUpload": "CompleteMultipartUpload",
+    "Delete": "DeleteObject",
+    "DeleteMarkerCreated": "DeleteObject",
+}
+_sequencer = itertools.count(time.time_ns() // 1000)
+
+
+def _adapt_s3_eventbridge_notification() -> None:
+    """With EventBridge notifications on, moto 5.2.5 sends S3 events to the rules of every bus
+    (AWS: the default bus only), with one fixed event id and sequencer, `eTag` for `etag`, a
+    version-id even when versioning is off and `reason` "Put" for "PutObject". Emit the event
+    AWS documents, to the default bus only."""
+    from moto.events.models import events_backends
+    from moto.events.utils import _BASE_EVENT_MESSAGE
+    from moto.s3 import notifications
+
+    def send_event_bridge_message(account_id: str, bucket: Any, event_name: str, key: Any) -> None:
+        detail_type = notifications._detail_type(event_name)
+        obj: dict[str, Any] = {"key": key.name}
+        if detail_type == "Object Created":
+            obj.update(size=key.size, etag=key.etag.replace('"', ""))
+        if key.version_id and key.version_id != "null":
+            obj["version-id"] = key.version_id
+        obj["sequencer"] = f"{next(_sequencer):018X}"
+        action = event_name.split(":")[-1]
+        detail: dict[str, Any] = {
+            "version": "0",
+            "bucket": {"name": bucket.name},
+            "object": obj,
+            "request-id": uuid.uuid4().hex[:16].upper(),
+            "requester": account_id,
+            "source-ip-address": "127.0.0.1",
+            "reason": _S3_REASONS.get(action, action),
+        }
+        if detail_type == "Object Deleted":
+            detail["deletion-type"] = (
+                "Delete Marker Created" if action == "DeleteMarkerCreated" else "Permanently Deleted"
+            )
+        event = copy.deepcopy(_BASE_EVENT_MESSAGE)
+        event.update(
+            {
+                "id": str(uuid.uuid4()),
+                "detail-type": detail_type,
+                "source": "aws.s3",
+                "account": account_id,
+                "time": time.time(),
+                "region": bucket.region_name,
+                "resources": [bucket.arn],
+                "detail": detail,
+            }
+        )
+        default_bus = events_backends[account_id][bucket.region_name].event_buses.get("default")
+        if default_bus is None:
+            return
+        for rule in list(default_bus.rules.values()):
+            rule.send_to_targets(event)
+
+    _replace(notifications, "_send_event_bridge_message", send_event_bridge_message)
+
+
+def _adapt_batch_job_start() -> None:
+    """moto 5.2.5 runs each submitted Batch job on its own thread (Docker, or nothing at all) and
+    moves it SUBMITTED -> SUCCEEDED as it sees fit. Hand the job to the `batch_job` hook (the
+    local compute) instead, so that nothing but the local compute moves it."""
+    from moto.batch.models import Job
+
+    original = Job.start
+
+    def start(self: Any) -> None:
+        run = hooks["batch_job"]
+        if run is None:
+            original(self)
+        else:
+            run(self)
+
+    _replace(Job, "start", start)
+
+
+def _adapt_batch_job_description() -> None:
+    """moto 5.2.5's Job description (DescribeJobs, and so `.sync`) appends the job definition's
+    environment and AWS_BATCH_JOB_ID to the submitted overrides on every call, so the list grows
+    with each describe, and drops container.exitCode/reason of a stopped job. Describe without
+    mutating and keep the exit code and reason, as AWS does."""
+    from moto.batch.models import Job
+
+    original_property = Job._get_container_property
+    original_details = Job._container_details
+
+    def get_container_property(self: Any, p: str, default: Any) -> Any:
+        if p != "environment":
+            return original_property(self, p, default)
+        job_env = [dict(e) for e in self.container_overrides.get("environment", [])]
+        given = {e["name"] for e in job_env}
+        jd_env = (self.job_definition.container_properties or {}).get("environment", [])
+        job_env.extend(dict(e) for e in jd_env if e["name"] not in given)
+        job_env.append({"name": "AWS_BATCH_JOB_ID", "value": self.job_id})
+        return job_env
+
+    def container_details(self: Any) -> dict[str, Any]:
+        details = original_details(self)
+        if self.exit_code is not None:
+            details["exitCode"] = self.exit_code
+        if getattr(self, "container_reason", None):
+            details["reason"] = self.container_reason
+        return details
+
+    _replace(Job, "_get_container_property", get_container_property)
+    _replace(Job, "_container_details", container_details)
+
+
+def _adapt_lambda_invoke() -> None:
+    """Without Docker, moto 5.2.5's Invoke runs no code (it fails, or echoes the payload). Route
+    Invoke to the `lambda_invoke` hook (the local Lambda service) so `aws lambda invoke` and
+    Step Functions' lambda:invoke run the real handler, with Lambda's response headers."""
+    import base64
+
+    from moto.awslambda.models import LambdaFunction
+
+    original = LambdaFunction.invoke
+
+    def invoke(self: Any, body: Any, request_headers: Any, response_headers: Any) -> str | bytes:
+        run = hooks["lambda_invoke"]
+        if run is None:
+            return original(self, body, request_headers, response_headers)
+        invocation_type = request_headers.get("x-amz-invocation-type", "RequestResponse")
+        payload = json.loads(body) if body else {}
+        result, function_error, log_tail = run(self.function_arn, payload, invocation_type)
+        if function_error:
+            response_headers["x-amz-function-error"] = function_error
+        if invocation_type == "RequestResponse" and request_headers.get("x-amz-log-type") == "Tail":
+            response_headers["x-amz-log-result"] = base64.b64encode(log_tail.encode()[-4096:]).decode()
+        response_headers["x-amz-executed-version"] = "$LATEST"
+        return result
+
+    _replace(LambdaFunction, "invoke", invoke)
+
+
+ADAPTATIONS = (
+    _adapt_optimized_integration_casing,
+    _adapt_rule_lambda_targets,
+    _adapt_s3_eventbridge_notification,
+    _adapt_batch_job_start,
+    _adapt_batch_job_description,
+    _adapt_lambda_invoke,
+)
 
 
 def apply() -> None:
@@ -67,5 +310,6 @@ def apply() -> None:
 
     if moto.__version__ != PINNED_MOTO:
         raise RuntimeError(f"jobline's local stack is adapted to moto {PINNED_MOTO}, found {moto.__version__}")
-    _adapt_optimized_integration_casing()
+    for adaptation in ADAPTATIONS:
+        adaptation()
     _applied = True

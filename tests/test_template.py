@@ -1,0 +1,424 @@
+"""template.yaml keeps its promises: private encrypted storage, dead letters everywhere, narrow IAM."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from jobline.settings import Settings
+
+from tests.cfn import ASL, ROOT, resource, template
+
+FUNCTIONS = {
+    "S3TriggerFunction": "s3_trigger",
+    "BusTriggerFunction": "bus_trigger",
+    "ScheduleTriggerFunction": "schedule_trigger",
+    "SqsTriggerFunction": "sqs_trigger",
+    "StateChangeFunction": "state_change",
+}
+# Allow statements may use Resource "*" only for actions without resource-level permissions.
+ACTIONS_WITHOUT_RESOURCES = {
+    "batch:DescribeJobs",
+    "batch:TerminateJob",
+    "logs:CreateLogDelivery",
+    "logs:GetLogDelivery",
+    "logs:UpdateLogDelivery",
+    "logs:DeleteLogDelivery",
+    "logs:ListLogDeliveries",
+    "logs:PutResourcePolicy",
+    "logs:DescribeResourcePolicies",
+    "logs:DescribeLogGroups",
+    "xray:PutTraceSegments",
+    "xray:PutTelemetryRecords",
+    "xray:GetSamplingRules",
+    "xray:GetSamplingTargets",
+}
+
+
+def _resources(type_: str) -> dict[str, dict[str, Any]]:
+    return {k: v for k, v in template()["Resources"].items() if v["Type"] == type_}
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def _refs(value: Any) -> set[str]:
+    """Every Ref target inside `value` (through Fn::If branches and lists)."""
+    if isinstance(value, dict):
+        if set(value) == {"Ref"}:
+            return {value["Ref"]}
+        return set().union(*(_refs(v) for v in value.values())) if value else set()
+    if isinstance(value, list):
+        return set().union(*(_refs(v) for v in value)) if value else set()
+    return set()
+
+
+def _statements(node: Any, path: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every IAM statement in the template: policy documents, SAM Policies, bucket/queue policies."""
+    if isinstance(node, dict):
+        if isinstance(node.get("Statement"), list):
+            for i, statement in enumerate(node["Statement"]):
+                yield f"{path}/Statement[{i}]", statement
+        for key, value in node.items():
+            if key != "Statement":
+                yield from _statements(value, f"{path}/{key}")
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from _statements(value, f"{path}[{i}]")
+
+
+def _function_events(event_type: str) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    for function_id, function in _resources("AWS::Serverless::Function").items():
+        for event_id, event in function["Properties"].get("Events", {}).items():
+            if event["Type"] == event_type:
+                yield function_id, event_id, event["Properties"]
+
+
+# ---------------------------------------------------------------- storage
+
+
+def _bucket_policy(bucket_id: str) -> dict[str, Any]:
+    policies = [
+        p["Properties"]["PolicyDocument"]
+        for p in _resources("AWS::S3::BucketPolicy").values()
+        if p["Properties"]["Bucket"] == {"Ref": bucket_id}
+    ]
+    assert len(policies) == 1, f"{bucket_id} needs exactly one bucket policy"
+    return policies[0]
+
+
+def test_there_are_the_two_buckets() -> None:
+    assert set(_resources("AWS::S3::Bucket")) == {"InputBucket", "RunDataBucket"}
+
+
+@pytest.mark.parametrize("bucket_id", ["InputBucket", "RunDataBucket"])
+def test_every_bucket_is_private_encrypted_and_tls_only(bucket_id: str) -> None:
+    props = resource(bucket_id)["Properties"]
+    assert props["PublicAccessBlockConfiguration"] == {
+        "BlockPublicAcls": True,
+        "BlockPublicPolicy": True,
+        "IgnorePublicAcls": True,
+        "RestrictPublicBuckets": True,
+    }
+    rules = props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert rules
+    assert all(
+        r["ServerSideEncryptionByDefault"]["SSEAlgorithm"] in {"AES256", "aws:kms", "aws:kms:dsse"} for r in rules
+    )
+    assert props["VersioningConfiguration"] == {"Status": "Enabled"}
+
+    tls_denies = [
+        s
+        for s in _bucket_policy(bucket_id)["Statement"]
+        if s["Effect"] == "Deny"
+        and s["Principal"] in ("*", {"AWS": "*"})
+        and str(s.get("Condition", {}).get("Bool", {}).get("aws:SecureTransport")).lower() == "false"
+    ]
+    assert tls_denies, f"{bucket_id} must deny requests without TLS"
+    (deny,) = tls_denies
+    assert "s3:*" in _as_list(deny["Action"])
+    covered = _as_list(deny["Resource"])
+    assert {"Fn::GetAtt": [bucket_id, "Arn"]} in covered
+    assert {"Fn::Sub": f"${{{bucket_id}.Arn}}/*"} in covered
+
+
+def test_input_bucket_sends_eventbridge_notifications() -> None:
+    config = resource("InputBucket")["Properties"]["NotificationConfiguration"]
+    assert config["EventBridgeConfiguration"]["EventBridgeEnabled"] is True
+
+
+def test_run_data_expires_after_the_run_retention() -> None:
+    rules = resource("RunDataBucket")["Properties"]["LifecycleConfiguration"]["Rules"]
+    assert any(
+        r["Status"] == "Enabled" and r.get("ExpirationInDays") == {"Ref": "RunRetentionDays"} and "Prefix" not in r
+        for r in rules
+    )
+
+
+def test_run_table() -> None:
+    table = resource("RunTable")
+    props = table["Properties"]
+    assert table["DeletionPolicy"] == "Retain"
+    assert table["UpdateReplacePolicy"] == "Retain"
+    assert props["BillingMode"] == "PAY_PER_REQUEST"
+    assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    assert props["SSESpecification"]["SSEEnabled"] is True
+    assert props["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+    assert props["KeySchema"] == [{"AttributeName": "pk", "KeyType": "HASH"}]
+    indexes = {
+        gsi["IndexName"]: (
+            [(k["AttributeName"], k["KeyType"]) for k in gsi["KeySchema"]],
+            gsi["Projection"]["ProjectionType"],
+        )
+        for gsi in props["GlobalSecondaryIndexes"]
+    }
+    assert indexes == {
+        "by-job": ([("job", "HASH"), ("created_at", "RANGE")], "ALL"),
+        "by-status": ([("status", "HASH"), ("created_at", "RANGE")], "ALL"),
+        "by-created": ([("record_type", "HASH"), ("created_at", "RANGE")], "ALL"),
+    }
+    types = {a["AttributeName"]: a["AttributeType"] for a in props["AttributeDefinitions"]}
+    assert types == dict.fromkeys(["pk", "job", "status", "record_type", "created_at"], "S")
+
+
+def test_every_queue_is_encrypted() -> None:
+    queues = _resources("AWS::SQS::Queue")
+    assert set(queues) == {"TriggerQueue", "TriggerDeadLetterQueue", "EventDeadLetterQueue"}
+    for queue_id, queue in queues.items():
+        props = queue["Properties"]
+        assert props.get("SqsManagedSseEnabled") is True or "KmsMasterKeyId" in props, queue_id
+
+
+# ---------------------------------------------------------------- triggers and dead letters
+
+
+def _function_timeout(function_id: str) -> int:
+    props = resource(function_id)["Properties"]
+    return int(props.get("Timeout", template()["Globals"]["Function"]["Timeout"]))
+
+
+def test_trigger_queue_redrives_to_its_dlq_and_outlives_the_function() -> None:
+    props = resource("TriggerQueue")["Properties"]
+    assert props["RedrivePolicy"]["deadLetterTargetArn"] == {"Fn::GetAtt": ["TriggerDeadLetterQueue", "Arn"]}
+    assert int(props["RedrivePolicy"]["maxReceiveCount"]) >= 5
+    assert int(props["VisibilityTimeout"]) >= 6 * _function_timeout("SqsTriggerFunction")
+
+
+def test_sqs_trigger_reports_partial_batch_failures() -> None:
+    (event,) = [e for f, _, e in _function_events("SQS") if f == "SqsTriggerFunction"]  # exactly one SQS event source
+    assert event["Queue"] == {"Fn::GetAtt": ["TriggerQueue", "Arn"]}
+    assert event["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert event["BatchSize"] == 10
+
+
+def test_every_eventbridge_rule_event_has_a_dlq_and_a_retry_policy() -> None:
+    events = list(_function_events("EventBridgeRule"))
+    assert {f for f, _, _ in events} == {"S3TriggerFunction", "BusTriggerFunction", "StateChangeFunction"}
+    for function_id, event_id, props in events:
+        where = f"{function_id}.{event_id}"
+        assert props.get("DeadLetterConfig") == {"Arn": {"Fn::GetAtt": ["EventDeadLetterQueue", "Arn"]}}, where
+        retry = props.get("RetryPolicy") or {}
+        assert {"MaximumRetryAttempts", "MaximumEventAgeInSeconds"} <= set(retry), where
+
+
+def test_the_event_dlq_admits_exactly_the_generated_rules() -> None:
+    """SAM names each rule <function><event>; the queue policy must follow renames."""
+    policies = [
+        p["Properties"]["PolicyDocument"]
+        for p in _resources("AWS::SQS::QueuePolicy").values()
+        if {"Ref": "EventDeadLetterQueue"} in p["Properties"]["Queues"]
+    ]
+    (policy,) = policies
+    by_service = {s["Principal"]["Service"]: s for s in policy["Statement"]}
+    events_statement = by_service["events.amazonaws.com"]
+    source_arns = events_statement["Condition"]["ArnEquals"]["aws:SourceArn"]
+    expected = [{"Fn::GetAtt": [f + e, "Arn"]} for f, e, _ in _function_events("EventBridgeRule")]
+    assert sorted(map(str, source_arns)) == sorted(map(str, expected))
+    for statement in policy["Statement"]:
+        assert statement["Action"] == "sqs:SendMessage"
+        assert "aws:SourceAccount" in statement["Condition"]["StringEquals"]
+    assert "scheduler.amazonaws.com" in by_service
+
+
+def test_async_function_failures_land_in_the_event_dlq() -> None:
+    config = template()["Globals"]["Function"]["EventInvokeConfig"]
+    assert config["DestinationConfig"]["OnFailure"] == {
+        "Type": "SQS",
+        "Destination": {"Fn::GetAtt": ["EventDeadLetterQueue", "Arn"]},
+    }
+
+
+def test_every_schedule_has_a_dlq_and_a_retry_policy() -> None:
+    schedules = _resources("AWS::Scheduler::Schedule")
+    assert schedules, "the packaged catalog declares at least one schedule"
+    for schedule_id, schedule in schedules.items():
+        target = schedule["Properties"]["Target"]
+        assert target["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": ["EventDeadLetterQueue", "Arn"]}}, schedule_id
+        assert {"MaximumRetryAttempts", "MaximumEventAgeInSeconds"} <= set(target["RetryPolicy"]), schedule_id
+        assert target["Arn"] == {"Fn::GetAtt": ["ScheduleTriggerFunction", "Arn"]}
+        assert schedule["Properties"]["GroupName"] == {"Ref": "JobSchedulesGroup"}
+
+
+def test_s3_rule_listens_to_the_input_bucket_only() -> None:
+    (props,) = [p for f, _, p in _function_events("EventBridgeRule") if f == "S3TriggerFunction"]
+    assert "EventBusName" not in props  # the default bus, where S3 sends its events
+    assert props["Pattern"]["source"] == ["aws.s3"]
+    assert props["Pattern"]["detail-type"] == ["Object Created"]
+    assert props["Pattern"]["detail"]["bucket"]["name"] == [{"Ref": "InputBucket"}]
+
+
+def test_bus_rule_ignores_joblines_own_notifications() -> None:
+    (props,) = [p for f, _, p in _function_events("EventBridgeRule") if f == "BusTriggerFunction"]
+    assert props["EventBusName"] == {"Ref": "JobBus"}
+    assert props["Pattern"] == {"source": [{"anything-but": ["jobline"]}]}
+
+
+def test_state_change_rule_filters_joblines_job_queues() -> None:
+    (props,) = [p for f, _, p in _function_events("EventBridgeRule") if f == "StateChangeFunction"]
+    pattern = props["Pattern"]
+    assert "EventBusName" not in props
+    assert pattern["source"] == ["aws.batch"]
+    assert pattern["detail-type"] == ["Batch Job State Change"]
+    job_queue = pattern["detail"]["jobQueue"]
+    assert _refs(job_queue) == {"OnDemandJobQueue", "SpotJobQueue", "GpuJobQueue", "ExistingJobQueueArn"}
+    assert "Fn::If" in job_queue  # every branch is a list of jobline's queues, never a wildcard
+
+
+# ---------------------------------------------------------------- IAM
+
+
+def test_no_allow_statement_has_a_wildcard_action() -> None:
+    statements = list(_statements(template()))
+    assert len(statements) > 20
+    for where, statement in statements:
+        assert "NotAction" not in statement, where
+        actions = _as_list(statement["Action"])
+        assert all(isinstance(a, str) and a for a in actions), where
+        wildcards = [a for a in actions if "*" in a or "?" in a]
+        if statement["Effect"] == "Allow":
+            assert not wildcards, f"{where}: {wildcards}"
+        else:
+            # A Deny takes rights away; only the TLS-only bucket deny may use a wildcard.
+            assert not wildcards or "aws:SecureTransport" in str(statement.get("Condition")), where
+
+
+def test_resource_star_only_for_actions_without_resource_permissions() -> None:
+    for where, statement in _statements(template()):
+        if statement["Effect"] != "Allow":
+            continue
+        if "*" in _as_list(statement.get("Resource")):
+            extra = set(_as_list(statement["Action"])) - ACTIONS_WITHOUT_RESOURCES
+            assert not extra, f"{where}: {sorted(extra)} can be scoped to resources"
+
+
+def _policy_actions(function_id: str) -> dict[str, set[str]]:
+    """Action -> the resources it is allowed on, from a SAM resource's inline statements."""
+    allowed: dict[str, set[str]] = {}
+    for _, statement in _statements(resource(function_id)["Properties"].get("Policies", [])):
+        for action in _as_list(statement["Action"]):
+            allowed.setdefault(action, set()).update(map(str, _as_list(statement["Resource"])))
+    return allowed
+
+
+@pytest.mark.parametrize(
+    "function_id", ["S3TriggerFunction", "BusTriggerFunction", "ScheduleTriggerFunction", "SqsTriggerFunction"]
+)
+def test_trigger_functions_have_exactly_their_permissions(function_id: str) -> None:
+    allowed = _policy_actions(function_id)
+    table = str({"Fn::GetAtt": ["RunTable", "Arn"]})
+    assert allowed == {
+        "dynamodb:PutItem": {table},
+        "dynamodb:GetItem": {table},
+        "dynamodb:UpdateItem": {table},
+        "states:StartExecution": {str({"Ref": "RunStateMachine"})},
+        "sqs:SendMessage": {str({"Fn::GetAtt": ["EventDeadLetterQueue", "Arn"]})},
+        "s3:PutObject": {str({"Fn::Sub": "${RunDataBucket.Arn}/trigger-events/*"})},
+    }
+
+
+def test_state_change_function_only_touches_the_run_table() -> None:
+    allowed = _policy_actions("StateChangeFunction")
+    assert set(allowed) <= {"dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:PutItem"}
+    assert all(r == {str({"Fn::GetAtt": ["RunTable", "Arn"]})} for r in allowed.values())
+
+
+def test_state_machine_submits_only_to_joblines_queues() -> None:
+    allowed = _policy_actions("RunStateMachine")
+    (submit,) = [
+        s
+        for _, s in _statements(resource("RunStateMachine")["Properties"]["Policies"])
+        if s["Action"] == "batch:SubmitJob"
+    ]
+    assert "*" not in str(submit["Resource"]).replace("job-definition/*", "")
+    assert _refs(submit["Resource"]) >= {"OnDemandJobQueue", "SpotJobQueue", "GpuJobQueue", "ExistingJobQueueArn"}
+    rule_arn = "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:rule/"
+    rule = str({"Fn::Sub": rule_arn + "StepFunctionsGetEventsForBatchJobsRule"})
+    for action in ("events:PutTargets", "events:PutRule", "events:DescribeRule"):
+        assert allowed[action] == {rule}
+    assert allowed["dynamodb:UpdateItem"] == {str({"Fn::GetAtt": ["RunTable", "Arn"]})}
+
+
+def test_scheduler_role_trusts_only_this_account() -> None:
+    (statement,) = resource("SchedulerRole")["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+    assert statement["Principal"] == {"Service": "scheduler.amazonaws.com"}
+    assert statement["Condition"]["StringEquals"]["aws:SourceAccount"] == {"Ref": "AWS::AccountId"}
+
+
+# ---------------------------------------------------------------- code and orchestration
+
+
+def test_state_machine_substitutions_cover_the_definition() -> None:
+    machine = resource("RunStateMachine")["Properties"]
+    assert machine["DefinitionUri"] == "statemachines/run.asl.json"
+    assert ASL.exists(), "statemachines/run.asl.json is missing"
+    placeholders = set(re.findall(r"\$\{([^}]+)\}", ASL.read_text()))
+    assert placeholders, "expected at least ${RunTableName} in the definition"
+    missing = placeholders - set(machine["DefinitionSubstitutions"])
+    assert not missing, f"DefinitionSubstitutions lacks {sorted(missing)}"
+
+
+def test_state_machine_is_standard_logged_and_traced() -> None:
+    machine = resource("RunStateMachine")["Properties"]
+    assert machine["Type"] == "STANDARD"
+    assert machine["Logging"]["Level"] == "ERROR"
+    assert machine["Logging"]["IncludeExecutionData"] is False
+    assert machine["Tracing"] == {"Enabled": True}
+
+
+@pytest.mark.parametrize(("function_id", "directory"), sorted(FUNCTIONS.items()))
+def test_functions(function_id: str, directory: str) -> None:
+    props = resource(function_id)["Properties"]
+    merged = {**template()["Globals"]["Function"], **props}
+    assert merged["CodeUri"] == f"functions/{directory}/"
+    assert (ROOT / "functions" / directory / "app.py").exists()
+    assert merged["Handler"] == "app.handler"
+    assert merged["Runtime"] == {"Ref": "LambdaRuntime"}
+    assert merged["Layers"] == [{"Ref": "JoblineLayer"}]
+    assert merged["Tracing"] == "Active"
+    assert merged["Architectures"] == ["x86_64"]
+    log_group = props["LoggingConfig"]["LogGroup"]["Ref"]
+    assert resource(log_group)["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+
+
+def test_environment_fills_every_setting() -> None:
+    env = template()["Globals"]["Function"]["Environment"]["Variables"]
+    fields = {name.upper() for name in Settings.model_fields}
+    required = {name.upper() for name, field in Settings.model_fields.items() if field.is_required()}
+    assert required <= set(env)
+    unknown = set(env) - fields - {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "LOG_LEVEL"}
+    assert not unknown, f"no setting reads {sorted(unknown)}"
+    for name in ("JOB_QUEUE_ON_DEMAND_ARN", "JOB_QUEUE_SPOT_ARN", "JOB_QUEUE_GPU_ARN", "DEFAULT_JOB_DEFINITION_ARN"):
+        assert name in env
+
+
+def test_layer_is_built_for_python311() -> None:
+    layer = resource("JoblineLayer")
+    assert layer["Properties"]["ContentUri"] == "layers/jobline/"
+    assert layer["Metadata"]["BuildMethod"] == "python3.11"
+    assert template()["Parameters"]["LambdaRuntime"]["Default"] == "python3.11"
+
+
+def test_batch_jobs_have_one_attempt_and_the_stack_roles() -> None:
+    props = resource("DefaultJobDefinition")["Properties"]
+    assert props["RetryStrategy"] == {"Attempts": 1}
+    assert props["PlatformCapabilities"] == ["FARGATE"]
+    assert props["PropagateTags"] is True
+    container = props["ContainerProperties"]
+    assert container["ExecutionRoleArn"] == {"Fn::GetAtt": ["JobExecutionRole", "Arn"]}
+    assert container["JobRoleArn"] == {"Fn::GetAtt": ["JobRole", "Arn"]}
+    assert container["NetworkConfiguration"] == {"AssignPublicIp": "ENABLED"}
+
+
+def test_created_compute_uses_created_or_given_network() -> None:
+    for ce_id in ("FargateComputeEnvironment", "FargateSpotComputeEnvironment", "GpuComputeEnvironment"):
+        ce = resource(ce_id)
+        assert ce["Condition"] in {"CreateBatchCompute", "CreateGpuCompute"}
+        compute = ce["Properties"]["ComputeResources"]
+        assert _refs(compute["Subnets"]) == {"PublicSubnetA", "PublicSubnetB", "SubnetIds"}
+        assert _refs(compute["SecurityGroupIds"]) == {"JobSecurityGroup", "SecurityGroupIds"}
+    assert resource("GpuComputeEnvironment")["Properties"]["ComputeResources"]["Ec2Configuration"] == [
+        {"ImageType": "ECS_AL2_NVIDIA"}
+    ]
