@@ -31,7 +31,7 @@ def record_handler(record: SqsRecordModel) -> str:
         )
         count("RejectedTriggers", Source="sqs", Code=code)
         raise
-    logger.info("sqs run", extra={"run_id": started.run_id, "created": started.created})
+    logger.info("sqs run", extra={"run_id": started.run_id, "new_run": started.created})
     return started.run_id
 
 

@@ -1,0 +1,112 @@
+"""Handlers invoked as Lambda invokes them, against moto (no state machine execution here)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import boto3
+import pytest
+import yaml
+from jobline import deps as deps_module
+from jobline import settings as settings_module
+from moto import mock_aws
+
+from tests.cfn import ROOT
+from tests.integration.conftest import create_run_table, job_spec
+
+REGION = "us-east-1"
+EVENTS = ROOT / "events"
+
+
+def load_handler(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"handler_{name}", ROOT / "functions" / name / "app.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def sample(name: str) -> dict[str, Any]:
+    return json.loads((EVENTS / name).read_text())
+
+
+class LambdaContext:
+    function_name = "test"
+    memory_limit_in_mb = 256
+    invoked_function_arn = f"arn:aws:lambda:{REGION}:123456789012:function:test"
+    aws_request_id = "req-1"
+
+
+TEST_JOBS = [
+    job_spec("csv-word-count", triggers={"s3": [{"prefix": "incoming/", "suffix": ".csv"}], "sqs": True}),
+    job_spec(
+        "nightly-report",
+        parameters={"day": {"default": ""}},
+        triggers={
+            "schedule": [{"name": "nightly", "expression": "cron(0 2 * * ? *)"}],
+            "bus": [
+                {
+                    "pattern": {"source": ["acme.reports"], "detail-type": ["Report Requested"]},
+                    "idempotency_key": "detail.request_id",
+                    "arguments": {"day": "detail.day"},
+                }
+            ],
+        },
+    ),
+]
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[dict[str, Any]]:
+    catalog = tmp_path / "jobs.yaml"
+    catalog.write_text(yaml.safe_dump({"jobs": TEST_JOBS}))
+    with mock_aws():
+        session = boto3.session.Session(region_name=REGION)
+        create_run_table(session.client("dynamodb"), "runs")
+        role = session.client("iam").create_role(RoleName="sm", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+        machine = session.client("stepfunctions").create_state_machine(
+            name="run",
+            definition=json.dumps({"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}}),
+            roleArn=role,
+        )["stateMachineArn"]
+        dlq = session.client("sqs").create_queue(QueueName="event-dlq")["QueueUrl"]
+        session.client("s3").create_bucket(Bucket="run-data")
+        values = {
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": REGION,
+            "POWERTOOLS_TRACE_DISABLED": "true",
+            "POWERTOOLS_SERVICE_NAME": "jobline",
+            "POWERTOOLS_METRICS_NAMESPACE": "Jobline",
+            "RUN_TABLE_NAME": "runs",
+            "STATE_MACHINE_ARN": machine,
+            "EVENT_DLQ_URL": dlq,
+            "RUN_DATA_BUCKET": "run-data",
+            "JOB_QUEUE_ON_DEMAND_ARN": "arn:aws:batch:us-east-1:123456789012:job-queue/on-demand",
+            "JOB_QUEUE_SPOT_ARN": "arn:aws:batch:us-east-1:123456789012:job-queue/spot",
+            "DEFAULT_JOB_DEFINITION_ARN": "arn:aws:batch:us-east-1:123456789012:job-definition/default:1",
+            "CATALOG_PATH": str(catalog),
+        }
+        for key, value in values.items():
+            monkeypatch.setenv(key, value)
+        settings_module.get_settings.cache_clear()
+        deps_module.get_deps.cache_clear()
+        yield {"session": session, "machine": machine, "dlq": dlq}
+        settings_module.get_settings.cache_clear()
+        deps_module.get_deps.cache_clear()
+
+
+def dlq_messages(env: dict[str, Any]) -> list[dict[str, Any]]:
+    sqs = env["session"].client("sqs")
+    messages = sqs.receive_message(QueueUrl=env["dlq"], MaxNumberOfMessages=10).get("Messages", [])
+    return [json.loads(m["Body"]) for m in messages]
+
+
+def executions(env: dict[str, Any]) -> list[str]:
+    sfn = env["session"].client("stepfunctions")
+    return [e["name"] for e in sfn.list_executions(stateMachineArn=env["machine"])["executions"]]
