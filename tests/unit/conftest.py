@@ -25,7 +25,8 @@ EVENTS = ROOT / "events"
 
 def load_handler(name: str) -> ModuleType:
     spec = importlib.util.spec_from_file_location(f"handler_{name}", ROOT / "functions" / name / "app.py")
-    assert spec and spec.loader
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -39,6 +39,10 @@ class Reason(StrEnum):
     JOB_FAILED = "JobFailed"
     TIMEOUT = "Timeout"
     STOPPED_BY_USER = "Stopped by user"
+    # Written only by the state machine (RecordOutcome): the job could not be submitted, or
+    # the execution itself failed unexpectedly.
+    SUBMIT_FAILED = "SubmitFailed"
+    INTERNAL_ERROR = "InternalError"
 
 
 # Run-level ranks. RETRYING sits between RUNNING and terminal: an attempt ended but the run goes on.
