@@ -456,8 +456,21 @@ class Deployer:
         if resources.get("type") not in ("FARGATE", "FARGATE_SPOT"):
             # EC2 compute would start instances in the local EC2; local jobs run as processes anyway.
             params = {"computeEnvironmentName": params["computeEnvironmentName"], "type": "UNMANAGED"}
+        # AWS uses Batch's service-linked role when none is given; the local Batch needs one that exists.
+        params.setdefault("serviceRole", self._batch_service_role())
         arn = batch.create_compute_environment(**params)["computeEnvironmentArn"]
         return Physical(ref=arn, attrs={"ComputeEnvironmentArn": arn})
+
+    def _batch_service_role(self) -> str:
+        iam = self.client("iam")
+        name = "AWSServiceRoleForBatch"
+        try:
+            return iam.get_role(RoleName=name)["Role"]["Arn"]
+        except iam.exceptions.NoSuchEntityException:
+            trust = {"Statement": [{"Effect": "Allow", "Principal": {"Service": "batch.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
+            return iam.create_role(
+                RoleName=name, Path="/aws-service-role/batch.amazonaws.com/", AssumeRolePolicyDocument=json.dumps(trust)
+            )["Role"]["Arn"]
 
     def create_Batch_JobQueue(self, lid: str, p: dict[str, Any]) -> Physical:
         batch = self.client("batch")

@@ -151,7 +151,8 @@ def execution_input(
         "environment_tail": environment_tail,
         "batch": {
             "JobQueue": _job_queue(job, settings),
-            "JobDefinition": backend.job_definition or settings.default_job_definition_arn,
+            "JobDefinition": backend.job_definition
+            or (settings.gpu_job_definition_arn if backend.capacity == "gpu" else settings.default_job_definition_arn),
             "AttemptDurationSeconds": job.timeout_seconds,
             "ContainerOverrides": overrides,
             "Parameters": arguments,

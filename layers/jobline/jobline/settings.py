@@ -22,6 +22,7 @@ class Settings(BaseSettings):
     job_queue_spot_arn: str = ""
     job_queue_gpu_arn: str = ""
     default_job_definition_arn: str = ""
+    gpu_job_definition_arn: str = ""
     catalog_path: Path = PACKAGED_CATALOG
     run_retention_days: int = Field(default=90, ge=1)
     # Inline limit for the trigger event handed to a job as an environment variable; Batch caps the

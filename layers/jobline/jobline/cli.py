@@ -1,0 +1,29 @@
+"""The `jobline` command. Subcommands import what they need on first use, so the Lambda layer
+(which carries this module) never loads the local stack."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(prog="jobline", description="jobline: declared jobs, run from events on AWS.")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.add_parser(
+        "local", help="run the whole stack on this machine (a local AWS); `jobline local --help`", add_help=False
+    )
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands.choices:
+        parser.print_help()
+        return 0 if argv and argv[0] in ("-h", "--help") else 2
+    command, rest = argv[0], argv[1:]
+    if command == "local":
+        from jobline_local.cli import main as local_main
+
+        return local_main(rest)
+    return 2  # pragma: no cover - every choice is handled above
+
+
+if __name__ == "__main__":
+    sys.exit(main())

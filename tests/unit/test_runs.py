@@ -1,0 +1,87 @@
+"""Run requests to execution input: arguments, queues, job definitions, the job's environment."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from jobline.catalog import parse_catalog
+from jobline.errors import InvalidArguments, RejectedInput
+from jobline.runs import execution_input, resolve_arguments
+from jobline.settings import Settings
+from jobline.triggers import RunRequest, Trigger, run_id
+from tests.integration.conftest import job_spec
+
+SETTINGS = Settings(
+    run_table_name="runs",
+    state_machine_arn="arn:sm",
+    event_dlq_url="https://dlq",
+    run_data_bucket="data",
+    job_queue_on_demand_arn="arn:queue/on-demand",
+    job_queue_spot_arn="arn:queue/spot",
+    default_job_definition_arn="arn:def/default",
+    gpu_job_definition_arn="arn:def/gpu",
+)
+TRIGGER = Trigger(type="manual", key="manual:1", source="test", event={})
+
+
+def request(**spec: Any) -> RunRequest:
+    job = parse_catalog({"jobs": [job_spec(**spec)]}).jobs[0]
+    return RunRequest(job=job, trigger=TRIGGER)
+
+
+def test_run_ids_are_deterministic_and_valid_execution_names() -> None:
+    assert run_id("word-count", "s3:b:k:v:1") == run_id("word-count", "s3:b:k:v:1")
+    assert run_id("word-count", "s3:b:k:v:1") != run_id("word-count", "s3:b:k:v:2")
+    assert run_id("word-count", "x") != run_id("other-job", "x")
+    longest = run_id("j" * 40, "x")
+    assert len(longest) <= 61
+    assert len(f"{longest}-10") <= 128
+
+
+def test_arguments_are_checked_against_declared_parameters() -> None:
+    job = request(
+        parameters={"day": {"required": True, "max_length": 10}, "mode": {"default": "full"}}, triggers={"sqs": True}
+    ).job
+    assert resolve_arguments(job, {"day": "2026-11-20"}) == {"day": "2026-11-20", "mode": "full"}
+    with pytest.raises(InvalidArguments, match=r"does not declare parameters \['colour'\]"):
+        resolve_arguments(job, {"day": "x", "colour": "red"})
+    with pytest.raises(InvalidArguments, match="requires parameter 'day'"):
+        resolve_arguments(job, {})
+    with pytest.raises(InvalidArguments, match="11 characters, over its max_length 10"):
+        resolve_arguments(job, {"day": "x" * 11})
+
+
+def test_capacity_picks_the_queue_and_gpu_jobs_get_the_gpu_definition() -> None:
+    spot = execution_input(request(backend={"type": "batch", "capacity": "spot"}), {}, {}, SETTINGS)
+    assert (spot["batch"]["JobQueue"], spot["batch"]["JobDefinition"]) == ("arn:queue/spot", "arn:def/default")
+    gpu_backend = {"type": "batch", "capacity": "gpu", "gpu": 1, "vcpu": 4, "memory_mib": 15000}
+    gpu = execution_input(
+        request(backend=gpu_backend), {}, {}, SETTINGS.model_copy(update={"job_queue_gpu_arn": "arn:queue/gpu"})
+    )
+    assert (gpu["batch"]["JobQueue"], gpu["batch"]["JobDefinition"]) == ("arn:queue/gpu", "arn:def/gpu")
+    assert {"Type": "GPU", "Value": "1"} in gpu["batch"]["ContainerOverrides"]["ResourceRequirements"]
+
+
+def test_a_gpu_job_on_a_stack_without_gpu_compute_is_refused_clearly() -> None:
+    with pytest.raises(RejectedInput, match="needs the gpu job queue.*EnableGpuCompute"):
+        execution_input(request(backend={"type": "batch", "capacity": "gpu", "gpu": 1}), {}, {}, SETTINGS)
+
+
+def test_the_environment_tail_is_the_jobs_environment_as_json_fragments() -> None:
+    req = request(environment={"LOG_LEVEL": "debug"})
+    payload = execution_input(req, {"output_prefix": "x/"}, {"JOBLINE_TRIGGER_EVENT": "{}"}, SETTINGS)
+    # The state machine prepends JOBLINE_ATTEMPT and parses "[<attempt>" + tail + "]".
+    parsed = json.loads('[{"Name":"JOBLINE_ATTEMPT","Value":"1"}' + payload["environment_tail"] + "]")
+    env = {item["Name"]: item["Value"] for item in parsed}
+    assert env == {
+        "JOBLINE_ATTEMPT": "1",
+        "LOG_LEVEL": "debug",
+        "JOBLINE_RUN_ID": req.run_id,
+        "JOBLINE_JOB_NAME": "word-count",
+        "JOBLINE_MAX_ATTEMPTS": "1",
+        "JOBLINE_TRIGGER_EVENT": "{}",
+        "JOBLINE_ARG_OUTPUT_PREFIX": "x/",
+    }
