@@ -21,14 +21,21 @@ _SIGNING_TO_SERVICE = {"states": "stepfunctions", "execute-api": "apigateway"}
 
 
 @lru_cache(maxsize=32)
-def _rest_routes(service: str) -> list[tuple[str, re.Pattern[str], dict[str, str | None], int, str]]:
+def _rest_routes(service: str) -> list[tuple[str, re.Pattern[str], dict[str, str | None], list[str], int, str]]:
     try:
         model = botocore.session.get_session().get_service_model(service)
     except Exception:
         return []
     routes = []
     for name in model.operation_names:
-        http = model.operation_model(name).http
+        operation = model.operation_model(name)
+        http = operation.http
+        shape = operation.input_shape
+        headers = [
+            "HTTP_" + shape.members[m].serialization["name"].upper().replace("-", "_")
+            for m in (shape.required_members if shape is not None else [])
+            if shape.members[m].serialization.get("location") == "header"
+        ]
         uri = http.get("requestUri", "/")
         path, _, query = uri.partition("?")
         pattern = ""
@@ -43,17 +50,19 @@ def _rest_routes(service: str) -> list[tuple[str, re.Pattern[str], dict[str, str
         for item in filter(None, query.split("&")):
             key, _, value = item.partition("=")
             required[key] = value or None
-        score = literal + 100 * len(required)
-        routes.append((http.get("method", "POST"), re.compile(f"^{pattern}/?$"), required, score, name))
+        score = literal + 100 * (len(required) + len(headers))
+        routes.append((http.get("method", "POST"), re.compile(f"^{pattern}/?$"), required, headers, score, name))
     return routes
 
 
-def rest_operation(service: str, method: str, path: str, query: dict[str, list[str]]) -> str:
+def rest_operation(environ: dict[str, Any], service: str, method: str, path: str, query: dict[str, list[str]]) -> str:
     best, best_score = "Unknown", -1
-    for route_method, pattern, required, score, name in _rest_routes(service):
+    for route_method, pattern, required, headers, score, name in _rest_routes(service):
         if route_method != method or score <= best_score or not pattern.match(path):
             continue
-        if all(key in query and (value is None or value in query[key]) for key, value in required.items()):
+        if all(h in environ for h in headers) and all(
+            key in query and (value is None or value in query[key]) for key, value in required.items()
+        ):
             best, best_score = name, score
     return best
 
@@ -102,7 +111,7 @@ class ApiCounter:
             action = parse_qs(body.decode(errors="replace")).get("Action")
             if action:
                 return f"{service}:{action[0]}"
-        return f"{service}:{rest_operation(service, method, environ.get('PATH_INFO', '/'), query)}"
+        return f"{service}:{rest_operation(environ, service, method, environ.get('PATH_INFO', '/'), query)}"
 
     def snapshot(self) -> dict[str, dict[str, int]]:
         with self._lock:

@@ -289,9 +289,8 @@ class Deployer:
             AssumeRolePolicyDocument=json.dumps(p.get("AssumeRolePolicyDocument", {})),
         )["Role"]
         for policy in p.get("Policies", []):
-            iam.put_role_policy(
-                RoleName=name, PolicyName=policy["PolicyName"], PolicyDocument=json.dumps(policy["PolicyDocument"])
-            )
+            document = {"Version": "2012-10-17", **policy["PolicyDocument"]}
+            iam.put_role_policy(RoleName=name, PolicyName=policy["PolicyName"], PolicyDocument=json.dumps(document))
         return Physical(ref=name, attrs={"Arn": role["Arn"], "RoleId": role["RoleId"]})
 
     def create_IAM_InstanceProfile(self, lid: str, p: dict[str, Any]) -> Physical:

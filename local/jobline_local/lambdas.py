@@ -305,11 +305,11 @@ class LambdaService:
         """A synchronous invocation (RequestResponse)."""
         request_id = request_id or str(uuid.uuid4())
         pool = self.pools[spec.name]
+        started = time.monotonic()
         with self._busy_lock:
             self._busy += 1
         try:
             worker = pool.acquire()
-            started = time.monotonic()
             try:
                 response = worker.invoke(request_id, payload, spec.timeout)
             except FunctionTimeout:
@@ -323,6 +323,8 @@ class LambdaService:
                 response = {"error": {"errorType": "Runtime.ExitError", "errorMessage": f"Runtime exited: {error}"}}
             else:
                 pool.release(worker)
+        except WorkerDied as error:  # no worker could start, or the stack is stopping
+            response = {"error": {"errorType": "Runtime.Unavailable", "errorMessage": str(error)}}
         finally:
             with self._busy_lock:
                 self._busy -= 1
@@ -333,7 +335,7 @@ class LambdaService:
             self.activity.count(f"lambda.errors.{spec.logical_id}")
             self.activity.note(
                 "lambda",
-                f"{spec.logical_id} {request_id}: {error['errorType']}: {error['errorMessage']}"
+                f"{spec.logical_id} {request_id}: {error['errorType']}: {str(error['errorMessage']).splitlines()[0][:300]}"
                 f" (log: {self.log_path(spec)})",
                 logging.WARNING,
                 function=spec.logical_id,

@@ -205,6 +205,11 @@ class LocalClock:
         with self._lock:
             return self._base + timedelta(seconds=(time.monotonic() - self._t0) * self.speed)
 
+    def restart(self) -> None:
+        """Count from now again: the clock shows its start time when the stack is ready."""
+        with self._lock:
+            self._t0 = time.monotonic()
+
     def advance(self, seconds: float) -> datetime:
         with self._lock:
             self._base += timedelta(seconds=seconds)

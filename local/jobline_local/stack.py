@@ -174,6 +174,7 @@ class Stack:
         for poller in self.pollers:
             poller.start()
         self.scheduler = LocalScheduler(clients, self.clock, self._fire_schedule_target, self.activity)
+        self.clock.restart()
         self.scheduler.start()
         self._services = [self.scheduler, *self.pollers, self.lambdas, self.batch]
 

@@ -159,7 +159,7 @@ def job_spec(name: str = "word-count", **overrides: Any) -> dict[str, Any]:
     return spec
 
 
-def wait_for_execution(stack: dict[str, Any], run_id: str, timeout: float = 30) -> dict[str, Any]:
+def wait_for_execution(stack: dict[str, Any], run_id: str, timeout: float = 60) -> dict[str, Any]:
     sfn = stack["session"].client("stepfunctions")
     arn = stack["settings"].state_machine_arn.replace(":stateMachine:", ":execution:") + f":{run_id}"
     deadline = time.monotonic() + timeout
@@ -171,7 +171,7 @@ def wait_for_execution(stack: dict[str, Any], run_id: str, timeout: float = 30) 
     raise AssertionError(f"execution {run_id} still running after {timeout}s")
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float = 30, what: str = "condition") -> Any:
+def wait_until(predicate: Callable[[], Any], timeout: float = 60, what: str = "condition") -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if value := predicate():

@@ -141,7 +141,7 @@ def test_a_job_waits_for_a_concurrency_slot(stack: dict[str, Any], batch_script:
         UpdateExpression="DELETE holders :h",
         ExpressionAttributeValues={":h": {"SS": ["word-count-another-run"]}},
     )
-    execution = wait_for_execution(stack, started.run_id, timeout=40)
+    execution = wait_for_execution(stack, started.run_id, timeout=120)
     assert execution["status"] == "SUCCEEDED"
     assert "holders" not in ddb.get_item(TableName="runs", Key=slot)["Item"]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from functools import lru_cache
 from pathlib import Path
@@ -73,8 +74,81 @@ class BatchBackend(_Model):
         return self
 
 
-# New backends (batch_service, sagemaker_processing, glue) join this union as their own models.
-Backend = Annotated[BatchBackend, Field(discriminator="type")]
+SERVICE_PAYLOAD_LIMIT_BYTES = 10 * 1024  # SubmitServiceJob's serviceRequestPayload quota
+INSTANCE_TYPE = r"^ml\.[a-z0-9]+[a-z0-9-]*\.[a-z0-9]+$"
+GLUE_WORKER_TYPES = ("Standard", "G.025X", "G.1X", "G.2X", "G.4X", "G.8X", "Z.2X")
+
+
+class BatchServiceBackend(_Model):
+    """SageMaker training through an AWS Batch service job queue (SubmitServiceJob)."""
+
+    type: Literal["batch_service"]
+    job_queue: str | None = Field(default=None, description="Service job queue ARN; default: the stack's")
+    training: dict[str, Any] = Field(
+        description="CreateTrainingJob request without TrainingJobName; sent as serviceRequestPayload"
+    )
+    scheduling_priority: int | None = Field(default=None, ge=0, le=9999)
+    share_identifier: str | None = Field(default=None, max_length=255)
+
+    @field_validator("training")
+    @classmethod
+    def _payload(cls, training: dict[str, Any]) -> dict[str, Any]:
+        if "TrainingJobName" in training:
+            raise ValueError("TrainingJobName is set by jobline from the run id; remove it")
+        for required in ("AlgorithmSpecification", "ResourceConfig", "OutputDataConfig"):
+            if required not in training:
+                raise ValueError(f"the training request needs {required}")
+        size = len(json.dumps(training, separators=(",", ":")).encode())
+        # Room is kept for what each run adds (its environment): see runs.service_payload.
+        if size > SERVICE_PAYLOAD_LIMIT_BYTES // 2:
+            raise ValueError(f"the training request is {size} bytes; at most {SERVICE_PAYLOAD_LIMIT_BYTES // 2}")
+        return training
+
+
+class ProcessingChannel(_Model):
+    name: str = Field(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_-]{0,63}$")
+    s3_uri: str = Field(pattern=r"^s3://")
+    local_path: str = Field(pattern=r"^/opt/ml/processing/")
+
+
+class SageMakerProcessingBackend(_Model):
+    type: Literal["sagemaker_processing"]
+    image_uri: str = Field(min_length=1)
+    entrypoint: list[str] | None = None
+    arguments: list[str] = Field(default_factory=list)
+    inputs: list[ProcessingChannel] = Field(default_factory=list)
+    outputs: list[ProcessingChannel] = Field(default_factory=list)
+    instance_type: str = Field(default="ml.m5.large", pattern=INSTANCE_TYPE)
+    instance_count: int = Field(default=1, ge=1, le=100)
+    volume_size_gb: int = Field(default=30, ge=1, le=16384)
+    network_isolation: bool = False
+    role_arn: str | None = Field(default=None, description="Execution role; default: the stack's SageMaker role")
+
+
+class GlueBackend(_Model):
+    type: Literal["glue"]
+    job_name: str | None = Field(default=None, description="Glue job; default: the stack's example job")
+    arguments: dict[str, str] = Field(default_factory=dict, description="Glue job arguments, keys like --name")
+    worker_type: Literal[GLUE_WORKER_TYPES] = "G.1X"  # type: ignore[valid-type]
+    number_of_workers: int = Field(default=2, ge=1, le=299)
+    execution_class: Literal["STANDARD", "FLEX"] = "STANDARD"
+
+    @field_validator("arguments")
+    @classmethod
+    def _arguments(cls, arguments: dict[str, str]) -> dict[str, str]:
+        for key in arguments:
+            if not re.match(r"^--[A-Za-z0-9_.-]+$", key):
+                raise ValueError(f"Glue argument {key!r} must look like --name")
+            if SECRET_NAME.search(key):
+                raise ValueError(f"Glue argument {key!r} looks like a secret: Glue logs job arguments")
+        return arguments
+
+
+Backend = Annotated[
+    BatchBackend | BatchServiceBackend | SageMakerProcessingBackend | GlueBackend, Field(discriminator="type")
+]
+# SageMaker job names are at most 63 characters: "<run id>-<attempt>" must fit.
+SAGEMAKER_NAME_LIMIT = 63
 
 
 class S3Trigger(_Model):
@@ -147,6 +221,17 @@ class Job(_Model):
     local_command: list[str] | None = Field(
         default=None, description="What the local stack runs in place of the container"
     )
+
+    @model_validator(mode="after")
+    def _name_fits_backend(self) -> Job:
+        if self.backend.type in ("sagemaker_processing", "batch_service"):
+            longest = len(self.name) + 1 + 20 + 1 + len(str(self.retry.attempts))
+            if longest > SAGEMAKER_NAME_LIMIT:
+                raise ValueError(
+                    f"job name {self.name!r} is too long for {self.backend.type}: its SageMaker job names"
+                    f" ('<job>-<20 hex>-<attempt>') would be {longest} characters, over {SAGEMAKER_NAME_LIMIT}"
+                )
+        return self
 
     @field_validator("environment")
     @classmethod

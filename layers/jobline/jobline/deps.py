@@ -20,14 +20,23 @@ class Deps:
     catalog: Catalog
     table: RunTable
     starter: RunStarter
-    sqs: Any
+    session: Any
 
     @classmethod
     def build(cls, settings: Settings, catalog: Catalog, session: Any = None) -> Deps:
         session = session or boto3.session.Session()
         table = RunTable(session.client("dynamodb"), settings.run_table_name)
         starter = RunStarter(settings, table, session.client("stepfunctions"), session.client("s3"))
-        return cls(settings=settings, catalog=catalog, table=table, starter=starter, sqs=session.client("sqs"))
+        return cls(settings=settings, catalog=catalog, table=table, starter=starter, session=session)
+
+    def client(self, service: str) -> Any:
+        """A boto3 client, made on first use (most handlers need only a few services)."""
+        return _client(self.session, service)
+
+
+@lru_cache(maxsize=32)
+def _client(session: Any, service: str) -> Any:
+    return session.client(service)
 
 
 @lru_cache(maxsize=1)

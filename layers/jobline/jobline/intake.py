@@ -39,7 +39,7 @@ def reject(error: Exception, payload: Any, source: str, deps: Deps, job: str | N
     reason = str(error)
     logger.warning("trigger rejected", extra={"code": code, "reason": reason, "source": source, "job": job})
     count("RejectedTriggers", Source=source, Code=code)
-    deps.sqs.send_message(
+    deps.client("sqs").send_message(
         QueueUrl=deps.settings.event_dlq_url,
         MessageBody=json.dumps(
             {"source": source, "code": code, "reason": reason, "job": job, "event": payload}, default=str

@@ -23,11 +23,18 @@ class Settings(BaseSettings):
     job_queue_gpu_arn: str = ""
     default_job_definition_arn: str = ""
     gpu_job_definition_arn: str = ""
+    service_job_queue_arn: str = ""
+    sagemaker_role_arn: str = ""
+    glue_job_name: str = ""
     catalog_path: Path = PACKAGED_CATALOG
     run_retention_days: int = Field(default=90, ge=1)
     # Inline limit for the trigger event handed to a job as an environment variable; Batch caps the
     # whole SubmitJob request, so larger events travel as an S3 reference instead.
     inline_event_limit_bytes: int = Field(default=6144, ge=256)
+    # Operators (API, CLI, notifications).
+    job_bus_name: str = Field(default="", description="Where Run State Change notifications go")
+    job_log_group_name: str = Field(default="", description="The Batch jobs' log group, for log links")
+    failure_topic_arn: str = Field(default="", description="SNS topic told of FAILED and TIMEOUT runs (optional)")
 
 
 @lru_cache(maxsize=1)

@@ -31,8 +31,10 @@ class Reason(StrEnum):
     WAITING_FOR_SLOT = "Waiting for a concurrency slot"
     SUBMITTED = "Submitted"
     IN_QUEUE = "In queue"
+    SCHEDULED = "Scheduled"
     STARTING = "Starting"
     RUNNING = "Running"
+    STOPPING = "Stopping"
     RETRYING = "Retrying"
     COMPLETED = "Completed"
     NON_ZERO_EXIT_CODE = "NonZeroExitCode"
@@ -77,9 +79,73 @@ BATCH_STATUS = {
     "RUNNING": (RunStatus.RUNNING, Reason.RUNNING),
     "SUCCEEDED": (RunStatus.SUCCEEDED, Reason.COMPLETED),
 }
+# AWS Batch service jobs (SageMaker training through a Batch queue). A capacity shortfall sends a
+# job from SCHEDULED back to RUNNABLE without using an attempt, so the two share a rank and the
+# event time orders them.
+SERVICE_RANK = {
+    "SUBMITTED": 0,
+    "PENDING": 1,
+    "RUNNABLE": 2,
+    "SCHEDULED": 2,
+    "STARTING": 3,
+    "RUNNING": 4,
+    "SUCCEEDED": 5,
+    "FAILED": 5,
+}
+SERVICE_STATUS = {
+    "SUBMITTED": (RunStatus.STARTING, Reason.IN_QUEUE),
+    "PENDING": (RunStatus.STARTING, Reason.IN_QUEUE),
+    "RUNNABLE": (RunStatus.STARTING, Reason.IN_QUEUE),
+    "SCHEDULED": (RunStatus.STARTING, Reason.SCHEDULED),
+    "STARTING": (RunStatus.STARTING, Reason.STARTING),
+    "RUNNING": (RunStatus.RUNNING, Reason.RUNNING),
+    "SUCCEEDED": (RunStatus.SUCCEEDED, Reason.COMPLETED),
+}
+# SageMaker processing (and training) jobs.
+SAGEMAKER_RANK = {"InProgress": 0, "Stopping": 1, "Completed": 2, "Failed": 2, "Stopped": 2}
+SAGEMAKER_STATUS = {
+    "InProgress": (RunStatus.RUNNING, Reason.RUNNING),
+    "Stopping": (RunStatus.RUNNING, Reason.STOPPING),
+    "Completed": (RunStatus.SUCCEEDED, Reason.COMPLETED),
+    "Failed": (RunStatus.FAILED, Reason.JOB_FAILED),
+    "Stopped": (RunStatus.STOPPED, Reason.STOPPED_BY_USER),
+}
+# Glue job runs (JobRunState, and the `state` of Glue's events).
+GLUE_RANK = {
+    "WAITING": 0,
+    "STARTING": 1,
+    "RUNNING": 2,
+    "STOPPING": 3,
+    "SUCCEEDED": 4,
+    "FAILED": 4,
+    "ERROR": 4,
+    "TIMEOUT": 4,
+    "STOPPED": 4,
+}
+GLUE_STATUS = {
+    "WAITING": (RunStatus.STARTING, Reason.IN_QUEUE),
+    "STARTING": (RunStatus.STARTING, Reason.STARTING),
+    "RUNNING": (RunStatus.RUNNING, Reason.RUNNING),
+    "STOPPING": (RunStatus.RUNNING, Reason.STOPPING),
+    "SUCCEEDED": (RunStatus.SUCCEEDED, Reason.COMPLETED),
+    "FAILED": (RunStatus.FAILED, Reason.JOB_FAILED),
+    "ERROR": (RunStatus.FAILED, Reason.JOB_FAILED),
+    "TIMEOUT": (RunStatus.TIMEOUT, Reason.TIMEOUT),
+    "STOPPED": (RunStatus.STOPPED, Reason.STOPPED_BY_USER),
+}
+# Words with which SageMaker and Batch service jobs say a job hit its maximum runtime.
+_RUNTIME_EXCEEDED = ("maxruntimeexceeded", "max runtime", "timeout", "timed out", "duration exceeded")
 # Batch's statusReason when it kills an attempt at Timeout.attemptDurationSeconds.
 BATCH_TIMEOUT_REASON = "Job attempt duration exceeded timeout"
-ATTEMPT_FIELDS = ("backend_job_id", "started_at", "stopped_at", "exit_code", "log_stream", "status_reason")
+ATTEMPT_FIELDS = (
+    "backend_job_id",
+    "started_at",
+    "stopped_at",
+    "exit_code",
+    "log_stream",
+    "status_reason",
+    "training_job_arn",
+)
 
 
 def classify_batch_failure(status_reason: str | None, exit_code: int | None) -> tuple[RunStatus, Reason]:
@@ -97,6 +163,35 @@ def map_batch_status(batch_status: str, status_reason: str | None, exit_code: in
     return BATCH_STATUS[batch_status]
 
 
+def _ran_out_of_time(reason: str | None) -> bool:
+    return bool(reason) and any(word in reason.lower() for word in _RUNTIME_EXCEEDED)
+
+
+def map_service_status(status: str, status_reason: str | None) -> tuple[RunStatus, Reason]:
+    """Batch service job statuses. A SageMaker job that was stopped or ran out of time ends FAILED
+    in Batch; the reason tells them apart."""
+    if status == "FAILED":
+        return (
+            (RunStatus.TIMEOUT, Reason.TIMEOUT)
+            if _ran_out_of_time(status_reason)
+            else (
+                RunStatus.FAILED,
+                Reason.JOB_FAILED,
+            )
+        )
+    return SERVICE_STATUS[status]
+
+
+def map_sagemaker_status(status: str, failure_reason: str | None) -> tuple[RunStatus, Reason]:
+    if status in ("Failed", "Stopped") and _ran_out_of_time(failure_reason):
+        return RunStatus.TIMEOUT, Reason.TIMEOUT
+    return SAGEMAKER_STATUS[status]
+
+
+def map_glue_state(state: str) -> tuple[RunStatus, Reason]:
+    return GLUE_STATUS[state]
+
+
 def is_final_attempt(row: dict[str, Any], attempt: int, status: RunStatus) -> bool:
     """Whether an attempt that ended in `status` ends the run (the retry strategy is in the row)."""
     if status in (RunStatus.SUCCEEDED, RunStatus.STOPPED):
@@ -112,16 +207,28 @@ def position(row: dict[str, Any]) -> tuple[int, int, str]:
 
 def merge_attempt(record: dict[str, Any] | None, observed: dict[str, Any]) -> dict[str, Any]:
     """Merge one observation of an attempt into its record. The status fields come from the
-    highest (rank, time); detail fields keep any value already known and fill the gaps."""
+    highest (rank, time); every other field keeps any value already known and fills the gaps."""
     if record is None:
         return dict(observed)
-    ahead = (observed["rank"], observed["event_time"]) > (record["rank"], record["event_time"])
+    ahead = (observed["rank"], observed["event_time"]) > (record.get("rank", -1), record.get("event_time", ""))
     newer, older = (observed, record) if ahead else (record, observed)
     merged = dict(newer)
-    for field in ATTEMPT_FIELDS:
-        if merged.get(field) is None and older.get(field) is not None:
-            merged[field] = older[field]
+    for field, value in older.items():
+        if merged.get(field) is None and value is not None:
+            merged[field] = value
     return merged
+
+
+def apply_training_detail(row: dict[str, Any], attempt: int, detail: dict[str, Any]) -> dict[str, Any]:
+    """SageMaker training job detail for a Batch service job attempt: the newest event wins."""
+    attempts = dict(row.get("attempts") or {})
+    record = dict(attempts.get(str(attempt)) or {})
+    current = record.get("training")
+    if current is not None and current["event_time"] >= detail["event_time"]:
+        return row
+    record["training"] = detail
+    attempts[str(attempt)] = record
+    return {**row, "attempts": attempts}
 
 
 def apply_observation(row: dict[str, Any], observed: dict[str, Any]) -> dict[str, Any]:
@@ -160,6 +267,20 @@ def apply_observation(row: dict[str, Any], observed: dict[str, Any]) -> dict[str
     if status in TERMINAL:
         new["ended_at"] = observed["event_time"]
     return new
+
+
+def stop(row: dict[str, Any], at: str) -> dict[str, Any]:
+    """The row after an operator stopped its run at `at`; a run that already ended keeps its end."""
+    if RunStatus(row["status"]) in TERMINAL:
+        return row
+    return {
+        **row,
+        "status": RunStatus.STOPPED.value,
+        "reason": Reason.STOPPED_BY_USER.value,
+        "status_rank": RANK_TERMINAL,
+        "status_time": at,
+        "ended_at": at,
+    }
 
 
 def _attempt_record(observed: dict[str, Any]) -> dict[str, Any]:

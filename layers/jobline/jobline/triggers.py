@@ -21,7 +21,7 @@ from jobline import patterns
 from jobline.catalog import Catalog, Job
 from jobline.errors import MalformedEvent, NoMatchingJob
 
-TriggerType = Literal["s3", "sqs", "schedule", "bus", "manual"]
+TriggerType = Literal["s3", "sqs", "schedule", "bus", "manual", "retry"]
 
 
 class Trigger(BaseModel):
