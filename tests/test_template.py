@@ -22,6 +22,10 @@ FUNCTIONS = {
 ACTIONS_WITHOUT_RESOURCES = {
     "batch:DescribeJobs",
     "batch:TerminateJob",
+    "batch:DescribeServiceJob",
+    "batch:TerminateServiceJob",
+    "ecr:GetAuthorizationToken",
+    "cloudwatch:PutMetricData",
     "logs:CreateLogDelivery",
     "logs:GetLogDelivery",
     "logs:UpdateLogDelivery",
@@ -256,15 +260,23 @@ def test_bus_rule_ignores_joblines_own_notifications() -> None:
     assert props["Pattern"] == {"source": [{"anything-but": ["jobline"]}]}
 
 
-def test_state_change_rule_filters_joblines_job_queues() -> None:
-    (props,) = [p for f, _, p in _function_events("EventBridgeRule") if f == "StateChangeFunction"]
-    pattern = props["Pattern"]
-    assert "EventBusName" not in props
-    assert pattern["source"] == ["aws.batch"]
-    assert pattern["detail-type"] == ["Batch Job State Change"]
-    job_queue = pattern["detail"]["jobQueue"]
+def test_state_change_rules_filter_joblines_job_queues() -> None:
+    rules = {e: p for f, e, p in _function_events("EventBridgeRule") if f == "StateChangeFunction"}
+    batch, service = rules["BatchJobStateChange"], rules["ServiceJobStateChange"]
+    for props in (batch, service):
+        assert "EventBusName" not in props
+        assert props["Pattern"]["source"] == ["aws.batch"]
+    assert batch["Pattern"]["detail-type"] == ["Batch Job State Change"]
+    job_queue = batch["Pattern"]["detail"]["jobQueue"]
     assert _refs(job_queue) == {"OnDemandJobQueue", "SpotJobQueue", "GpuJobQueue", "ExistingJobQueueArn"}
     assert "Fn::If" in job_queue  # every branch is a list of jobline's queues, never a wildcard
+    assert service["Pattern"]["detail-type"] == ["Batch Service Job State Change"]
+    assert service["Pattern"]["detail"]["jobQueue"] == [{"Ref": "TrainingJobQueue"}]
+    assert rules["SageMakerJobStateChange"]["Pattern"]["detail-type"] == [
+        "SageMaker Processing Job State Change",
+        "SageMaker Training Job State Change",
+    ]
+    assert rules["GlueJobStateChange"]["Pattern"]["detail-type"] == ["Glue Job State Change", "Glue Job Run Status"]
 
 
 # ---------------------------------------------------------------- IAM
@@ -319,10 +331,26 @@ def test_trigger_functions_have_exactly_their_permissions(function_id: str) -> N
     }
 
 
-def test_state_change_function_only_touches_the_run_table() -> None:
+def test_state_change_function_only_touches_the_run_table_glue_runs_and_its_executions() -> None:
     allowed = _policy_actions("StateChangeFunction")
-    assert set(allowed) <= {"dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:PutItem"}
-    assert all(r == {str({"Fn::GetAtt": ["RunTable", "Arn"]})} for r in allowed.values())
+    table = {str({"Fn::GetAtt": ["RunTable", "Arn"]})}
+    assert allowed == {
+        "dynamodb:GetItem": table,
+        "dynamodb:UpdateItem": table,
+        "dynamodb:PutItem": table,
+        "glue:GetJobRun": {str({"Fn::Sub": "arn:${AWS::Partition}:glue:${AWS::Region}:${AWS::AccountId}:job/*"})},
+        "states:SendTaskSuccess": {str({"Ref": "RunStateMachine"})},
+    }
+
+
+def test_sagemaker_role_is_passed_only_to_sagemaker() -> None:
+    (statement,) = [
+        s
+        for _, s in _statements(resource("RunStateMachine")["Properties"]["Policies"])
+        if s["Action"] == "iam:PassRole"
+    ]
+    assert statement["Resource"] == {"Fn::GetAtt": ["SageMakerExecutionRole", "Arn"]}
+    assert statement["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
 
 
 def test_state_machine_submits_only_to_joblines_queues() -> None:
@@ -335,9 +363,12 @@ def test_state_machine_submits_only_to_joblines_queues() -> None:
     assert "*" not in str(submit["Resource"]).replace("job-definition/*", "")
     assert _refs(submit["Resource"]) >= {"OnDemandJobQueue", "SpotJobQueue", "GpuJobQueue", "ExistingJobQueueArn"}
     rule_arn = "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:rule/"
-    rule = str({"Fn::Sub": rule_arn + "StepFunctionsGetEventsForBatchJobsRule"})
+    rules = {
+        str({"Fn::Sub": rule_arn + "StepFunctionsGetEventsForBatchJobsRule"}),
+        str({"Fn::Sub": rule_arn + "StepFunctionsGetEventsForSageMakerProcessingJobsRule"}),
+    }
     for action in ("events:PutTargets", "events:PutRule", "events:DescribeRule"):
-        assert allowed[action] == {rule}
+        assert allowed[action] == rules
     assert allowed["dynamodb:UpdateItem"] == {str({"Fn::GetAtt": ["RunTable", "Arn"]})}
 
 

@@ -175,6 +175,7 @@ def _service_input(request: RunRequest, environment: dict[str, str], settings: S
     job, backend = request.job, request.job.backend
     training = {
         "StoppingCondition": {"MaxRuntimeInSeconds": job.timeout_seconds},
+        "RoleArn": settings.sagemaker_role_arn,
         **backend.training,
         "Environment": {**backend.training.get("Environment", {}), **environment, "JOBLINE_ATTEMPT": ATTEMPT_MARK},
         "Tags": [

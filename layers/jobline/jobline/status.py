@@ -269,18 +269,24 @@ def apply_observation(row: dict[str, Any], observed: dict[str, Any]) -> dict[str
     return new
 
 
-def stop(row: dict[str, Any], at: str) -> dict[str, Any]:
-    """The row after an operator stopped its run at `at`; a run that already ended keeps its end."""
+def end_run(row: dict[str, Any], status: RunStatus, reason: str, at: str) -> dict[str, Any]:
+    """The row ended at `at` from outside its events (an operator, the reconciler); a run that
+    already ended keeps its end."""
     if RunStatus(row["status"]) in TERMINAL:
         return row
     return {
         **row,
-        "status": RunStatus.STOPPED.value,
-        "reason": Reason.STOPPED_BY_USER.value,
+        "status": status.value,
+        "reason": reason,
         "status_rank": RANK_TERMINAL,
         "status_time": at,
         "ended_at": at,
     }
+
+
+def stop(row: dict[str, Any], at: str) -> dict[str, Any]:
+    """The row after an operator stopped its run at `at`."""
+    return end_run(row, RunStatus.STOPPED, Reason.STOPPED_BY_USER.value, at)
 
 
 def _attempt_record(observed: dict[str, Any]) -> dict[str, Any]:
