@@ -7,11 +7,12 @@ from typing import Any
 from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.parser.models import S3EventNotificationEventBridgeModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import ValidationError
+
 from jobline import intake, triggers
 from jobline.deps import get_deps
 from jobline.errors import RejectedInput
 from jobline.observability import logger, metrics, tracer
-from pydantic import ValidationError
 
 
 @logger.inject_lambda_context

@@ -8,11 +8,12 @@ from typing import Any
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import ValidationError
+
 from jobline import triggers
 from jobline.deps import get_deps
 from jobline.errors import MalformedEvent, RejectedInput
 from jobline.observability import count, logger, metrics, tracer
-from pydantic import ValidationError
 
 processor = BatchProcessor(event_type=EventType.SQS, model=SqsRecordModel)
 

@@ -11,13 +11,13 @@ from typing import Any
 
 import boto3
 import pytest
+from moto import mock_aws
+from moto.batch_simple.models import BatchSimpleBackend
+
 from jobline.catalog import parse_catalog
 from jobline.deps import Deps
 from jobline.settings import Settings
 from jobline_local import moto_adaptations
-from moto import mock_aws
-from moto.batch_simple.models import BatchSimpleBackend
-
 from tests.cfn import ASL, resource
 
 REGION = "us-east-1"

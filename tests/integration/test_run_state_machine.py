@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 from aws_lambda_powertools.utilities.parser.models import S3EventNotificationEventBridgeModel
-from jobline import triggers
 
+from jobline import triggers
 from tests.integration.conftest import (
     BatchScript,
     execution_input,

@@ -12,10 +12,10 @@ from typing import Any
 import boto3
 import pytest
 import yaml
-from jobline import deps as deps_module
-from jobline import settings as settings_module
 from moto import mock_aws
 
+from jobline import deps as deps_module
+from jobline import settings as settings_module
 from tests.cfn import ROOT
 from tests.integration.conftest import create_run_table, job_spec
 

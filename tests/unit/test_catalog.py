@@ -6,6 +6,7 @@ import copy
 from typing import Any
 
 import pytest
+
 from jobline.catalog import load_catalog, parse_catalog
 from jobline.errors import CatalogError, UnknownJobError
 from jobline.settings import PACKAGED_CATALOG

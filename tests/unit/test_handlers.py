@@ -7,8 +7,8 @@ import json
 from typing import Any
 
 import pytest
-from jobline.deps import get_deps
 
+from jobline.deps import get_deps
 from tests.unit.conftest import LambdaContext, dlq_messages, executions, load_handler, sample
 
 pytestmark = pytest.mark.usefixtures("env")

@@ -8,6 +8,7 @@ from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from jobline.state_changes import BatchJobStateChange, observe_batch
 from jobline.status import RANK_PENDING, apply_observation, classify_batch_failure, map_batch_status
 
