@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 import yaml
+
 from jobline import codegen
 from jobline.catalog import load_catalog, parse_catalog
 from jobline.errors import CatalogError
 from jobline.settings import PACKAGED_CATALOG
-
 from tests.cfn import TEMPLATE, _Loader
 
 

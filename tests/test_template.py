@@ -7,8 +7,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from jobline.settings import Settings
 
+from jobline.settings import Settings
 from tests.cfn import ASL, ROOT, resource, template
 
 FUNCTIONS = {

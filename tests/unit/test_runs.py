@@ -66,7 +66,7 @@ def test_capacity_picks_the_queue_and_gpu_jobs_get_the_gpu_definition() -> None:
 
 
 def test_a_gpu_job_on_a_stack_without_gpu_compute_is_refused_clearly() -> None:
-    with pytest.raises(RejectedInput, match="needs the gpu job queue.*EnableGpuCompute"):
+    with pytest.raises(RejectedInput, match=r"needs the gpu job queue.*EnableGpuCompute"):
         execution_input(request(backend={"type": "batch", "capacity": "gpu", "gpu": 1}), {}, {}, SETTINGS)
 
 

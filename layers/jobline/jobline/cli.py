@@ -14,6 +14,8 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser(
         "local", help="run the whole stack on this machine (a local AWS); `jobline local --help`", add_help=False
     )
+    commands.add_parser("jobs", help="the job catalog; `jobline jobs --help`", add_help=False)
+    commands.add_parser("runs", help="start, watch, list, stop and retry runs; `jobline runs --help`", add_help=False)
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands.choices:
         parser.print_help()
         return 0 if argv and argv[0] in ("-h", "--help") else 2
@@ -22,6 +24,10 @@ def main(argv: list[str] | None = None) -> int:
         from jobline_local.cli import main as local_main
 
         return local_main(rest)
+    if command in ("jobs", "runs"):
+        from jobline.operator_cli import main as operator_main
+
+        return operator_main(argv)
     return 2  # pragma: no cover - every choice is handled above
 
 

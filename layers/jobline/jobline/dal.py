@@ -1,8 +1,9 @@
 """All DynamoDB access to the run table.
 
-Items: a run is `pk = RUN#<run id>`; a job's concurrency slots are `pk = SLOT#<job>` (written by
-the state machine only). Lambda writes use optimistic concurrency on `version`; the state
-machine's direct DynamoDB writes bump the same counter, so neither overwrites the other.
+Items: a run is `pk = RUN#<run id>`; a job's concurrency slots are `pk = SLOT#<job>` (taken and
+released by the state machine; an operator's stop releases its run's slot). Lambda writes use
+optimistic concurrency on `version`; the state machine's direct DynamoDB writes bump the same
+counter, so neither overwrites the other.
 """
 
 from __future__ import annotations
@@ -95,3 +96,64 @@ class RunTable:
                 raise
             return row, new
         raise RuntimeError(f"run {run_id}: gave up after {MAX_CONFLICT_RETRIES} concurrent updates")
+
+    def query_runs(
+        self,
+        index: str,
+        partition: tuple[str, str],
+        *,
+        limit: int,
+        since: str | None = None,
+        status: str | None = None,
+        start_key: dict[str, str] | None = None,
+    ) -> tuple[list[dict[str, Any]], dict[str, str] | None]:
+        """Runs of one partition (attribute, value) of a run index, newest first, created at `since`
+        or later, in `status` if given (a filter). Pages until `limit` rows or the end. Returns the
+        rows and, when more may follow, the index key of the last row (to start the next page at)."""
+        attribute, value = partition
+        names = {"#k": attribute}
+        values = {":k": {"S": value}}
+        condition = "#k = :k"
+        if since:
+            condition += " AND #c >= :since"
+            names["#c"] = "created_at"
+            values[":since"] = {"S": since}
+        params: dict[str, Any] = {"TableName": self._table, "IndexName": index, "ScanIndexForward": False}
+        if status:
+            params["FilterExpression"] = "#s = :s"
+            names["#s"] = "status"
+            values[":s"] = {"S": status}
+        params.update(
+            KeyConditionExpression=condition, ExpressionAttributeNames=names, ExpressionAttributeValues=values
+        )
+        exclusive = {k: {"S": v} for k, v in start_key.items()} if start_key else None
+        rows: list[dict[str, Any]] = []
+        while True:
+            room = limit - len(rows)
+            page_params = {**params, **({"ExclusiveStartKey": exclusive} if exclusive else {})}
+            if not status:  # unfiltered, every item read is returned: read no more than needed
+                page_params["Limit"] = room
+            page = self._client.query(**page_params)
+            items = page.get("Items", [])
+            rows.extend(_from_item(item) for item in items[:room])
+            exclusive = page.get("LastEvaluatedKey")
+            if len(rows) == limit or exclusive is None:
+                more = len(items) > room or exclusive is not None
+                break
+        next_key = {k: rows[-1][k] for k in ("pk", attribute, "created_at")} if more and rows else None
+        return rows, next_key
+
+    def release_slot(self, job: str, run_id: str) -> None:
+        """Take the run out of its job's concurrency slot holders (idempotent, like ReleaseSlot)."""
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key={"pk": {"S": f"SLOT#{job}"}},
+                UpdateExpression="DELETE #h :run",
+                ConditionExpression="attribute_exists(pk)",
+                ExpressionAttributeNames={"#h": "holders"},
+                ExpressionAttributeValues={":run": {"SS": [run_id]}},
+            )
+        except ClientError as error:
+            if not _conditional_failed(error):  # no slot item: the job never had a run holding one
+                raise

@@ -1,0 +1,131 @@
+"""The operators' HTTP API (API Gateway HTTP API, IAM auth): thin routes over jobline.operations.
+
+Bad input is a 400 with {"code", "message"} saying what and why; an unknown run or job a 404; a
+request the run's state refuses (retry of a live run, a reused client token) a 409.
+"""
+
+from __future__ import annotations
+
+import json
+from http import HTTPStatus
+from typing import Any
+
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from jobline.errors import RejectedInput
+from jobline.observability import logger, metrics, tracer
+from jobline.operations import get_operations
+from jobline.operator_errors import Conflict, InvalidRequest, NotFound
+
+app = APIGatewayHttpResolver()
+LIST_RUNS_QUERY = ("job", "status", "since", "max_results", "next_token")
+
+
+class StartRunBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    job: str = Field(min_length=1, max_length=64)
+    parameters: dict[str, str] = Field(default_factory=dict)
+    client_token: str | None = None
+
+
+class StopRunsBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    run_ids: list[str]
+
+
+class RetryRunBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    client_token: str | None = None
+
+
+@app.get("/jobs")
+def list_jobs() -> dict[str, Any]:
+    return {"jobs": get_operations().list_jobs()}
+
+
+@app.get("/jobs/<name>")
+def show_job(name: str) -> dict[str, Any]:
+    return get_operations().show_job(name)
+
+
+@app.post("/runs")
+def start_run() -> Response:
+    body = _body(StartRunBody)
+    caller = app.current_event.request_context.authorizer.iam.user_arn or None
+    started = get_operations().start_run(body.job, body.parameters, body.client_token, requested_by=caller)
+    return _json(HTTPStatus.CREATED if started["created"] else HTTPStatus.OK, started)
+
+
+@app.get("/runs")
+def list_runs() -> dict[str, Any]:
+    query = app.current_event.query_string_parameters or {}
+    if unknown := sorted(set(query) - set(LIST_RUNS_QUERY)):
+        raise InvalidRequest(f"unknown query parameters {unknown}: use {', '.join(LIST_RUNS_QUERY)}")
+    return get_operations().list_runs(**{name: query.get(name) for name in LIST_RUNS_QUERY})
+
+
+@app.get("/runs/<run_id>")
+def get_run(run_id: str) -> dict[str, Any]:
+    return get_operations().get_run(run_id)
+
+
+@app.post("/runs/stop")
+def stop_runs() -> dict[str, Any]:
+    return get_operations().stop_runs(_body(StopRunsBody).run_ids)
+
+
+@app.post("/runs/<run_id>/retry")
+def retry_run(run_id: str) -> Response:
+    retried = get_operations().retry_run(run_id, _body(RetryRunBody).client_token)
+    return _json(HTTPStatus.CREATED if retried["created"] else HTTPStatus.OK, retried)
+
+
+@app.exception_handler(ValidationError)
+def invalid_body(error: ValidationError) -> Response:
+    problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in error.errors()[:5])
+    return _error(HTTPStatus.BAD_REQUEST, InvalidRequest.code, f"invalid request body: {problems}")
+
+
+@app.exception_handler(RejectedInput)
+def rejected(error: RejectedInput) -> Response:
+    return _error(HTTPStatus.BAD_REQUEST, error.code, str(error))
+
+
+@app.exception_handler(NotFound)
+def not_found(error: NotFound) -> Response:
+    return _error(HTTPStatus.NOT_FOUND, error.code, str(error))
+
+
+@app.exception_handler(Conflict)
+def conflict(error: Conflict) -> Response:
+    return _error(HTTPStatus.CONFLICT, error.code, str(error))
+
+
+def _body(model: type[BaseModel]) -> Any:
+    try:
+        data = json.loads(app.current_event.decoded_body or "{}")
+    except ValueError:
+        raise InvalidRequest("the request body is not JSON") from None
+    return model.model_validate(data)
+
+
+def _json(status: HTTPStatus, body: dict[str, Any]) -> Response:
+    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=json.dumps(body))
+
+
+def _error(status: HTTPStatus, code: str, message: str) -> Response:
+    logger.info("request refused", extra={"status": int(status), "code": code, "reason": message})
+    return _json(status, {"code": code, "message": message})
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+@metrics.log_metrics
+@tracer.capture_lambda_handler
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

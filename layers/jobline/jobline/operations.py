@@ -1,0 +1,228 @@
+"""What operators do with jobs and runs: the functions behind both the `jobline` CLI and the HTTP API.
+
+Manual runs and retries go through RunStarter like every trigger, so they get the same identity
+rule: a client token names one run, and a repeated request (same token) finds it again.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from jobline import run_view, runs_query
+from jobline.catalog import Catalog, cached_catalog
+from jobline.deps import Deps
+from jobline.errors import UnknownJobError
+from jobline.operator_errors import AlreadyFinished, Conflict, InvalidRequest, JobNotFound, NotFound, RunNotFound
+from jobline.runs import now_iso, resolve_arguments
+from jobline.settings import Settings, get_settings
+from jobline.status import TERMINAL, RunStatus, stop
+from jobline.triggers import RunRequest, Trigger
+
+MAX_STOP_IDS = 25
+CLIENT_TOKEN = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+RUN_ID = re.compile(r"^[a-z][a-z0-9-]{0,39}-[0-9a-f]{20}$")
+STOP_REASON = "Stopped by user (jobline runs stop)"
+# Backends whose jobs jobline terminates itself; Step Functions stops the .sync ones (Batch
+# container jobs, SageMaker, Glue) with the execution, so for Batch this is belt and braces.
+TERMINATE = {"batch": "terminate_job", "batch_service": "terminate_service_job"}
+
+
+class Operations:
+    def __init__(self, deps: Deps) -> None:
+        self._deps = deps
+        self._settings = deps.settings
+        self._catalog = deps.catalog
+        self._table = deps.table
+
+    @classmethod
+    def build(cls, settings: Settings, catalog: Catalog, session: Any) -> Operations:
+        return cls(Deps.build(settings, catalog, session))
+
+    # ------------------------------------------------------------ the catalog
+    def list_jobs(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "name": job.name,
+                "description": job.description,
+                "backend": job.backend.type,
+                "parameters": sorted(job.parameters),
+                "triggers": [kind for kind, declared in job.triggers if declared],
+                "max_concurrent_runs": job.max_concurrent_runs,
+            }
+            for job in self._catalog.jobs
+        ]
+
+    def show_job(self, name: str) -> dict[str, Any]:
+        try:
+            return self._catalog.get(name).model_dump(mode="json")
+        except UnknownJobError as error:
+            raise JobNotFound(str(error)) from None
+
+    # ------------------------------------------------------------ runs
+    def start_run(
+        self,
+        job_name: str,
+        parameters: dict[str, str],
+        client_token: str | None = None,
+        requested_by: str | None = None,
+    ) -> dict[str, Any]:
+        """A manual run. The same client token names the same run: a repeated request (same
+        parameters) gets it back; other parameters with a used token are a conflict."""
+        job = self._catalog.get(job_name)
+        token = _client_token(client_token)
+        trigger = Trigger(
+            type="manual",
+            key=f"manual:{token}",
+            source=f"manual by {requested_by}" if requested_by else "manual",
+            event={"job": job.name, "parameters": parameters, "client_token": token},
+        )
+        request = RunRequest(job=job, trigger=trigger, arguments=parameters)
+        existing = self._table.get_run(request.run_id)
+        if existing is not None and existing.get("arguments") != resolve_arguments(job, parameters):
+            raise Conflict(f"client token {token!r} already started run {request.run_id} with other parameters")
+        started = self._deps.starter.start(request)
+        return {"run_id": started.run_id, "job": started.job, "created": started.created, "client_token": token}
+
+    def get_run(self, run_id: str) -> dict[str, Any]:
+        region = self._deps.session.region_name
+        return run_view.detail(self._row(run_id), region, self._settings.job_log_group_name)
+
+    def list_runs(
+        self,
+        job: str | None = None,
+        status: str | None = None,
+        since: str | None = None,
+        max_results: int | str | None = None,
+        next_token: str | None = None,
+    ) -> dict[str, Any]:
+        """Newest first, from the index that serves the filters (never a scan)."""
+        if job:
+            self._catalog.get(job)
+        query = runs_query.plan(job, status, since, max_results, next_token, datetime.now(UTC))
+        rows, next_key = self._table.query_runs(
+            query.index,
+            query.partition,
+            limit=query.max_results,
+            since=query.since,
+            status=query.status_filter,
+            start_key=query.start_key,
+        )
+        return {
+            "runs": [run_view.summary(row) for row in rows],
+            "next_token": runs_query.encode_token(next_key) if next_key else None,
+        }
+
+    def stop_runs(self, run_ids: list[str]) -> dict[str, Any]:
+        """Glue BatchStopJobRun semantics: 1 to 25 ids; each id is stopped or has its own error."""
+        if not 1 <= len(run_ids) <= MAX_STOP_IDS:
+            raise InvalidRequest(f"stop takes 1 to {MAX_STOP_IDS} run ids per call, got {len(run_ids)}")
+        stopped, errors = [], []
+        for run_id in dict.fromkeys(run_ids):
+            try:
+                stopped.append(self._stop(run_id))
+            except (NotFound, Conflict) as error:
+                errors.append({"run_id": run_id, "code": error.code, "message": str(error)})
+            except ClientError as error:
+                details = error.response["Error"]
+                errors.append({"run_id": run_id, "code": details["Code"], "message": details.get("Message", "")})
+        return {"stopped": stopped, "errors": errors}
+
+    def retry_run(self, run_id: str, client_token: str | None = None) -> dict[str, Any]:
+        """A new run of a finished run's job with its arguments and trigger event; its row names
+        the previous run in `retry_of` (set right after the start: a repeated request heals it)."""
+        previous = self._row(run_id)
+        if RunStatus(previous["status"]) not in TERMINAL:
+            raise Conflict(f"run {run_id} is {previous['status']}: retry a finished run (stop this one first)")
+        token = _client_token(client_token)
+        trigger = Trigger(
+            type="retry",
+            key=f"retry:{run_id}:{token}",
+            source=f"retry of {run_id}",
+            event=self._trigger_event(previous),
+        )
+        job = self._catalog.get(previous["job"])
+        started = self._deps.starter.start(RunRequest(job=job, trigger=trigger, arguments=previous["arguments"]))
+        self._table.update_run(started.run_id, lambda row: {**row, "retry_of": run_id})
+        return {"run_id": started.run_id, "job": job.name, "created": started.created, "retry_of": run_id}
+
+    # ------------------------------------------------------------ helpers
+    def _row(self, run_id: str) -> dict[str, Any]:
+        row = self._table.get_run(run_id) if RUN_ID.match(run_id) else None
+        if row is None:
+            raise RunNotFound(run_id)
+        return row
+
+    def _stop(self, run_id: str) -> dict[str, Any]:
+        row = self._row(run_id)
+        if RunStatus(row["status"]) in TERMINAL:
+            raise AlreadyFinished(f"already {row['status']}")
+        self._stop_execution(row)
+        at = now_iso()
+        result = self._table.update_run(run_id, lambda current: _stopped(current, at))
+        # The execution will not release its slot any more, whatever the row says now.
+        self._table.release_slot(row["job"], run_id)
+        if result is None:
+            raise RunNotFound(run_id)
+        after = result[1]
+        if after["status"] != RunStatus.STOPPED:
+            raise AlreadyFinished(f"already {after['status']}")
+        return {**run_view.summary(after), **self._terminate_attempt(after)}
+
+    def _stop_execution(self, row: dict[str, Any]) -> None:
+        machine = self._settings.state_machine_arn
+        arn = row.get("execution_arn") or f"{machine.replace(':stateMachine:', ':execution:')}:{row['run_id']}"
+        try:
+            self._deps.client("stepfunctions").stop_execution(executionArn=arn, error="Stopped", cause=STOP_REASON)
+        except ClientError as error:
+            # A row whose execution never started (the trigger will redeliver): nothing to stop.
+            if error.response["Error"]["Code"] != "ExecutionDoesNotExist":
+                raise
+
+    def _terminate_attempt(self, row: dict[str, Any]) -> dict[str, Any]:
+        record = (row.get("attempts") or {}).get(str(row.get("attempt")), {})
+        job_id, method = record.get("backend_job_id"), TERMINATE.get(row.get("backend", ""))
+        if not (job_id and method):
+            return {}
+        try:
+            getattr(self._deps.client("batch"), method)(jobId=job_id, reason=STOP_REASON)
+        except ClientError as error:
+            return {"warning": f"stopped, but terminating backend job {job_id} failed: {error}"}
+        return {"terminated_backend_job": job_id}
+
+    def _trigger_event(self, row: dict[str, Any]) -> dict[str, Any]:
+        trigger = row.get("trigger") or {}
+        if "event" in trigger:
+            return json.loads(trigger["event"])
+        uri = trigger["event_s3_uri"]
+        bucket, _, key = uri.removeprefix("s3://").partition("/")
+        try:
+            body = self._deps.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+        except ClientError as error:
+            raise Conflict(f"the trigger event of run {row['run_id']} ({uri}) cannot be read: {error}") from None
+        return json.loads(body)
+
+
+def _stopped(row: dict[str, Any], at: str) -> dict[str, Any]:
+    new = stop(row, at)
+    return row if new == row else {**new, "updated_at": at}
+
+
+def _client_token(token: str | None) -> str:
+    if token is None:
+        return uuid.uuid4().hex
+    if not CLIENT_TOKEN.match(token):
+        raise InvalidRequest("client_token must be 1 to 128 letters, digits, '.', '_', ':' or '-'")
+    return token
+
+
+@lru_cache(maxsize=1)
+def get_operations() -> Operations:
+    settings = get_settings()
+    return Operations(Deps.build(settings, cached_catalog(settings.catalog_path)))

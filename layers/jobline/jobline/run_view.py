@@ -1,0 +1,103 @@
+"""What operators see of a run row: a summary (lists, notifications) and the detail with console links."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote
+
+CONSOLE = "https://{region}.console.aws.amazon.com"
+ATTEMPT_VIEW = (
+    "status",
+    "reason",
+    "backend_status",
+    "backend_job_id",
+    "started_at",
+    "stopped_at",
+    "exit_code",
+    "log_stream",
+    "status_reason",
+)
+
+
+def summary(row: dict[str, Any]) -> dict[str, Any]:
+    trigger = row.get("trigger") or {}
+    view = {
+        "run_id": row["run_id"],
+        "job": row["job"],
+        "status": row["status"],
+        "reason": row.get("reason"),
+        "attempt": int(row.get("attempt") or 0),
+        "max_attempts": int(row.get("max_attempts") or 0),
+        "created_at": row.get("created_at"),
+        "ended_at": row.get("ended_at"),
+        "duration_seconds": duration_seconds(row),
+        "trigger_type": trigger.get("type"),
+        "trigger_source": trigger.get("source"),
+    }
+    if row.get("retry_of"):
+        view["retry_of"] = row["retry_of"]
+    return view
+
+
+def detail(row: dict[str, Any], region: str, log_group: str) -> dict[str, Any]:
+    """Everything about a run, with links to its execution and each attempt's backend job and log."""
+    trigger = row.get("trigger") or {}
+    execution_arn = row.get("execution_arn")
+    return {
+        **summary(row),
+        "backend": row.get("backend"),
+        "backend_status": row.get("backend_status"),
+        "started_at": row.get("started_at"),
+        "updated_at": row.get("updated_at"),
+        "arguments": row.get("arguments") or {},
+        "trigger": {
+            **{k: trigger[k] for k in ("type", "source", "key", "event_s3_uri") if k in trigger},
+            **({"event": json.loads(trigger["event"])} if "event" in trigger else {}),
+        },
+        "execution_arn": execution_arn,
+        "attempts": [
+            _attempt(number, record, row.get("backend"), region, log_group)
+            for number, record in sorted((row.get("attempts") or {}).items(), key=lambda item: int(item[0]))
+        ],
+        "links": {"execution": _execution_url(execution_arn, region)} if execution_arn else {},
+    }
+
+
+def duration_seconds(row: dict[str, Any]) -> float | None:
+    """From creation (queueing and waiting for a slot included) to the end."""
+    start, end = row.get("created_at"), row.get("ended_at")
+    if not (start and end):
+        return None
+    return round((_time(end) - _time(start)).total_seconds(), 3)
+
+
+def _time(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def _attempt(number: str, record: dict[str, Any], backend: str | None, region: str, log_group: str) -> dict[str, Any]:
+    links = {}
+    if backend == "batch" and record.get("backend_job_id"):
+        links["backend_job"] = f"{CONSOLE.format(region=region)}/batch/home?region={region}#jobs/detail/" + str(
+            record["backend_job_id"]
+        )
+    if log_group and record.get("log_stream"):
+        links["log"] = _log_url(region, log_group, record["log_stream"])
+    return {"attempt": int(number), **{k: record.get(k) for k in ATTEMPT_VIEW}, "links": links}
+
+
+def _execution_url(execution_arn: str, region: str) -> str:
+    return f"{CONSOLE.format(region=region)}/states/home?region={region}#/v2/executions/details/{execution_arn}"
+
+
+def _log_url(region: str, group: str, stream: str) -> str:
+    # The CloudWatch console wants each path part URL-encoded twice, with "$" for "%".
+    def encode(text: str) -> str:
+        return quote(quote(text, safe=""), safe="").replace("%", "$")
+
+    return (
+        f"{CONSOLE.format(region=region)}/cloudwatch/home?region={region}"
+        f"#logsV2:log-groups/log-group/{encode(group)}/log-events/{encode(stream)}"
+    )

@@ -1,0 +1,235 @@
+"""Run State Change notifications from the run table's stream (moto): one event per run that becomes
+final, whoever wrote it, and an SNS message for FAILED and TIMEOUT runs; the template's stream
+mapping passes exactly those records; a failure stops the batch at the failed record."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from boto3.dynamodb.types import TypeDeserializer
+
+from jobline import notifications, patterns
+from jobline import settings as settings_module
+from jobline.catalog import parse_catalog
+from jobline.notifications import Notifier, process_stream
+from jobline.operations import Operations
+from jobline.settings import Settings
+from jobline.status import apply_observation
+from tests.cfn import resource, template
+from tests.integration.conftest import job_spec
+from tests.unit.conftest import LambdaContext, load_handler
+
+pytestmark = pytest.mark.usefixtures("env")
+
+
+@pytest.fixture
+def stream_stack(env: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+    """The run table with the template's stream, the job bus with a rule to a queue, the failure
+    topic with a queue subscribed, and the notify function's environment."""
+    session = env["session"]
+    ddb, sqs, events, sns = (session.client(n) for n in ("dynamodb", "sqs", "events", "sns"))
+    props = resource("RunTable")["Properties"]
+    view = props["StreamSpecification"]["StreamViewType"]
+    stream_arn = ddb.create_table(
+        TableName="runs-streamed",
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=props["AttributeDefinitions"],
+        KeySchema=props["KeySchema"],
+        GlobalSecondaryIndexes=props["GlobalSecondaryIndexes"],
+        StreamSpecification={"StreamEnabled": True, "StreamViewType": view},
+    )["TableDescription"]["LatestStreamArn"]
+    events.create_event_bus(Name="jobs")
+    events.put_rule(Name="all", EventBusName="jobs", EventPattern=json.dumps({"source": ["jobline"]}))
+    seen = sqs.create_queue(QueueName="seen")["QueueUrl"]
+    seen_arn = sqs.get_queue_attributes(QueueUrl=seen, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    events.put_targets(Rule="all", EventBusName="jobs", Targets=[{"Id": "seen", "Arn": seen_arn}])
+    topic = sns.create_topic(Name="failures")["TopicArn"]
+    alerts = sqs.create_queue(QueueName="alerts")["QueueUrl"]
+    alerts_arn = sqs.get_queue_attributes(QueueUrl=alerts, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=alerts_arn)
+    for key, value in {"RUN_TABLE_NAME": "runs-streamed", "JOB_BUS_NAME": "jobs", "FAILURE_TOPIC_ARN": topic}.items():
+        monkeypatch.setenv(key, value)
+    settings_module.get_settings.cache_clear()
+    notifications.get_notifier.cache_clear()
+    ops = Operations.build(Settings(), parse_catalog({"jobs": [job_spec("word-count")]}), session)
+    yield {"ops": ops, "stream": stream_arn, "seen": seen, "alerts": alerts, "session": session}
+    notifications.get_notifier.cache_clear()
+
+
+def stream_records(stack: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every record of the stream, as Lambda hands them over (eventSourceARN, epoch times)."""
+    streams = stack["session"].client("dynamodbstreams")
+    records = []
+    for shard in streams.describe_stream(StreamArn=stack["stream"])["StreamDescription"]["Shards"]:
+        iterator = streams.get_shard_iterator(
+            StreamArn=stack["stream"], ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+        )["ShardIterator"]
+        for record in streams.get_records(ShardIterator=iterator)["Records"]:
+            record["dynamodb"]["ApproximateCreationDateTime"] = record["dynamodb"][
+                "ApproximateCreationDateTime"
+            ].timestamp()
+            records.append({**record, "eventSourceARN": stack["stream"]})
+    return records
+
+
+def images(record: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    plain = TypeDeserializer().deserialize
+    old, new = (record["dynamodb"].get(side, {}) for side in ("OldImage", "NewImage"))
+    return {k: plain(v) for k, v in old.items()}, {k: plain(v) for k, v in new.items()}
+
+
+def drain(stack: dict[str, Any], queue: str) -> list[dict[str, Any]]:
+    sqs = stack["session"].client("sqs")
+    bodies = []
+    while messages := sqs.receive_message(QueueUrl=stack[queue], MaxNumberOfMessages=10).get("Messages", []):
+        for message in messages:
+            bodies.append(json.loads(message["Body"]))
+            sqs.delete_message(QueueUrl=stack[queue], ReceiptHandle=message["ReceiptHandle"])
+    return bodies
+
+
+def make_runs(ops: Operations) -> dict[str, str]:
+    """Runs ended by every writer: an operator's stop, the state machine's RecordOutcome (UpdateItem),
+    a state change event; then writes to final rows (which must not notify again)."""
+    stopped = ops.start_run("word-count", {}, "stopped")["run_id"]
+    failed = ops.start_run("word-count", {}, "failed")["run_id"]
+    succeeded = ops.start_run("word-count", {}, "succeeded")["run_id"]
+    live = ops.start_run("word-count", {}, "live")["run_id"]
+    ops._table.update_run(stopped, lambda row: {**row, "status": "RUNNING", "status_rank": 20})
+    ops.stop_runs([stopped])
+    ops._table._client.update_item(
+        TableName="runs-streamed",
+        Key={"pk": {"S": f"RUN#{failed}"}},
+        UpdateExpression="SET #s = :s, reason = :r, status_rank = :t, ended_at = :now",
+        ExpressionAttributeNames={"#s": "status"},
+        ExpressionAttributeValues={
+            ":s": {"S": "FAILED"},
+            ":r": {"S": "NonZeroExitCode"},
+            ":t": {"N": "30"},
+            ":now": {"S": "2030-01-01T00:00:00.000Z"},
+        },
+    )
+    observed = {"attempt": 1, "backend_status": "SUCCEEDED", "status": "SUCCEEDED", "reason": "Completed", "rank": 5}
+    observed["event_time"] = "2030-01-01T00:00:00.000Z"
+    ops._table.update_run(succeeded, lambda row: apply_observation(row, observed))
+    ops.stop_runs([failed])  # already FAILED: no write
+    ops._table.update_run(stopped, lambda row: {**row, "note": "a later write to a final row"})
+    return {"stopped": stopped, "failed": failed, "succeeded": succeeded, "live": live}
+
+
+def test_each_run_that_becomes_final_is_announced_once(stream_stack: dict[str, Any]) -> None:
+    runs = make_runs(stream_stack["ops"])
+    records = stream_records(stream_stack)
+
+    result = load_handler("notify").handler({"Records": records}, LambdaContext())
+
+    assert result == {"batchItemFailures": []}
+    events = drain(stream_stack, "seen")
+    assert sorted(e["detail"]["run_id"] for e in events) == sorted([runs["stopped"], runs["failed"], runs["succeeded"]])
+    assert {(e["source"], e["detail-type"]) for e in events} == {("jobline", "Run State Change")}
+    by_run = {e["detail"]["run_id"]: e["detail"] for e in events}
+    stopped = by_run[runs["stopped"]]
+    assert (stopped["job"], stopped["status"], stopped["reason"]) == ("word-count", "STOPPED", "Stopped by user")
+    assert stopped["trigger_source"] == "manual"
+    assert stopped["ended_at"] >= stopped["created_at"]
+    assert {"run_id", "job", "status", "reason", "attempt", "created_at", "ended_at", "trigger_source"} <= set(stopped)
+    assert (by_run[runs["failed"]]["status"], by_run[runs["failed"]]["reason"]) == ("FAILED", "NonZeroExitCode")
+    assert (by_run[runs["succeeded"]]["status"], by_run[runs["succeeded"]]["attempt"]) == ("SUCCEEDED", 1)
+
+    (alert,) = drain(stream_stack, "alerts")
+    assert alert["Subject"] == "jobline: word-count run FAILED"
+    assert json.loads(alert["Message"])["run_id"] == runs["failed"]
+
+
+def test_the_stream_mapping_passes_exactly_the_transitions_to_final(stream_stack: dict[str, Any]) -> None:
+    runs = make_runs(stream_stack["ops"])
+    records = stream_records(stream_stack)
+    mapping = resource("NotifyFunctionRunTableStream")["Properties"]
+    (pattern,) = (json.loads(f["Pattern"]) for f in mapping["FilterCriteria"]["Filters"])
+
+    passed = [r for r in records if patterns.matches(pattern, r)]
+
+    assert len(records) > len(passed)
+    assert passed == [r for r in records if notifications.is_final_transition(*images(r))]
+    assert sorted(r["dynamodb"]["Keys"]["pk"]["S"] for r in passed) == sorted(
+        f"RUN#{runs[name]}" for name in ("stopped", "failed", "succeeded")
+    )
+
+
+class FlakyEvents:
+    """PutEvents that refuses the n-th event (1-based), by error or by a failed entry."""
+
+    def __init__(self, refuse: int, how: str) -> None:
+        self.refuse, self.how, self.sent = refuse, how, []
+
+    def put_events(self, Entries: list[dict[str, Any]]) -> dict[str, Any]:  # boto3's name
+        if len(self.sent) + 1 == self.refuse:
+            if self.how == "raise":
+                raise ConnectionError("endpoint unreachable")
+            return {"FailedEntryCount": 1, "Entries": [{"ErrorCode": "InternalFailure", "ErrorMessage": "try again"}]}
+        self.sent.extend(json.loads(entry["Detail"])["run_id"] for entry in Entries)
+        return {"FailedEntryCount": 0, "Entries": [{"EventId": "1"}]}
+
+
+@pytest.mark.parametrize("how", ["raise", "failed entry"])
+def test_a_failed_send_stops_the_batch_so_lambda_retries_from_it(stream_stack: dict[str, Any], how: str) -> None:
+    make_runs(stream_stack["ops"])
+    records = stream_records(stream_stack)
+    transitions = [r for r in records if notifications.is_final_transition(*images(r))]
+    events = FlakyEvents(refuse=2, how=how)
+
+    result = process_stream({"Records": records}, Notifier(events=events, sns=None, bus="jobs", failure_topic_arn=""))
+
+    assert result == {"batchItemFailures": [{"itemIdentifier": transitions[1]["dynamodb"]["SequenceNumber"]}]}
+    assert events.sent == [transitions[0]["dynamodb"]["NewImage"]["run_id"]["S"]]
+
+
+def test_the_template_streams_the_run_table_to_the_notify_function() -> None:
+    assert resource("RunTable")["Properties"]["StreamSpecification"] == {"StreamViewType": "NEW_AND_OLD_IMAGES"}
+    mapping = resource("NotifyFunctionRunTableStream")["Properties"]
+    assert mapping["FunctionName"] == {"Ref": "NotifyFunction"}
+    assert mapping["EventSourceArn"] == {"Fn::GetAtt": ["RunTable", "StreamArn"]}
+    assert mapping["StartingPosition"] == "TRIM_HORIZON"
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert mapping["BisectBatchOnFunctionError"] is True
+    assert mapping["DestinationConfig"]["OnFailure"]["Destination"] == {"Fn::GetAtt": ["EventDeadLetterQueue", "Arn"]}
+    env = resource("NotifyFunction")["Properties"]["Environment"]["Variables"]
+    assert env["JOB_BUS_NAME"] == {"Ref": "JobBus"}
+    assert env["FAILURE_TOPIC_ARN"] == {"Fn::If": ["NotifyFailures", {"Ref": "RunFailureTopic"}, ""]}
+    assert set(env) <= {name.upper() for name in Settings.model_fields}
+
+
+def test_the_notify_function_may_read_the_stream_and_put_on_the_bus_only() -> None:
+    allowed: dict[str, str] = {}
+    for policy in resource("NotifyFunction")["Properties"]["Policies"]:
+        for statement in policy["Statement"]:
+            actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+            allowed.update(dict.fromkeys(actions, str(statement["Resource"])))
+    stream = str({"Fn::GetAtt": ["RunTable", "StreamArn"]})
+    assert allowed == {
+        "dynamodb:DescribeStream": stream,
+        "dynamodb:GetRecords": stream,
+        "dynamodb:GetShardIterator": stream,
+        "dynamodb:ListStreams": stream,
+        "events:PutEvents": str({"Fn::GetAtt": ["JobBus", "Arn"]}),
+        "sqs:SendMessage": str({"Fn::GetAtt": ["EventDeadLetterQueue", "Arn"]}),
+    }
+    (statement,) = resource("NotifyFailuresPolicy")["Properties"]["PolicyDocument"]["Statement"]
+    assert (statement["Action"], statement["Resource"]) == ("sns:Publish", {"Ref": "RunFailureTopic"})
+
+
+def test_the_failure_topic_is_optional_encrypted_and_tls_only() -> None:
+    assert template()["Conditions"]["NotifyFailures"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "FailureNotificationEmail"}, ""]}]
+    }
+    assert template()["Parameters"]["FailureNotificationEmail"]["Default"] == ""
+    for logical_id in ("RunFailureTopic", "RunFailureTopicPolicy", "NotifyFailuresPolicy"):
+        assert resource(logical_id)["Condition"] == "NotifyFailures"
+    topic = resource("RunFailureTopic")["Properties"]
+    assert topic["KmsMasterKeyId"] == "alias/aws/sns"
+    assert topic["Subscription"] == [{"Protocol": "email", "Endpoint": {"Ref": "FailureNotificationEmail"}}]
+    (deny,) = resource("RunFailureTopicPolicy")["Properties"]["PolicyDocument"]["Statement"]
+    assert (deny["Effect"], deny["Condition"]) == ("Deny", {"Bool": {"aws:SecureTransport": "false"}})
