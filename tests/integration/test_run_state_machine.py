@@ -157,3 +157,34 @@ def test_a_large_trigger_event_travels_as_an_s3_reference(stack: dict[str, Any],
     assert uri == f"s3://run-data/trigger-events/{request.run_id}.json" == row["trigger"]["event_s3_uri"]
     body = stack["session"].client("s3").get_object(Bucket="run-data", Key=uri.split("/", 3)[3])["Body"].read()
     assert json.loads(body) == request.trigger.event
+
+
+def test_a_run_stopped_before_its_execution_began_submits_nothing(
+    stack: dict[str, Any], batch_script: BatchScript
+) -> None:
+    from jobline.runs import execution_input as build_input
+    from jobline.runs import new_row
+    from jobline.status import stop
+
+    deps = make_deps(stack, [job_spec()])
+    request = s3_request(deps)
+    deps.table.create_run(new_row(request, {}, stack["settings"], "2026-11-21T00:00:00.000Z"))
+    deps.table.update_run(request.run_id, lambda row: stop(row, "2026-11-21T00:00:01.000Z"))
+
+    assert deps.starter.start(request).created is False  # the trigger arrives: the run has ended, nothing starts
+    sfn = stack["session"].client("stepfunctions")
+    assert sfn.list_executions(stateMachineArn=stack["settings"].state_machine_arn)["executions"] == []
+
+    # An execution that started anyway (a race with the stop) submits nothing either.
+    payload = build_input(request, {"output_prefix": "results/"}, {}, stack["settings"])
+    sfn.start_execution(
+        stateMachineArn=stack["settings"].state_machine_arn, name=request.run_id, input=json.dumps(payload)
+    )
+    execution = wait_for_execution(stack, request.run_id)
+
+    assert execution["status"] == "FAILED"  # the run did not succeed: it was stopped
+    assert batch_script.submitted == []
+    row = deps.table.get_run(request.run_id)
+    assert (row["status"], row["reason"]) == ("STOPPED", "Stopped by user")
+    slot = stack["session"].client("dynamodb").get_item(TableName="runs", Key={"pk": {"S": "SLOT#word-count"}})
+    assert "holders" not in slot.get("Item", {})

@@ -18,7 +18,7 @@ from jobline.catalog import SERVICE_PAYLOAD_LIMIT_BYTES, BatchBackend, BatchServ
 from jobline.dal import RunTable
 from jobline.errors import InvalidArguments, RejectedInput
 from jobline.settings import Settings
-from jobline.status import RANK_PENDING, Reason, RunStatus
+from jobline.status import RANK_PENDING, TERMINAL, Reason, RunStatus
 from jobline.triggers import RunRequest
 
 # Waiting in a queue is not part of a job's own timeout, so the state machine's guard on one
@@ -312,8 +312,15 @@ class RunStarter:
         else:
             row["trigger"]["event_s3_uri"] = event_variable["JOBLINE_TRIGGER_EVENT_S3_URI"]
         created = self._table.create_run(row)
-        self._start_execution(request.run_id, payload)
+        # A redelivered trigger restarts an execution lost to a crash, never one of a run that
+        # has ended meanwhile (an operator may stop a run before its execution began).
+        if created or not self._has_ended(request.run_id):
+            self._start_execution(request.run_id, payload)
         return StartedRun(run_id=request.run_id, job=request.job.name, created=created)
+
+    def _has_ended(self, run_id: str) -> bool:
+        existing = self._table.get_run(run_id)
+        return existing is not None and RunStatus(existing["status"]) in TERMINAL
 
     def _start_execution(self, run_id: str, payload: dict[str, Any]) -> None:
         try:
