@@ -14,8 +14,9 @@ from typing import Any
 import boto3
 import moto
 import pytest
-from jobline_local import moto_adaptations
 from moto import mock_aws
+
+from jobline_local import moto_adaptations
 
 REGION = "us-east-1"
 
@@ -40,19 +41,21 @@ def client(service: str) -> Any:
 
 def test_pins_the_moto_it_was_written_for() -> None:
     assert moto.__version__ == moto_adaptations.PINNED_MOTO
-    replaced = sorted(name for _, name in moto_adaptations.originals)
-    assert replaced == sorted(
-        [
-            "_normalise_parameters",
-            "_normalise_response",
-            "send_to_targets",
-            "_send_event_bridge_message",
-            "start",
-            "_get_container_property",
-            "_container_details",
-            "invoke",
-        ]
-    ), "an adaptation was added or removed: give it a test here"
+    replaced = {name for _, name in moto_adaptations.originals}
+    assert replaced == {
+        "_normalise_parameters",
+        "_normalise_response",
+        "send_to_targets",
+        "_send_event_bridge_message",
+        "start",
+        "_get_container_property",
+        "_container_details",
+        "invoke",
+        "parse",
+        "boto_client_for",
+        "list_of_moto_modules",
+        "get_backend_for_host",
+    }, "an adaptation was added or removed: give it a test here"
 
 
 # ---------------------------------------------------------------- Batch in Step Functions
@@ -91,9 +94,9 @@ def test_optimized_batch_integration_casing() -> None:
     )
 
     pristine = original(StateTaskServiceBatch, "_normalise_parameters")
-    parameters = {"JobName": "j", "JobQueue": "q"}
+    parameters = {"JobName": "job-1", "JobQueue": "q"}
     pristine(None, parameters)
-    assert parameters == {"JobName": "j", "JobQueue": "q"}, "moto now translates ASL parameters itself"
+    assert parameters == {"JobName": "job-1", "JobQueue": "q"}, "moto now translates ASL parameters itself"
 
     moto_adaptations.hooks["batch_job"] = lambda job: finish(job, 0)
     with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
@@ -106,7 +109,7 @@ def test_optimized_batch_integration_casing() -> None:
                     "Type": "Task",
                     "Resource": "arn:aws:states:::batch:submitJob.sync",
                     "Parameters": {
-                        "JobName": "j",
+                        "JobName": "job-1",
                         "JobQueue": queue,
                         "JobDefinition": definition,
                         "ContainerOverrides": {"Environment": [{"Name": "A", "Value": "1"}]},
@@ -148,16 +151,25 @@ def test_rule_lambda_targets() -> None:
         events = client("events")
         put_lambda_rule(events)
         rule = events_backends["123456789012"][REGION].event_buses["default"].rules["r"]
-        event = {"source": "demo", "detail-type": "x", "detail": {}, "time": time.time(), "id": "1"}
+        event = {
+            "source": "demo",
+            "detail-type": "x",
+            "detail": {},
+            "time": time.time(),
+            "id": "1",
+            "ingestion-time": 0,
+        }
         with pytest.raises(NotImplementedError):
-            original(Rule, "send_to_targets")(rule, event)
+            original(Rule, "send_to_targets")(rule, event, False)
 
         moto_adaptations.hooks["lambda_target"] = lambda *args: delivered.append(args)
         events.put_events(Entries=[{"Source": "demo", "DetailType": "x", "Detail": json.dumps({"a": 1})}])
         assert len(delivered) == 1
         rule_arn, target, payload = delivered[0]
-        assert rule_arn.endswith(":rule/r") and target["Id"] == "t"
-        assert payload["detail"] == {"a": 1} and payload["time"].endswith("Z")
+        assert rule_arn.endswith(":rule/r")
+        assert target["Id"] == "t"
+        assert payload["detail"] == {"a": 1}
+        assert payload["time"].endswith("Z")
         assert "ingestion-time" not in payload
 
         events.disable_rule(Name="r")
@@ -172,8 +184,10 @@ def test_s3_eventbridge_notification() -> None:
 
     with mock_aws():
         s3, events, sqs = client("s3"), client("events"), client("sqs")
-        s3.create_bucket(Bucket="in")
-        s3.put_bucket_notification_configuration(Bucket="in", NotificationConfiguration={"EventBridgeConfiguration": {}})
+        s3.create_bucket(Bucket="input-bucket")
+        s3.put_bucket_notification_configuration(
+            Bucket="input-bucket", NotificationConfiguration={"EventBridgeConfiguration": {}}
+        )
         events.create_event_bus(Name="custom")
         urls = {}
         for bus in ("default", "custom"):
@@ -181,7 +195,9 @@ def test_s3_eventbridge_notification() -> None:
             urls[bus] = url
             events.put_rule(Name=f"r-{bus}", EventBusName=bus, EventPattern=json.dumps({"source": ["aws.s3"]}))
             events.put_targets(
-                Rule=f"r-{bus}", EventBusName=bus, Targets=[{"Id": "q", "Arn": f"arn:aws:sqs:{REGION}:123456789012:q-{bus}"}]
+                Rule=f"r-{bus}",
+                EventBusName=bus,
+                Targets=[{"Id": "q", "Arn": f"arn:aws:sqs:{REGION}:123456789012:q-{bus}"}],
             )
 
         def drain(bus: str) -> list[dict[str, Any]]:
@@ -190,17 +206,19 @@ def test_s3_eventbridge_notification() -> None:
                 sqs.delete_message(QueueUrl=urls[bus], ReceiptHandle=m["ReceiptHandle"])
             return [json.loads(m["Body"]) for m in messages]
 
-        bucket = s3_backends["123456789012"]["aws"].buckets["in"]
-        s3.put_object(Bucket="in", Key="k", Body=b"x")
+        bucket = s3_backends["123456789012"]["aws"].buckets["input-bucket"]
+        s3.put_object(Bucket="input-bucket", Key="k", Body=b"x")
         drain("default"), drain("custom")
         key = bucket.keys["k"]
         original(notifications, "_send_event_bridge_message")("123456789012", bucket, "s3:ObjectCreated:Put", key)
         pristine = drain("custom")
         assert pristine, "moto no longer sends S3 events to custom buses"
-        assert "eTag" in pristine[0]["detail"]["object"] and pristine[0]["detail"]["reason"] == "Put"
+        assert "eTag" in pristine[0]["detail"]["object"]
+        assert pristine[0]["detail"]["reason"] != "PutObject"
+        drain("default")
 
-        s3.put_object(Bucket="in", Key="incoming/a b.csv", Body=b"hello")
-        s3.put_object(Bucket="in", Key="incoming/a b.csv", Body=b"hello again")
+        s3.put_object(Bucket="input-bucket", Key="incoming/a b.csv", Body=b"hello")
+        s3.put_object(Bucket="input-bucket", Key="incoming/a b.csv", Body=b"hello again")
         created = drain("default")
         assert not drain("custom"), "S3 events reached a custom bus"
         assert [e["detail-type"] for e in created] == ["Object Created", "Object Created"]
@@ -208,9 +226,11 @@ def test_s3_eventbridge_notification() -> None:
         assert first["id"] != second["id"]
         assert first["detail"]["object"]["sequencer"] < second["detail"]["object"]["sequencer"]
         assert first["detail"]["object"]["key"] == "incoming/a b.csv"
-        assert first["detail"]["object"]["etag"] and first["detail"]["object"]["size"] == 5
+        assert first["detail"]["object"]["etag"]
+        assert first["detail"]["object"]["size"] == 5
         assert "version-id" not in first["detail"]["object"]  # versioning is off
-        assert first["detail"]["reason"] == "PutObject" and first["source"] == "aws.s3"
+        assert first["detail"]["reason"] == "PutObject"
+        assert first["source"] == "aws.s3"
 
 
 # ---------------------------------------------------------------- Batch jobs run by the local compute
@@ -222,7 +242,7 @@ def test_batch_job_start() -> None:
     moto_adaptations.hooks["batch_job"] = handed.append
     with mock_aws():
         queue, definition = make_batch()
-        job_id = client("batch").submit_job(jobName="j", jobQueue=queue, jobDefinition=definition)["jobId"]
+        job_id = client("batch").submit_job(jobName="job-1", jobQueue=queue, jobDefinition=definition)["jobId"]
         assert [job.job_id for job in handed] == [job_id]
         assert handed[0].ident is None, "moto started its own thread for the job"
         assert client("batch").describe_jobs(jobs=[job_id])["jobs"][0]["status"] == "SUBMITTED"
@@ -236,7 +256,7 @@ def test_batch_job_description() -> None:
         queue, definition = make_batch()
         batch = client("batch")
         job_id = batch.submit_job(
-            jobName="j",
+            jobName="job-1",
             jobQueue=queue,
             jobDefinition=definition,
             containerOverrides={"environment": [{"name": "A", "value": "1"}]},
@@ -256,7 +276,8 @@ def test_batch_job_description() -> None:
         finish(job, 3)
         job.container_reason = "exited"
         container = batch.describe_jobs(jobs=[job_id])["jobs"][0]["container"]
-        assert container["exitCode"] == 3 and container["reason"] == "exited"
+        assert container["exitCode"] == 3
+        assert container["reason"] == "exited"
         assert "exitCode" not in original(Job, "_container_details")(job), "moto now reports exitCode itself"
 
 
@@ -291,3 +312,75 @@ def test_lambda_invoke() -> None:
         assert calls == [(f"arn:aws:lambda:{REGION}:123456789012:function:f", {"a": 1}, "RequestResponse")]
         assert lam.invoke(FunctionName="f", InvocationType="Event", Payload=b"{}")["StatusCode"] == 202
         assert calls[-1][2] == "Event"
+
+
+# ---------------------------------------------------------------- Step Functions engine performance
+ASL = json.dumps({"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}})
+
+
+def test_asl_parse_cache() -> None:
+    from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser, ASLParserException
+
+    pristine = original(AmazonStateLanguageParser, "parse")
+    assert pristine(ASL)[1] is not pristine(ASL)[1], "moto now keeps parse trees itself"
+
+    (first, tree), (second, same_tree) = AmazonStateLanguageParser.parse(ASL), AmazonStateLanguageParser.parse(ASL)
+    assert tree is same_tree
+    assert first is not second  # every execution still gets its own evaluation components
+    assert type(first) is type(pristine(ASL)[0])
+    with pytest.raises(ASLParserException):
+        AmazonStateLanguageParser.parse('{"StartAt": ')
+
+
+def test_engine_client_cache() -> None:
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import state_task_service_dynamodb
+    from moto.stepfunctions.parser.asl.utils import boto_client
+
+    pristine = original(boto_client, "boto_client_for")
+    assert pristine(region=REGION, service="dynamodb") is not pristine(region=REGION, service="dynamodb")
+    adapted = state_task_service_dynamodb.boto_client_for
+    assert adapted is boto_client.boto_client_for
+    assert adapted(region=REGION, service="dynamodb") is adapted(region=REGION, service="dynamodb")
+    assert adapted(region=REGION, service="dynamodb") is not adapted(region=REGION, service="batch")
+    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
+        role = client("iam").create_role(RoleName="sfn", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+        client("dynamodb").create_table(
+            TableName="t",
+            BillingMode="PAY_PER_REQUEST",
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        )
+        asl = {
+            "StartAt": "Put",
+            "States": {
+                "Put": {
+                    "Type": "Task",
+                    "Resource": "arn:aws:states:::dynamodb:putItem",
+                    "Parameters": {"TableName": "t", "Item": {"pk": {"S.$": "$$.Execution.Name"}}},
+                    "End": True,
+                }
+            },
+        }
+        sfn = client("stepfunctions")
+        machine = sfn.create_state_machine(name="m", definition=json.dumps(asl), roleArn=role)["stateMachineArn"]
+        for name in ("e1", "e2"):
+            execution = sfn.start_execution(stateMachineArn=machine, name=name)["executionArn"]
+            assert wait_status(sfn, execution)["status"] == "SUCCEEDED"
+        assert client("dynamodb").scan(TableName="t")["Count"] == 2
+
+
+# ---------------------------------------------------------------- moto server dispatch
+def test_server_dispatch_cache() -> None:
+    from moto import backends
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+
+    listing = original(backends, "list_of_moto_modules")
+    assert not isinstance(listing(), tuple | list), "moto now lists its services once itself"
+    assert tuple(listing()) == backends.list_of_moto_modules()
+
+    app = DomainDispatcherApplication(create_backend_app)
+    pristine = original(DomainDispatcherApplication, "get_backend_for_host")
+    host = f"dynamodb.{REGION}.amazonaws.com"
+    assert app.get_backend_for_host(host) == pristine(app, host) == "dynamodb"
+    assert app.get_backend_for_host(host) == "dynamodb"  # from the cache now
+    assert app.get_backend_for_host(None) is None

@@ -22,7 +22,9 @@ class Activity:
     def note(self, component: str, message: str, level: int = logging.INFO, **fields: Any) -> None:
         with self._lock:
             self._seq += 1
-            self._lines.append({"seq": self._seq, "time": time.time(), "component": component, "message": message, **fields})
+            self._lines.append(
+                {"seq": self._seq, "time": time.time(), "component": component, "message": message, **fields}
+            )
         log.log(level, "%-8s %s", component, message)
 
     def count(self, name: str, n: int = 1) -> None:

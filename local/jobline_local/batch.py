@@ -5,6 +5,7 @@ and puts a `Batch Job State Change` event on the default bus at every change, as
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import logging
@@ -63,6 +64,7 @@ class LocalBatch:
         self._lock = threading.Lock()
         self._running: dict[str, subprocess.Popen[bytes]] = {}
         self._catalog: tuple[float, Any] | None = None
+        self._log_groups: set[str] = set()
         self.active = 0
 
     # ------------------------------------------------------------ moto hook
@@ -117,6 +119,7 @@ class LocalBatch:
             self._finish(job, None, "CannotStartContainerError: " + problem, attempt_started=datetime.now())
             return
         env = self._environment(job)
+        log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(log_path, "wb") as log_file:
             started = datetime.now()
             proc = subprocess.Popen(  # noqa: S603 - the catalog's declared local command
@@ -126,7 +129,7 @@ class LocalBatch:
                 stdin=subprocess.DEVNULL,
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
-                preexec_fn=_die_with_parent,  # noqa: PLW1509
+                preexec_fn=_die_with_parent,
             )
             with self._lock:
                 self._running[job.job_id] = proc
@@ -147,10 +150,8 @@ class LocalBatch:
                     reason = "Terminated: the local stack stopped"
                     self._kill(proc)
                 else:
-                    try:
+                    with contextlib.suppress(subprocess.TimeoutExpired):
                         proc.wait(0.1)
-                    except subprocess.TimeoutExpired:
-                        pass
             with self._lock:
                 self._running.pop(job.job_id, None)
         code = proc.returncode
@@ -271,17 +272,19 @@ class LocalBatch:
         """awslogs group and stream prefix of the job definition (Batch's defaults otherwise)."""
         config = (job.job_definition.container_properties or {}).get("logConfiguration", {})
         options = config.get("options", {}) if config.get("logDriver") == "awslogs" else {}
-        return options.get("awslogs-group", "/aws/batch/job"), options.get("awslogs-stream-prefix", job.job_definition.name)
+        return options.get("awslogs-group", "/aws/batch/job"), options.get(
+            "awslogs-stream-prefix", job.job_definition.name
+        )
 
     def _ship_logs(self, group: str, stream: str, path: Path) -> None:
         """The job's output, in CloudWatch Logs too (as the awslogs driver would put it)."""
         logs = self.clients.client("logs")
         try:
             lines = path.read_text(errors="replace").splitlines() or ["(no output)"]
-            try:
-                logs.create_log_group(logGroupName=group)
-            except logs.exceptions.ResourceAlreadyExistsException:
-                pass
+            if group not in self._log_groups:
+                with contextlib.suppress(logs.exceptions.ResourceAlreadyExistsException):
+                    logs.create_log_group(logGroupName=group)
+                self._log_groups.add(group)
             logs.create_log_stream(logGroupName=group, logStreamName=stream)
             now = int(time.time() * 1000)
             for start in range(0, len(lines), 5000):

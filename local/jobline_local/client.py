@@ -23,6 +23,19 @@ from botocore.config import Config
 
 from jobline_local.runs import read_runs
 
+# The local stack accepts any credentials; these are the ones its own processes use.
+LOCAL_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+
+
+def state_dir_owner(state_dir: Path) -> int | None:
+    """The pid of a live local stack using `state_dir`, if any."""
+    try:
+        pid = int(json.loads((state_dir / "stack.json").read_text())["pid"])
+        os.kill(pid, 0)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return pid if pid != os.getpid() else None
+
 
 class StackFailed(RuntimeError):
     pass
@@ -67,6 +80,9 @@ class LocalStack:
 
     # ------------------------------------------------------------ lifecycle
     def start(self, timeout: float = 120) -> LocalStack:
+        if state_dir_owner(self.state_dir) is not None:  # another stack runs there: use a dir of our own
+            self.state_dir = self.state_dir.with_name(f"{self.state_dir.name}-{os.getpid()}")
+            self.args[self.args.index("--state-dir") + 1] = str(self.state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.console = self.state_dir.with_name(self.state_dir.name + ".console.log")
         with open(self.console, "wb") as console:
@@ -140,9 +156,8 @@ class LocalStack:
                 service,
                 endpoint_url=self.endpoint,
                 region_name=self.region,
-                aws_access_key_id="testing",
-                aws_secret_access_key="testing",
                 config=config,
+                **LOCAL_CREDENTIALS,
             )
         return self._clients[service]
 

@@ -52,12 +52,18 @@ class FunctionSpec:
 class EventSourceMapping:
     uuid: str
     function_name: str
-    queue_arn: str
+    source_arn: str
     batch_size: int = 10
     batching_window_seconds: int = 0
     report_batch_item_failures: bool = False
     enabled: bool = True
     maximum_concurrency: int | None = None
+    kind: str = "sqs"
+    starting_position: str = "LATEST"
+    filters: list[str] = field(default_factory=list)
+    bisect_on_error: bool = False
+    maximum_retry_attempts: int = -1
+    on_failure: str | None = None
 
 
 @dataclass
@@ -81,6 +87,20 @@ class Deployment:
 
     def of_type(self, kind: str) -> dict[str, Physical]:
         return {lid: self.resources[lid] for lid, t in self.types.items() if t == kind}
+
+
+class _AnyAttribute(dict):
+    """Attributes of a placeholder resource: every GetAtt gets its ARN."""
+
+    def __init__(self, arn: str) -> None:
+        super().__init__()
+        self.arn = arn
+
+    def __contains__(self, key: object) -> bool:
+        return True
+
+    def __missing__(self, key: str) -> str:
+        return self.arn
 
 
 def _dummy_zip() -> bytes:
@@ -120,14 +140,20 @@ def _convert(value: Any, shape: Any) -> Any:
     if kind == "boolean":
         return value if isinstance(value, bool) else str(value).lower() == "true"
     if kind == "string" and not isinstance(value, str):
-        return json.dumps(value) if isinstance(value, dict | list) else str(value).lower() if isinstance(
-            value, bool
-        ) else str(value)
+        return (
+            json.dumps(value)
+            if isinstance(value, dict | list)
+            else str(value).lower()
+            if isinstance(value, bool)
+            else str(value)
+        )
     return value
 
 
 class Deployer:
-    def __init__(self, session: Any, endpoint: str, translated: Translated, parameters: dict[str, Any], stack_name: str):
+    def __init__(
+        self, session: Any, endpoint: str, translated: Translated, parameters: dict[str, Any], stack_name: str
+    ):
         self.session = session
         self.endpoint = endpoint
         self.translated = translated
@@ -175,7 +201,7 @@ class Deployer:
             props = self.resolver.resolve(resource.get("Properties", {}))
             if creator is None:
                 self.deployment.skipped.append(f"{logical_id} ({kind})")
-                physical = Physical(ref=f"local-{logical_id}", attrs={"Arn": self.arn("local", logical_id)})
+                physical = self.placeholder(logical_id, kind)
             else:
                 try:
                     physical = creator(logical_id, props)
@@ -190,6 +216,12 @@ class Deployer:
                 continue
             self.deployment.outputs[name] = self.resolver.resolve(output["Value"])
         return self.deployment
+
+    def placeholder(self, logical_id: str, kind: str, ref: str | None = None) -> Physical:
+        """A resource the local stack does not create: names and ARNs that read as its own."""
+        service = kind.split("::")[1].lower()
+        arn = self.arn(service, f"{kind.split('::')[2].lower()}/{self.name(logical_id)}")
+        return Physical(ref=ref or arn, attrs=_AnyAttribute(arn))
 
     # ------------------------------------------------------------ storage
     def create_S3_Bucket(self, lid: str, p: dict[str, Any]) -> Physical:
@@ -220,6 +252,8 @@ class Deployer:
         name = p.get("TableName") or self.name(lid, 255)
         params = api_params(ddb, "CreateTable", {**p, "TableName": name})
         params.pop("SSESpecification", None)
+        if "StreamSpecification" in params:
+            params["StreamSpecification"] = {"StreamEnabled": True, **params["StreamSpecification"]}
         if params.get("BillingMode") != "PAY_PER_REQUEST" and "ProvisionedThroughput" not in params:
             params["BillingMode"] = "PAY_PER_REQUEST"
         description = ddb.create_table(**params)["TableDescription"]
@@ -228,7 +262,9 @@ class Deployer:
             ddb.update_time_to_live(
                 TableName=name, TimeToLiveSpecification={"AttributeName": ttl["AttributeName"], "Enabled": True}
             )
-        return Physical(ref=name, attrs={"Arn": description["TableArn"], "StreamArn": description.get("LatestStreamArn")})
+        return Physical(
+            ref=name, attrs={"Arn": description["TableArn"], "StreamArn": description.get("LatestStreamArn")}
+        )
 
     # ------------------------------------------------------------ messaging
     def create_SQS_Queue(self, lid: str, p: dict[str, Any]) -> Physical:
@@ -239,9 +275,13 @@ class Deployer:
         for key, value in p.items():
             if key in ("QueueName", "Tags", "SqsManagedSseEnabled", "KmsMasterKeyId"):
                 continue
-            attributes[key] = json.dumps(value) if isinstance(value, dict) else str(value).lower() if isinstance(
-                value, bool
-            ) else str(value)
+            attributes[key] = (
+                json.dumps(value)
+                if isinstance(value, dict)
+                else str(value).lower()
+                if isinstance(value, bool)
+                else str(value)
+            )
         url = sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
         arn = self.arn("sqs", name)
         return Physical(ref=url, attrs={"Arn": arn, "QueueName": name, "QueueUrl": url})
@@ -271,7 +311,9 @@ class Deployer:
         arn = events.put_rule(**params)["RuleArn"]
         targets = p.get("Targets", [])
         if targets:
-            events.put_targets(Rule=name, EventBusName=bus, Targets=api_params(events, "PutTargets", {"Targets": targets})["Targets"])
+            events.put_targets(
+                Rule=name, EventBusName=bus, Targets=api_params(events, "PutTargets", {"Targets": targets})["Targets"]
+            )
         return Physical(ref=name, attrs={"Arn": arn})
 
     def create_Logs_LogGroup(self, lid: str, p: dict[str, Any]) -> Physical:
@@ -376,8 +418,7 @@ class Deployer:
             lam.put_function_concurrency(
                 FunctionName=name, ReservedConcurrentExecutions=int(p["ReservedConcurrentExecutions"])
             )
-        sam_id = next((k for k in self.translated.code_dirs if k == lid), lid)
-        code_dir = self.translated.code_dirs.get(sam_id)
+        code_dir = self.translated.code_dirs.get(lid)  # SAM keeps the function's logical id
         if code_dir is None:
             raise TemplateError(f"function {lid}: only local CodeUri directories can run locally")
         log_group = p.get("LoggingConfig", {}).get("LogGroup") or f"/aws/lambda/{name}"
@@ -393,7 +434,9 @@ class Deployer:
             environment=environment,
             layer_dirs=[self.layer_dirs[arn] for arn in params["Layers"] if arn in self.layer_dirs],
             log_group=log_group,
-            reserved_concurrency=int(p["ReservedConcurrentExecutions"]) if "ReservedConcurrentExecutions" in p else None,
+            reserved_concurrency=int(p["ReservedConcurrentExecutions"])
+            if "ReservedConcurrentExecutions" in p
+            else None,
             dead_letter_arn=p.get("DeadLetterConfig", {}).get("TargetArn"),
         )
         return Physical(ref=name, attrs={"Arn": config["FunctionArn"]})
@@ -417,12 +460,21 @@ class Deployer:
 
     def create_Lambda_EventSourceMapping(self, lid: str, p: dict[str, Any]) -> Physical:
         spec = self._function(p["FunctionName"])
-        if ":sqs:" not in p.get("EventSourceArn", ""):
-            raise TemplateError(f"{lid}: the local stack polls SQS event sources only")
+        source = p.get("EventSourceArn", "")
+        kind = "sqs" if ":sqs:" in source else "dynamodb" if ":dynamodb:" in source and "/stream/" in source else None
+        if kind is None:
+            self.deployment.skipped.append(f"{lid} (event source {source.split(':')[2]})")
+            return Physical(ref=lid)
         mapping = EventSourceMapping(
             uuid=str(uuid.uuid4()),
             function_name=spec.name,
-            queue_arn=p["EventSourceArn"],
+            source_arn=source,
+            kind=kind,
+            starting_position=p.get("StartingPosition", "LATEST"),
+            filters=[f["Pattern"] for f in p.get("FilterCriteria", {}).get("Filters", [])],
+            bisect_on_error=p.get("BisectBatchOnFunctionError") in (True, "true"),
+            maximum_retry_attempts=int(p.get("MaximumRetryAttempts", -1)),
+            on_failure=p.get("DestinationConfig", {}).get("OnFailure", {}).get("Destination"),
             batch_size=int(p.get("BatchSize", 10)),
             batching_window_seconds=int(p.get("MaximumBatchingWindowInSeconds", 0)),
             report_batch_item_failures="ReportBatchItemFailures" in p.get("FunctionResponseTypes", []),
@@ -466,12 +518,22 @@ class Deployer:
         try:
             return iam.get_role(RoleName=name)["Role"]["Arn"]
         except iam.exceptions.NoSuchEntityException:
-            trust = {"Statement": [{"Effect": "Allow", "Principal": {"Service": "batch.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
+            trust = {
+                "Statement": [
+                    {"Effect": "Allow", "Principal": {"Service": "batch.amazonaws.com"}, "Action": "sts:AssumeRole"}
+                ]
+            }
             return iam.create_role(
                 RoleName=name, Path="/aws-service-role/batch.amazonaws.com/", AssumeRolePolicyDocument=json.dumps(trust)
             )["Role"]["Arn"]
 
     def create_Batch_JobQueue(self, lid: str, p: dict[str, Any]) -> Physical:
+        if p.get("JobQueueType", "ECS") not in ("ECS", "EKS", "ECS_FARGATE", "EKS_FARGATE"):
+            # A service job queue (SageMaker training): the local Batch has none.
+            self.deployment.skipped.append(f"{lid} (AWS::Batch::JobQueue {p['JobQueueType']})")
+            name = p.get("JobQueueName") or self.name(lid, 128)
+            arn = self.arn("batch", f"job-queue/{name}")
+            return Physical(ref=arn, attrs={"JobQueueArn": arn})
         batch = self.client("batch")
         params = api_params(batch, "CreateJobQueue", p)
         params.setdefault("jobQueueName", self.name(lid, 128))
@@ -485,6 +547,13 @@ class Deployer:
         params.setdefault("jobDefinitionName", self.name(lid, 128))
         arn = batch.register_job_definition(**params)["jobDefinitionArn"]
         return Physical(ref=arn, attrs={"JobDefinitionArn": arn})
+
+    def create_Glue_Job(self, lid: str, p: dict[str, Any]) -> Physical:
+        glue = self.client("glue")
+        params = api_params(glue, "CreateJob", p)
+        params.setdefault("Name", self.name(lid, 255))
+        glue.create_job(**params)
+        return Physical(ref=params["Name"])
 
     def create_Scheduler_ScheduleGroup(self, lid: str, p: dict[str, Any]) -> Physical:
         name = p.get("Name") or self.name(lid, 64)

@@ -6,6 +6,7 @@ on-failure destinations."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import logging
@@ -58,6 +59,7 @@ class Worker:
     def __init__(self, spec: FunctionSpec, env: dict[str, str], log_path: Path) -> None:
         self.spec = spec
         self.log_path = log_path
+        log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(log_path, "ab")  # noqa: SIM115 - lives as long as the worker
         self.proc = subprocess.Popen(  # noqa: S603 - our own interpreter and runtime
             [sys.executable, "-u", "-c", BOOTSTRAP, str(RUNTIME_FILE)],
@@ -106,10 +108,8 @@ class Worker:
 
     def stop(self, grace: float = 2.0) -> None:
         if self.proc.poll() is None:
-            try:
+            with contextlib.suppress(OSError):
                 self.proc.stdin.close()  # type: ignore[union-attr]
-            except OSError:
-                pass
             try:
                 self.proc.wait(grace)
             except subprocess.TimeoutExpired:
@@ -185,10 +185,8 @@ class FunctionPool:
             if worker.alive():
                 worker.proc.kill()
         for worker in workers:
-            try:
+            with contextlib.suppress(OSError, ValueError):
                 worker.stop(0)
-            except (OSError, ValueError):
-                pass
 
 
 @dataclass
@@ -290,7 +288,9 @@ class LambdaService:
         worker = Worker(spec, self.function_env(spec), self.log_path(spec))
         self.activity.count(f"lambda.cold_starts.{spec.logical_id}")
         self.activity.note(
-            "lambda", f"{spec.logical_id}: worker {worker.proc.pid} ready in {time.monotonic() - started:.1f}s", logging.DEBUG
+            "lambda",
+            f"{spec.logical_id}: worker {worker.proc.pid} ready in {time.monotonic() - started:.1f}s",
+            logging.DEBUG,
         )
         return worker
 
@@ -335,7 +335,8 @@ class LambdaService:
             self.activity.count(f"lambda.errors.{spec.logical_id}")
             self.activity.note(
                 "lambda",
-                f"{spec.logical_id} {request_id}: {error['errorType']}: {str(error['errorMessage']).splitlines()[0][:300]}"
+                f"{spec.logical_id} {request_id}: {error['errorType']}: "
+                f"{str(error['errorMessage']).splitlines()[0][:300]}"
                 f" (log: {self.log_path(spec)})",
                 logging.WARNING,
                 function=spec.logical_id,
@@ -510,10 +511,13 @@ class LambdaService:
                 },
             )
 
-    def moto_invoke(self, function_arn: str, payload: Any, invocation_type: str) -> tuple[bytes, str | None, str]:
+    def moto_invoke(
+        self, function_arn: str, payload: Any, invocation_type: str
+    ) -> tuple[bytes, str | None, str] | None:
+        """Invoke through the Lambda API; None for a function this stack does not run."""
         spec = self.spec(function_arn)
         if spec is None:
-            raise KeyError(function_arn)
+            return None
         if invocation_type == "Event":
             self.invoke_async(spec, payload)
             return b"", None, ""
@@ -536,7 +540,7 @@ class SqsPoller:
         self.sqs = clients.client("sqs")
         self.clock_speed = clock_speed
         self.region = lambdas.deployment.region
-        self.url = self.sqs.get_queue_url(QueueName=mapping.queue_arn.split(":")[-1])["QueueUrl"]
+        self.url = self.sqs.get_queue_url(QueueName=mapping.source_arn.split(":")[-1])["QueueUrl"]
         attributes = self.sqs.get_queue_attributes(QueueUrl=self.url, AttributeNames=["VisibilityTimeout"])
         self.visibility_timeout = int(attributes["Attributes"].get("VisibilityTimeout", 30))
         self._stopping = threading.Event()
@@ -595,7 +599,7 @@ class SqsPoller:
             "messageAttributes": attributes,
             "md5OfBody": message.get("MD5OfBody") or hashlib.md5(message["Body"].encode()).hexdigest(),  # noqa: S324
             "eventSource": "aws:sqs",
-            "eventSourceARN": self.mapping.queue_arn,
+            "eventSourceARN": self.mapping.source_arn,
             "awsRegion": self.region,
         }
         if "MD5OfMessageAttributes" in message:
@@ -616,7 +620,9 @@ class SqsPoller:
         for start in range(0, len(done), 10):
             self.sqs.delete_message_batch(
                 QueueUrl=self.url,
-                Entries=[{"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]} for n, m in enumerate(done[start : start + 10])],
+                Entries=[
+                    {"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]} for n, m in enumerate(done[start : start + 10])
+                ],
             )
         if failed:
             self.lambdas.activity.note(
@@ -644,3 +650,146 @@ class SqsPoller:
                 return ids
             failed.add(identifier)
         return failed
+
+
+class DynamoDBStreamPoller:
+    """A DynamoDB stream event source mapping: reads the table's stream in order, drops records
+    its filter criteria reject, and invokes the function with batches shaped as Lambda's. A
+    failed batch is retried (from the first reported failure with ReportBatchItemFailures, or
+    halved with BisectBatchOnFunctionError) up to MaximumRetryAttempts, then described to the
+    on-failure destination, as Lambda does; the shard waits meanwhile."""
+
+    def __init__(self, mapping: EventSourceMapping, lambdas: LambdaService, clients: Any, clock_speed: float) -> None:
+        from moto.events.models import EventPattern  # EventBridge's pattern language, as filters use it
+
+        self.mapping = mapping
+        self.lambdas = lambdas
+        self.streams = clients.client("dynamodbstreams")
+        self.clock_speed = clock_speed
+        self.region = lambdas.deployment.region
+        self.filters = [EventPattern.load(pattern) for pattern in mapping.filters]
+        self._stopping = threading.Event()
+        self.in_flight = 0
+
+    def start(self) -> None:
+        spec = self.lambdas.deployment.functions[self.mapping.function_name]
+        threading.Thread(target=self._loop, name=f"ddb-stream-{spec.logical_id}", daemon=True).start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    def _record(self, record: dict[str, Any]) -> dict[str, Any]:
+        change = dict(record["dynamodb"])
+        created = change.get("ApproximateCreationDateTime")
+        if isinstance(created, datetime):
+            change["ApproximateCreationDateTime"] = int(created.timestamp())
+        return {
+            **record,
+            "eventVersion": "1.1",
+            "awsRegion": self.region,
+            "dynamodb": change,
+            "eventSourceARN": self.mapping.source_arn,
+        }
+
+    def _wanted(self, record: dict[str, Any]) -> bool:
+        return not self.filters or any(f.matches_event(record) for f in self.filters)
+
+    def _loop(self) -> None:
+        spec = self.lambdas.deployment.functions[self.mapping.function_name]
+        arn = self.mapping.source_arn
+        iterator = None
+        pending: list[dict[str, Any]] = []
+        while not self._stopping.is_set():
+            try:
+                if iterator is None:
+                    shards = self.streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"]
+                    if not shards:
+                        self._stopping.wait(1)
+                        continue
+                    iterator = self.streams.get_shard_iterator(
+                        StreamArn=arn, ShardId=shards[0]["ShardId"], ShardIteratorType=self.mapping.starting_position
+                    )["ShardIterator"]
+                response = self.streams.get_records(ShardIterator=iterator, Limit=1000)
+                iterator = response.get("NextShardIterator")
+                pending.extend(r for r in map(self._record, response.get("Records", [])) if self._wanted(r))
+            except Exception as error:
+                if self._stopping.is_set():
+                    return
+                self.lambdas.activity.note("ddb", f"stream read failed: {error!r}", logging.WARNING)
+                iterator = None
+                self._stopping.wait(1)
+                continue
+            if not pending:
+                self._stopping.wait(max(0.25, self.mapping.batching_window_seconds / 4))
+                continue
+            batch, pending = pending[: self.mapping.batch_size], pending[self.mapping.batch_size :]
+            self.in_flight += 1
+            try:
+                self._deliver(spec, batch)
+            finally:
+                self.in_flight -= 1
+
+    def _deliver(self, spec: FunctionSpec, batch: list[dict[str, Any]]) -> None:
+        tries = 0
+        while batch and not self._stopping.is_set():
+            tries += 1
+            result = self.lambdas.invoke(spec, {"Records": batch})
+            if result.error is None and not self.mapping.report_batch_item_failures:
+                return
+            if result.error is None:
+                sequence = {r["dynamodb"]["SequenceNumber"]: i for i, r in enumerate(batch)}
+                failed = self._first_failure(json.loads(result.payload or b"null"), sequence)
+                if failed is None:
+                    return
+                batch = batch[failed:]
+            elif self.mapping.bisect_on_error and len(batch) > 1:
+                half = len(batch) // 2
+                self._deliver(spec, batch[:half])
+                self._deliver(spec, batch[half:])
+                return
+            if 0 <= self.mapping.maximum_retry_attempts < tries:
+                self._give_up(spec, batch, tries, result)
+                return
+            self._stopping.wait(min(2 ** (tries - 1), 30) / self.clock_speed)
+
+    @staticmethod
+    def _first_failure(response: Any, sequence: dict[str, int]) -> int | None:
+        """Index of the batch's first failed record; a malformed response fails the whole batch."""
+        if response is None or (isinstance(response, dict) and not response.get("batchItemFailures")):
+            return None
+        try:
+            return min(sequence[item["itemIdentifier"]] for item in response["batchItemFailures"])
+        except (KeyError, TypeError):
+            return 0
+
+    def _give_up(self, spec: FunctionSpec, batch: list[dict[str, Any]], tries: int, result: InvokeResult) -> None:
+        message = f"{spec.logical_id}: gave up on {len(batch)} stream record(s) after {tries} attempts"
+        self.lambdas.activity.note("ddb", message, logging.WARNING)
+        if not self.mapping.on_failure:
+            return
+        first, last = batch[0]["dynamodb"], batch[-1]["dynamodb"]
+        record = {
+            "requestContext": {
+                "requestId": str(uuid.uuid4()),
+                "functionArn": spec.arn,
+                "condition": "RetryAttemptsExhausted",
+                "approximateInvokeCount": tries,
+            },
+            "responseContext": {
+                "statusCode": 200,
+                "executedVersion": "$LATEST",
+                **({"functionError": "Unhandled"} if result.error else {}),
+            },
+            "version": "1.0",
+            "timestamp": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "DDBStreamBatchInfo": {
+                "shardId": "shard-local",
+                "startSequenceNumber": first["SequenceNumber"],
+                "endSequenceNumber": last["SequenceNumber"],
+                "approximateArrivalOfFirstRecord": first.get("ApproximateCreationDateTime"),
+                "approximateArrivalOfLastRecord": last.get("ApproximateCreationDateTime"),
+                "batchSize": len(batch),
+                "streamArn": self.mapping.source_arn,
+            },
+        }
+        self.lambdas.send_to_arn(self.mapping.on_failure, json.dumps(record, default=str), {})

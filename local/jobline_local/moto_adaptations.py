@@ -31,7 +31,7 @@ originals: dict[tuple[Any, str], Any] = {}
 
 # Where adapted code hands work to the local stack; each is None until the stack sets it.
 #  lambda_target(rule_arn, target, payload): an EventBridge rule delivers `payload` to a Lambda target
-#  lambda_invoke(function_arn, payload, invocation_type) -> (payload bytes, function error or None)
+#  lambda_invoke(function_arn, payload, invocation_type) -> (payload, function error, log tail) or None
 #  batch_job(job): a submitted moto Batch Job, to be run by the local compute
 hooks: dict[str, Callable[..., Any] | None] = {"lambda_target": None, "lambda_invoke": None, "batch_job": None}
 
@@ -160,17 +160,26 @@ _S3_REASONS = {
 _sequencer = itertools.count(time.time_ns() // 1000)
 
 
+def _has_tags(account_id: str, key: Any) -> bool:
+    from moto.s3.models import s3_backends
+
+    return bool(s3_backends[account_id]["aws"].tagger.list_tags_for_resource(key.arn)["Tags"])
+
+
 def _adapt_s3_eventbridge_notification() -> None:
     """With EventBridge notifications on, moto 5.2.5 sends S3 events to the rules of every bus
     (AWS: the default bus only), with one fixed event id and sequencer, `eTag` for `etag`, a
-    version-id even when versioning is off and `reason` "Put" for "PutObject". Emit the event
-    AWS documents, to the default bus only."""
+    version-id even when versioning is off and `reason` "ObjectCreated" for "PutObject", and sends
+    "Object Tags Added" for every PutObject. Emit the events AWS documents, to the default bus
+    only (tag events only when the object has tags)."""
     from moto.events.models import events_backends
     from moto.events.utils import _BASE_EVENT_MESSAGE
     from moto.s3 import notifications
 
     def send_event_bridge_message(account_id: str, bucket: Any, event_name: str, key: Any) -> None:
         detail_type = notifications._detail_type(event_name)
+        if detail_type == "Object Tags Added" and not _has_tags(account_id, key):
+            return  # moto tags (with nothing) on every PutObject; S3 sends no tag event for that
         obj: dict[str, Any] = {"key": key.name}
         if detail_type == "Object Created":
             obj.update(size=key.size, etag=key.etag.replace('"', ""))
@@ -202,6 +211,7 @@ def _adapt_s3_eventbridge_notification() -> None:
                 "region": bucket.region_name,
                 "resources": [bucket.arn],
                 "detail": detail,
+                "ingestion-time": time.time(),  # moto's own field; Lambda targets never see it
             }
         )
         default_bus = events_backends[account_id][bucket.region_name].event_buses.get("default")
@@ -279,7 +289,10 @@ def _adapt_lambda_invoke() -> None:
             return original(self, body, request_headers, response_headers)
         invocation_type = request_headers.get("x-amz-invocation-type", "RequestResponse")
         payload = json.loads(body) if body else {}
-        result, function_error, log_tail = run(self.function_arn, payload, invocation_type)
+        answer = run(self.function_arn, payload, invocation_type)
+        if answer is None:  # not a function the local stack runs
+            return original(self, body, request_headers, response_headers)
+        result, function_error, log_tail = answer
         if function_error:
             response_headers["x-amz-function-error"] = function_error
         if invocation_type == "RequestResponse" and request_headers.get("x-amz-log-type") == "Tail":
@@ -290,6 +303,116 @@ def _adapt_lambda_invoke() -> None:
     _replace(LambdaFunction, "invoke", invoke)
 
 
+def _adapt_asl_parse_cache() -> None:
+    """moto 5.2.5 parses a state machine's definition with its ANTLR grammar at every execution
+    start (about 0.25 s of CPU for jobline's definition on this machine, and the local stack's
+    main bottleneck). Keep the parse tree of recent definitions and only rebuild the evaluation
+    components (fresh for each execution, as before) from it."""
+    import threading
+
+    from antlr4 import CommonTokenStream, InputStream
+    from moto.stepfunctions.parser.asl.antlr.runtime.ASLLexer import ASLLexer
+    from moto.stepfunctions.parser.asl.antlr.runtime.ASLParser import ASLParser
+    from moto.stepfunctions.parser.asl.parse import asl_parser
+    from moto.stepfunctions.parser.asl.parse.preprocessor import Preprocessor
+
+    trees: dict[str, Any] = {}
+    lock = threading.Lock()
+    original = asl_parser.AmazonStateLanguageParser.parse
+
+    def parse(definition: str) -> tuple[Any, Any]:
+        with lock:
+            tree = trees.get(definition)
+        if tree is None:
+            listener = asl_parser.SyntaxErrorListener()
+            parser = ASLParser(CommonTokenStream(ASLLexer(InputStream(definition))))
+            parser.removeErrorListeners()
+            parser.addErrorListener(listener)
+            tree = parser.state_machine()
+            if listener.errors:
+                raise asl_parser.ASLParserException(errors=listener.errors)
+            with lock:
+                if len(trees) >= 32:
+                    trees.pop(next(iter(trees)))
+                trees[definition] = tree
+        return Preprocessor().visit(tree), tree
+
+    originals.setdefault((asl_parser.AmazonStateLanguageParser, "parse"), original)
+    asl_parser.AmazonStateLanguageParser.parse = staticmethod(parse)
+
+
+_ENGINE_CLIENT_USERS = [
+    "asl.utils.boto_client",
+    "asl.component.state.exec.state_task.lambda_eval_utils",
+    "asl.component.state.exec.state_map.result_writer.resource_eval.resource_eval_s3",
+    "asl.component.state.exec.state_map.item_reader.eval.resource_eval_s3",
+    *(
+        f"asl.component.state.exec.state_task.service.state_task_service_{name}"
+        for name in ("unsupported", "glue", "events", "ecs", "sqs", "sfn", "dynamodb", "batch", "sns", "aws_sdk")
+    ),
+]
+
+
+def _adapt_engine_client_cache() -> None:
+    """moto 5.2.5's Step Functions engine builds a new boto3 client for every task it runs (tens of
+    milliseconds of CPU each, several per run). Reuse one client per service and region (boto3
+    clients are thread-safe); tasks with their own credentials still get a new one."""
+    import importlib
+    import threading
+
+    from moto.stepfunctions.parser.asl.utils import boto_client
+
+    original = boto_client.boto_client_for
+    cache: dict[tuple[str, str, bool, str], Any] = {}
+    lock = threading.Lock()
+
+    def boto_client_for(region: str, service: str, state_credentials: Any = None) -> Any:
+        if state_credentials is not None:
+            return original(region=region, service=service, state_credentials=state_credentials)
+        from moto.core.models import botocore_stubber
+        from moto.settings import moto_server_port
+
+        key = (region, service, botocore_stubber.enabled, moto_server_port())
+        with lock:
+            if key not in cache:
+                cache[key] = original(region=region, service=service)
+            return cache[key]
+
+    for name in _ENGINE_CLIENT_USERS:
+        module = importlib.import_module(f"moto.stepfunctions.parser.{name}")
+        if getattr(module, "boto_client_for", None) is original:
+            _replace(module, "boto_client_for", boto_client_for)
+
+
+def _adapt_server_dispatch_cache() -> None:
+    """moto 5.2.5's server finds the backend of every request under one global lock, listing
+    moto's package directory (a stat per service, ~200) and trying every URL pattern each time:
+    requests queue behind it. The answer for a host never changes: remember it."""
+    import threading
+
+    from moto import backends
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+
+    modules = tuple(backends.list_of_moto_modules())
+    _replace(backends, "list_of_moto_modules", lambda: modules)
+
+    original = DomainDispatcherApplication.get_backend_for_host
+    found: dict[str | None, Any] = {}
+    lock = threading.Lock()
+
+    def get_backend_for_host(self: Any, host: str | None) -> Any:
+        with lock:
+            if host in found:
+                return found[host]
+        backend = original(self, host)
+        if backend is not None:
+            with lock:
+                found[host] = backend
+        return backend
+
+    _replace(DomainDispatcherApplication, "get_backend_for_host", get_backend_for_host)
+
+
 ADAPTATIONS = (
     _adapt_optimized_integration_casing,
     _adapt_rule_lambda_targets,
@@ -297,6 +420,9 @@ ADAPTATIONS = (
     _adapt_batch_job_start,
     _adapt_batch_job_description,
     _adapt_lambda_invoke,
+    _adapt_asl_parse_cache,
+    _adapt_engine_client_cache,
+    _adapt_server_dispatch_cache,
 )
 
 

@@ -18,7 +18,9 @@ from zoneinfo import ZoneInfo
 
 from jobline_local.activity import Activity
 
-MONTHS = {m: i for i, m in enumerate(["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"], 1)}
+MONTHS = {
+    m: i for i, m in enumerate(["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"], 1)
+}
 DAYS = {"SUN": 1, "MON": 2, "TUE": 3, "WED": 4, "THU": 5, "FRI": 6, "SAT": 7}
 SEARCH_YEARS = 5
 
@@ -117,8 +119,7 @@ class Cron:
             elif part.endswith("L"):
                 weekday = _number(part[:-1], DAYS)
                 tests.append(
-                    lambda d, w=weekday: _aws_weekday(d) == w
-                    and d.day + 7 > calendar.monthrange(d.year, d.month)[1]
+                    lambda d, w=weekday: _aws_weekday(d) == w and d.day + 7 > calendar.monthrange(d.year, d.month)[1]
                 )
             else:
                 allowed = _values(part, 1, 7, DAYS)
@@ -241,7 +242,9 @@ class LocalScheduler:
 
     REFRESH_SECONDS = 2.0
 
-    def __init__(self, clients: Any, clock: LocalClock, fire: Callable[[dict[str, Any], Any, str], None], activity: Activity):
+    def __init__(
+        self, clients: Any, clock: LocalClock, fire: Callable[[dict[str, Any], Any, str], None], activity: Activity
+    ):
         self.scheduler = clients.client("scheduler")
         self.clock = clock
         self.fire_target = fire
@@ -271,12 +274,16 @@ class LocalScheduler:
                     continue
                 detail = self.scheduler.get_schedule(GroupName=key[0], Name=key[1])
                 try:
-                    expression = Expression(detail["ScheduleExpression"], detail.get("ScheduleExpressionTimezone", "UTC"))
+                    expression = Expression(
+                        detail["ScheduleExpression"], detail.get("ScheduleExpressionTimezone", "UTC")
+                    )
                 except (ExpressionError, ValueError) as error:
                     self.activity.note("schedule", f"{key[1]}: {error}", logging.WARNING)
                     continue
                 start = now
-                tracked = _Tracked(key, detail["Arn"], expression, detail["Target"], start, now, detail.get("State", "ENABLED"), None)
+                tracked = _Tracked(
+                    key, detail["Arn"], expression, detail["Target"], start, now, detail.get("State", "ENABLED"), None
+                )
                 tracked.next = expression.next_after(now, start)
                 self._tracked[key] = tracked
                 if tracked.next is not None and tracked.state == "ENABLED":

