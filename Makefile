@@ -50,9 +50,9 @@ test: lint validate build unit
 demo: venv
 	$(BIN)/python -m jobline_local.demo
 
-## bench: runs per second and API calls per run on the local stack
+## bench: runs per second and API calls per run on the local stack (ARGS="--files 100")
 bench: venv
-	$(BIN)/python -m jobline_local.bench
+	$(BIN)/python -m jobline_local.bench $(ARGS)
 
 ## deploy: build, then deploy with samconfig.toml (add ARGS=--guided the first time)
 deploy: build
