@@ -14,7 +14,8 @@ from jobline import codegen
 from jobline.catalog import load_catalog, parse_catalog
 from jobline.errors import CatalogError
 from jobline.settings import PACKAGED_CATALOG
-from tests.cfn import TEMPLATE, _Loader
+from jobline_local.template import parse_yaml
+from tests.cfn import TEMPLATE
 
 
 def _raw_catalog() -> dict[str, Any]:
@@ -133,7 +134,7 @@ def test_missing_markers_fail_clearly(tmp_path: Path, capsys: pytest.CaptureFixt
 
 def _rendered_resources(raw: dict[str, Any]) -> dict[str, Any]:
     block = codegen.render_schedules(parse_catalog(raw))
-    return yaml.load(block, Loader=_Loader) or {}  # noqa: S506  # a SafeLoader subclass
+    return parse_yaml(block) or {}
 
 
 def test_each_schedule_targets_the_trigger_with_the_documented_input() -> None:

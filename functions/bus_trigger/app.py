@@ -7,11 +7,8 @@ from typing import Any
 from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import ValidationError
 
 from jobline import intake, triggers
-from jobline.deps import get_deps
-from jobline.errors import RejectedInput
 from jobline.observability import logger, metrics, tracer
 
 
@@ -19,10 +16,6 @@ from jobline.observability import logger, metrics, tracer
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    deps = get_deps()
-    try:
-        parsed = parse(event=event, model=EventBridgeModel)
-        requests = triggers.from_bus(parsed, event, deps.catalog)
-    except (ValidationError, RejectedInput) as error:
-        return {"runs": [], "rejected": [intake.reject(error, event, "bus", deps)]}
-    return intake.start_all(requests, deps, "bus", event)
+    return intake.handle(
+        event, "bus", lambda deps: triggers.from_bus(parse(event=event, model=EventBridgeModel), event, deps.catalog)
+    )

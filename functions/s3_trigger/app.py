@@ -7,11 +7,8 @@ from typing import Any
 from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.parser.models import S3EventNotificationEventBridgeModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import ValidationError
 
 from jobline import intake, triggers
-from jobline.deps import get_deps
-from jobline.errors import RejectedInput
 from jobline.observability import logger, metrics, tracer
 
 
@@ -19,10 +16,10 @@ from jobline.observability import logger, metrics, tracer
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    deps = get_deps()
-    try:
-        parsed = parse(event=event, model=S3EventNotificationEventBridgeModel)
-        requests = triggers.from_s3(parsed, event, deps.catalog)
-    except (ValidationError, RejectedInput) as error:
-        return {"runs": [], "rejected": [intake.reject(error, event, "s3", deps)]}
-    return intake.start_all(requests, deps, "s3", event)
+    return intake.handle(
+        event,
+        "s3",
+        lambda deps: triggers.from_s3(
+            parse(event=event, model=S3EventNotificationEventBridgeModel), event, deps.catalog
+        ),
+    )

@@ -3,14 +3,26 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import ValidationError
 
-from jobline.deps import Deps
+from jobline.deps import Deps, get_deps
 from jobline.errors import MalformedEvent, RejectedInput
 from jobline.observability import count, logger
 from jobline.triggers import RunRequest
+
+
+def handle(event: dict[str, Any], source: str, requests: Callable[[Deps], list[RunRequest]]) -> dict[str, Any]:
+    """A trigger handler's whole job: the requests its event makes (parsing it on the way), each
+    started, or the event rejected visibly with what was wrong."""
+    deps = get_deps()
+    try:
+        wanted = requests(deps)
+    except (ValidationError, RejectedInput) as error:
+        return {"runs": [], "rejected": [reject(error, event, source, deps)]}
+    return start_all(wanted, deps, source, event)
 
 
 def start_all(requests: list[RunRequest], deps: Deps, source: str, payload: Any) -> dict[str, Any]:
