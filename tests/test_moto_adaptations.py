@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import threading
 import time
 import zipfile
 from collections.abc import Iterator
@@ -14,11 +15,13 @@ from typing import Any
 import boto3
 import moto
 import pytest
+from botocore.exceptions import ClientError
 from moto import mock_aws
 
 from jobline_local import moto_adaptations
 
 REGION = "us-east-1"
+ACCOUNT = "123456789012"
 
 
 @pytest.fixture(autouse=True)
@@ -35,8 +38,8 @@ def original(owner: Any, name: str) -> Any:
     return moto_adaptations.originals[(owner, name)]
 
 
-def client(service: str) -> Any:
-    return boto3.client(service, region_name=REGION)
+def client(service: str, endpoint: str | None = None) -> Any:
+    return boto3.client(service, region_name=REGION, endpoint_url=endpoint)
 
 
 def test_pins_the_moto_it_was_written_for() -> None:
@@ -55,6 +58,30 @@ def test_pins_the_moto_it_was_written_for() -> None:
         "boto_client_for",
         "list_of_moto_modules",
         "get_backend_for_host",
+        # the newer backends
+        "visitPayload_binding_value",
+        "_eval_integration_pattern",
+        "_eval_sync",
+        "state_task_service_for",
+        "_sync_to_start_job_run",
+        "_SERVICE_ERROR_NAMES",
+        "createserviceenvironment",
+        "describeserviceenvironments",
+        "updateserviceenvironment",
+        "deleteserviceenvironment",
+        "submitservicejob",
+        "describeservicejob",
+        "terminateservicejob",
+        "listservicejobs",
+        "createjobqueue",
+        "submitjob",
+        "describe",
+        "create_processing_job",
+        "response_object",
+        "stop_processing_job",
+        "start_job_run",
+        "as_dict",
+        "batch_stop_job_run",
     }, "an adaptation was added or removed: give it a test here"
 
 
@@ -384,3 +411,465 @@ def test_server_dispatch_cache() -> None:
     assert app.get_backend_for_host(host) == pristine(app, host) == "dynamodb"
     assert app.get_backend_for_host(host) == "dynamodb"  # from the cache now
     assert app.get_backend_for_host(None) is None
+
+
+# ================================================================ the newer backends (issue 4)
+def run_asl(states: dict[str, Any], first: str, payload: dict[str, Any] | None = None, wait: bool = True) -> Any:
+    sfn, iam = client("stepfunctions"), client("iam")
+    try:
+        role = iam.create_role(RoleName="sfn", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    except ClientError:
+        role = iam.get_role(RoleName="sfn")["Role"]["Arn"]
+    definition = json.dumps({"StartAt": first, "States": states})
+    machine = sfn.create_state_machine(name=f"m{time.monotonic_ns()}", definition=definition, roleArn=role)
+    arn = sfn.start_execution(stateMachineArn=machine["stateMachineArn"], name="e", input=json.dumps(payload or {}))[
+        "executionArn"
+    ]
+    return wait_execution(arn) if wait else arn
+
+
+def wait_execution(arn: str, timeout: float = 20) -> dict[str, Any]:
+    sfn = client("stepfunctions")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        described = sfn.describe_execution(executionArn=arn)
+        if described["status"] != "RUNNING":
+            failures = [
+                e["taskFailedEventDetails"]
+                for e in sfn.get_execution_history(executionArn=arn)["events"]
+                if "taskFailedEventDetails" in e
+            ]
+            return {**described, "failures": failures}
+        time.sleep(0.05)
+    raise AssertionError("execution still running")
+
+
+def wait_for(predicate: Any, timeout: float = 10) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := predicate():
+            return value
+        time.sleep(0.05)
+    raise AssertionError("timed out")
+
+
+def task(resource: str, parameters: dict[str, Any]) -> dict[str, Any]:
+    return {"T": {"Type": "Task", "Resource": resource, "Parameters": parameters, "End": True}}
+
+
+SFN = {"stepfunctions": {"execute_state_machine": True}}
+
+
+# ---------------------------------------------------------------- the Step Functions engine
+def test_keyword_path_fields(monkeypatch: pytest.MonkeyPatch) -> None:
+    from moto.stepfunctions.parser.asl.parse.preprocessor import Preprocessor
+
+    states = {
+        "P": {
+            "Type": "Pass",
+            "Parameters": {
+                "RoleArn.$": "$.role",
+                "Formatted.$": "States.Format('{}-1', $.role)",
+                "Execution.$": "$$.Execution.Name",
+            },
+            "End": True,
+        }
+    }
+    with mock_aws(config=SFN):
+        monkeypatch.setattr(
+            Preprocessor, "visitPayload_binding_value", original(Preprocessor, "visitPayload_binding_value")
+        )
+        pristine = json.loads(run_asl(states, "P", {"role": "r"})["output"])
+        assert pristine["RoleArn.$"] == "$.role", "moto now reads RoleArn.$ as a path"
+        monkeypatch.undo()
+        adapted = json.loads(run_asl(states, "P", {"role": "r"})["output"])
+        assert adapted == {"RoleArn": "r", "Formatted": "r-1", "Execution": "e"}
+
+
+def make_glue_job(max_runs: int = 1) -> None:
+    client("glue").create_job(
+        Name="g",
+        Role="arn:aws:iam::123456789012:role/glue",
+        Command={"Name": "glueetl", "ScriptLocation": "s3://b/x.py"},
+        ExecutionProperty={"MaxConcurrentRuns": max_runs},
+    )
+
+
+GLUE_SYNC = task("arn:aws:states:::glue:startJobRun.sync", {"JobName": "g"})
+
+
+def test_sync_without_callback(monkeypatch: pytest.MonkeyPatch, adapted: dict[str, Any]) -> None:
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_callback import (
+        StateTaskServiceCallback,
+    )
+
+    with mock_aws(config=SFN):
+        make_glue_job(max_runs=5)
+        monkeypatch.setattr(
+            StateTaskServiceCallback,
+            "_eval_integration_pattern",
+            original(StateTaskServiceCallback, "_eval_integration_pattern"),
+        )
+        pristine = run_asl(GLUE_SYNC, "T")
+        assert pristine["status"] == "FAILED"
+        assert "interrupt_all" in pristine["failures"][0]["cause"], "moto's .sync without a callback changed"
+        monkeypatch.undo()
+        assert run_asl(GLUE_SYNC, "T")["status"] == "SUCCEEDED"
+
+        # A stopped execution stops the job it was waiting for (here: a held Glue run).
+        held: list[Any] = []
+        adapted["glue_job_run"] = lambda job, run: held.append(run)
+        arn = run_asl(GLUE_SYNC, "T", wait=False)
+        wait_for(lambda: held)
+        client("stepfunctions").stop_execution(executionArn=arn)
+        wait_for(lambda: held[0].status == "STOPPING")
+
+
+PROCESSING = {
+    "ProcessingJobName": "p-1",
+    "AppSpecification": {"ImageUri": "123.dkr.ecr.us-east-1.amazonaws.com/x:1"},
+    "Environment": {"A": "1"},
+    "RoleArn.$": "$.role",
+    "ProcessingResources": {"ClusterConfig": {"InstanceCount": 1, "InstanceType": "ml.m5.large", "VolumeSizeInGB": 5}},
+    "StoppingCondition": {"MaxRuntimeInSeconds": 60},
+}
+PROCESSING_SYNC = task("arn:aws:states:::sagemaker:createProcessingJob.sync", PROCESSING)
+ROLE = {"role": "arn:aws:iam::123456789012:role/sm"}
+
+
+def test_sagemaker_processing_sync(monkeypatch: pytest.MonkeyPatch, adapted: dict[str, Any]) -> None:
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task import state_task_factory
+
+    with mock_aws(config=SFN):
+        monkeypatch.setattr(
+            state_task_factory, "state_task_service_for", original(state_task_factory, "state_task_service_for")
+        )
+        pristine = run_asl(PROCESSING_SYNC, "T", ROLE)
+        assert pristine["status"] == "FAILED"
+        assert "Unsupported sync callback procedure" in json.dumps(pristine["failures"] or pristine.get("cause", ""))
+        monkeypatch.undo()
+
+        jobs: list[Any] = []
+        adapted["processing_job"] = jobs.append
+        arn = run_asl(PROCESSING_SYNC, "T", ROLE, wait=False)
+        job = wait_for(lambda: jobs and jobs[0])
+        time.sleep(0.6)  # the engine polls DescribeProcessingJob while the job is InProgress
+        assert client("stepfunctions").describe_execution(executionArn=arn)["status"] == "RUNNING"
+        job.processing_job_status = "Completed"
+        done = wait_execution(arn)
+        assert done["status"] == "SUCCEEDED"
+        output = json.loads(done["output"])
+        assert output["ProcessingJobStatus"] == "Completed"
+        assert output["Environment"] == {"A": "1"}
+        assert output["RoleArn"] == ROLE["role"]
+        assert isinstance(output["CreationTime"], int)
+
+        states = task("arn:aws:states:::sagemaker:createProcessingJob.sync", {**PROCESSING, "ProcessingJobName": "p-2"})
+        adapted["processing_job"] = lambda job: (
+            setattr(job, "processing_job_status", "Failed") or setattr(job, "failure_reason", "AlgorithmError: boom")
+        )
+        failed = run_asl(states, "T", ROLE)
+        assert failed["status"] == "FAILED"
+        (failure,) = failed["failures"]
+        assert failure["error"] == "States.TaskFailed"
+        cause = json.loads(failure["cause"])
+        assert (cause["ProcessingJobStatus"], cause["FailureReason"]) == ("Failed", "AlgorithmError: boom")
+
+        jobs.clear()
+        adapted["processing_job"] = jobs.append
+        states = task("arn:aws:states:::sagemaker:createProcessingJob.sync", {**PROCESSING, "ProcessingJobName": "p-3"})
+        arn = run_asl(states, "T", ROLE, wait=False)
+        wait_for(lambda: jobs)
+        client("stepfunctions").stop_execution(executionArn=arn)
+        wait_for(lambda: jobs[0].processing_job_status == "Stopping")
+
+
+def test_glue_sync(monkeypatch: pytest.MonkeyPatch, adapted: dict[str, Any]) -> None:
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_glue import (
+        StateTaskServiceGlue,
+    )
+
+    def stopped(job: Any, run: Any) -> None:
+        run.status = "STOPPED"
+
+    adapted["glue_job_run"] = stopped
+    with mock_aws(config=SFN):
+        make_glue_job(max_runs=5)
+        monkeypatch.setattr(
+            StateTaskServiceGlue, "_sync_to_start_job_run", original(StateTaskServiceGlue, "_sync_to_start_job_run")
+        )
+        arn = run_asl(GLUE_SYNC, "T", wait=False)
+        # (describe_execution itself fails on the datetimes moto leaves in this output: list the status)
+        machine = arn.replace(":execution:", ":stateMachine:").rsplit(":", 1)[0]
+        listed = wait_for(
+            lambda: [
+                e["status"]
+                for e in client("stepfunctions").list_executions(stateMachineArn=machine)["executions"]
+                if e["status"] != "RUNNING"
+            ]
+        )
+        assert listed == ["SUCCEEDED"], "moto no longer takes a STOPPED run for success"
+        monkeypatch.undo()
+        result = run_asl(GLUE_SYNC, "T")
+        assert result["status"] == "FAILED"
+        (failure,) = result["failures"]
+        assert failure["error"] == "States.TaskFailed"
+        cause = json.loads(failure["cause"])
+        assert (cause["JobRunState"], cause["JobName"]) == ("STOPPED", "g")
+        assert isinstance(cause["StartedOn"], int)
+
+
+def make_service_queue(endpoint: str | None = None) -> str:
+    batch = client("batch", endpoint)
+    environment = batch.create_service_environment(
+        serviceEnvironmentName="training",
+        serviceEnvironmentType="SAGEMAKER_TRAINING",
+        capacityLimits=[{"maxCapacity": 1, "capacityUnit": "NUM_INSTANCES"}],
+    )["serviceEnvironmentArn"]
+    return batch.create_job_queue(
+        jobQueueName="training",
+        jobQueueType="SAGEMAKER_TRAINING",
+        priority=1,
+        serviceEnvironmentOrder=[{"order": 1, "serviceEnvironment": environment}],
+    )["jobQueueArn"]
+
+
+def test_aws_sdk_integrations(monkeypatch: pytest.MonkeyPatch) -> None:
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import state_task_service_aws_sdk
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_aws_sdk import (
+        StateTaskServiceAwsSdk,
+    )
+
+    submit = task(
+        "arn:aws:states:::aws-sdk:batch:submitServiceJob",
+        {
+            "JobName": "j",
+            "JobQueue": "training",
+            "ServiceJobType": "SAGEMAKER_TRAINING",
+            "ServiceRequestPayload": "{}",
+            "Tags": {"jobline:attempt": "1"},
+        },
+    )
+    submit["T"].pop("End")
+    submit["T"].update(Next="D", ResultSelector={"JobId.$": "$.JobId"})
+    submit["D"] = {
+        "Type": "Task",
+        "Resource": "arn:aws:states:::aws-sdk:batch:describeServiceJob",
+        "Parameters": {"JobId.$": "$.JobId"},
+        "End": True,
+    }
+    missing = task("arn:aws:states:::aws-sdk:batch:describeServiceJob", {"JobId": "nope"})
+    with mock_aws(config=SFN):
+        make_service_queue()
+        for name in ("_normalise_parameters", "_normalise_response"):
+            monkeypatch.setattr(StateTaskServiceAwsSdk, name, original(StateTaskServiceAwsSdk, name))
+        monkeypatch.setattr(
+            state_task_service_aws_sdk,
+            "_SERVICE_ERROR_NAMES",
+            original(state_task_service_aws_sdk, "_SERVICE_ERROR_NAMES"),
+        )
+        pristine = run_asl(submit, "T")
+        assert pristine["status"] == "FAILED", "moto now translates aws-sdk parameters itself"
+        camel = task("arn:aws:states:::aws-sdk:batch:describeServiceJob", {"jobId": "nope"})
+        assert run_asl(camel, "T")["failures"][0]["error"] == "batch.ClientException"
+        monkeypatch.undo()
+
+        described = run_asl(submit, "T")
+        assert described["status"] == "SUCCEEDED"
+        output = json.loads(described["output"])
+        assert (output["JobName"], output["Status"], output["RetryStrategy"]) == ("j", "SUBMITTED", {"Attempts": 1})
+        assert output["Tags"] == {"jobline:attempt": "1"}  # a map: keys are data, not members
+        assert run_asl(missing, "T")["failures"][0]["error"] == "Batch.ClientException"
+
+
+# ---------------------------------------------------------------- Batch service jobs
+def service_job_calls(endpoint: str | None, adapted: dict[str, Any]) -> None:
+    batch = client("batch", endpoint)
+    queue = make_service_queue(endpoint)
+    (described,) = batch.describe_job_queues(jobQueues=[queue])["jobQueues"]
+    assert described["jobQueueType"] == "SAGEMAKER_TRAINING"
+    assert described["serviceEnvironmentOrder"][0]["serviceEnvironment"].endswith(":service-environment/training")
+    assert batch.describe_service_environments()["serviceEnvironments"][0]["capacityLimits"] == [
+        {"maxCapacity": 1, "capacityUnit": "NUM_INSTANCES"}
+    ]
+    request = {
+        "jobName": "train-1",
+        "jobQueue": queue,
+        "serviceJobType": "SAGEMAKER_TRAINING",
+        "serviceRequestPayload": json.dumps({"x": "y" * (10 * 1024 - 9)}),
+        "clientToken": "run-1",
+        "tags": {"jobline:attempt": "1"},
+        "timeoutConfig": {"attemptDurationSeconds": 600},
+    }
+    assert len(request["serviceRequestPayload"]) == 10 * 1024  # exactly the quota: accepted
+    first = batch.submit_service_job(**request)
+    again = batch.submit_service_job(**request)
+    assert first["jobId"] == again["jobId"], "a repeated clientToken made a second job"
+    assert first["jobArn"].endswith(f":service-job/{first['jobId']}")
+
+    def refused(message: str, **changes: Any) -> None:
+        with pytest.raises(ClientError, match=message) as caught:
+            batch.submit_service_job(**{**request, **changes})
+        assert caught.value.response["Error"]["Code"] == "ClientException"
+
+    refused("already used .* with other parameters", jobName="train-2")
+    refused("10241 bytes; the maximum is 10240", clientToken="run-2", serviceRequestPayload="{" + " " * 10239 + "}")
+    refused("does not exist", clientToken="run-3", jobQueue="nope")
+    refused("must be a JSON object", clientToken="run-4", serviceRequestPayload="[]")
+
+    job = batch.describe_service_job(jobId=first["jobId"])
+    assert (job["status"], job["jobName"], job["jobQueue"]) == ("SUBMITTED", "train-1", queue)
+    assert (job["tags"], job["timeoutConfig"]) == (request["tags"], {"attemptDurationSeconds": 600})
+    assert job["retryStrategy"] == {"attempts": 1}
+    (listed,) = batch.list_service_jobs(jobQueue=queue)["jobSummaryList"]
+    assert listed["jobId"] == first["jobId"]
+    batch.terminate_service_job(jobId=first["jobId"], reason="Stopped by user")
+    ended = batch.describe_service_job(jobId=first["jobId"])
+    assert (ended["status"], ended["statusReason"], ended["isTerminated"]) == ("FAILED", "Stopped by user", True)
+    assert batch.list_service_jobs(jobQueue=queue, jobStatus="RUNNING")["jobSummaryList"] == []
+    with pytest.raises(ClientError, match="does not exist"):
+        batch.describe_service_job(jobId="nope")
+
+
+def test_batch_service_jobs(adapted: dict[str, Any]) -> None:
+    from moto.batch.responses import BatchResponse
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+    from werkzeug.serving import make_server
+
+    for name in ("submitservicejob", "describeservicejob", "terminateservicejob", "listservicejobs"):
+        assert original(BatchResponse, name) is None, f"moto now implements {name}"
+    with mock_aws():
+        service_job_calls(None, adapted)
+        # Through the HTTP routes, as the local stack serves them (server mode).
+        server = make_server("127.0.0.1", 0, DomainDispatcherApplication(create_backend_app), threaded=True)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            from moto.core import DEFAULT_ACCOUNT_ID
+
+            moto_adaptations._batch_backend(DEFAULT_ACCOUNT_ID, REGION).reset()
+            service_job_calls(f"http://127.0.0.1:{server.server_port}", adapted)
+        finally:
+            server.shutdown()
+
+    handed: list[Any] = []
+    adapted["service_job"] = handed.append
+    with mock_aws():
+        queue = make_service_queue()
+        batch = client("batch")
+        job_id = batch.submit_service_job(
+            jobName="j", jobQueue=queue, serviceJobType="SAGEMAKER_TRAINING", serviceRequestPayload="{}"
+        )["jobId"]
+        assert [j.job_id for j in handed] == [job_id]
+        batch.terminate_service_job(jobId=job_id, reason="stop it")
+        assert handed[0].terminate_reason == "stop it"  # the local stand-in ends it
+        assert batch.describe_service_job(jobId=job_id)["status"] == "SUBMITTED"
+        env = client("batch").create_compute_environment(
+            computeEnvironmentName="local-ce",
+            type="UNMANAGED",
+            serviceRole=client("iam").create_role(RoleName="b", AssumeRolePolicyDocument="{}")["Role"]["Arn"],
+        )["computeEnvironmentArn"]
+        ecs_queue = batch.create_job_queue(
+            jobQueueName="ecs",
+            state="ENABLED",
+            priority=1,
+            computeEnvironmentOrder=[{"order": 1, "computeEnvironment": env}],
+        )["jobQueueArn"]
+        with pytest.raises(ClientError, match="does not match job queue ecs"):
+            batch.submit_service_job(
+                jobName="j", jobQueue=ecs_queue, serviceJobType="SAGEMAKER_TRAINING", serviceRequestPayload="{}"
+            )
+        definition = batch.register_job_definition(
+            jobDefinitionName="d", type="container", containerProperties={"image": "x", "vcpus": 1, "memory": 512}
+        )["jobDefinitionArn"]
+        with pytest.raises(ClientError, match="use SubmitServiceJob"):
+            batch.submit_job(jobName="j", jobQueue=queue, jobDefinition=definition)
+
+
+# ---------------------------------------------------------------- SageMaker processing jobs
+PROCESSING_REQUEST = {
+    "ProcessingJobName": "p-1",
+    "AppSpecification": {"ImageUri": "x"},
+    "Environment": {"A": "1"},
+    "RoleArn": "arn:aws:iam::123456789012:role/sm",
+    "ProcessingResources": {"ClusterConfig": {"InstanceCount": 1, "InstanceType": "ml.m5.large", "VolumeSizeInGB": 5}},
+    "StoppingCondition": {"MaxRuntimeInSeconds": 60},
+}
+
+
+def test_sagemaker_processing_jobs(monkeypatch: pytest.MonkeyPatch, adapted: dict[str, Any]) -> None:
+    from moto.sagemaker.responses import SageMakerResponse
+
+    with mock_aws():
+        sagemaker = client("sagemaker")
+        monkeypatch.setattr(
+            SageMakerResponse, "create_processing_job", original(SageMakerResponse, "create_processing_job")
+        )
+        sagemaker.create_processing_job(**PROCESSING_REQUEST)
+        sagemaker.create_processing_job(**PROCESSING_REQUEST)  # moto takes a name twice
+        pristine = sagemaker.describe_processing_job(ProcessingJobName="p-1")
+        assert "Environment" not in pristine, "moto now keeps a processing job's Environment"
+        monkeypatch.undo()
+
+        handed: list[Any] = []
+        adapted["processing_job"] = handed.append
+        request = {**PROCESSING_REQUEST, "ProcessingJobName": "p-2"}
+        sagemaker.create_processing_job(**request)
+        with pytest.raises(ClientError, match="must be unique") as caught:
+            sagemaker.create_processing_job(**request)
+        assert caught.value.response["Error"]["Code"] == "ResourceInUse"
+        job = sagemaker.describe_processing_job(ProcessingJobName="p-2")
+        assert (job["ProcessingJobStatus"], job["Environment"]) == ("InProgress", {"A": "1"})
+        assert job["ProcessingResources"] == PROCESSING_REQUEST["ProcessingResources"]
+        assert "ProcessingEndTime" not in job
+        assert "Tags" not in job  # not a member of DescribeProcessingJob's answer
+        assert handed[0].processing_job_name == "p-2"
+        sagemaker.stop_processing_job(ProcessingJobName="p-2")
+        assert sagemaker.describe_processing_job(ProcessingJobName="p-2")["ProcessingJobStatus"] == "Stopping"
+        with pytest.raises(ClientError, match="is in status Stopping"):
+            sagemaker.stop_processing_job(ProcessingJobName="p-2")
+
+
+# ---------------------------------------------------------------- Glue job runs
+def test_glue_job_runs(adapted: dict[str, Any]) -> None:
+    from moto.glue.models import FakeJob, GlueBackend
+    from moto.glue.responses import GlueResponse
+
+    assert original(GlueBackend, "batch_stop_job_run") is None, "moto now implements BatchStopJobRun"
+    assert original(GlueResponse, "batch_stop_job_run") is None
+    with mock_aws():
+        make_glue_job(max_runs=1)
+        glue = client("glue")
+        from moto.glue.models import glue_backends
+
+        job = glue_backends[ACCOUNT][REGION].get_job("g")
+        first = glue.start_job_run(JobName="g")["JobRunId"]
+        job.job_runs[0].status = "STOPPING"
+        second = original(FakeJob, "start_job_run")(job, None, None, None, None, None, None, None, None, None)
+        assert second, "moto now counts a STOPPING run against MaxConcurrentRuns"
+        job.job_runs.pop()
+
+        with pytest.raises(ClientError) as caught:
+            glue.start_job_run(JobName="g")
+        assert caught.value.response["Error"]["Code"] == "ConcurrentRunsExceededException"
+        job.job_runs[0].status = "STOPPED"
+
+        handed: list[Any] = []
+        adapted["glue_job_run"] = lambda glue_job, run: handed.append(run)
+        run_id = glue.start_job_run(JobName="g", ExecutionClass="FLEX", Arguments={"--a": "1"})["JobRunId"]
+        for _ in range(3):
+            run = glue.get_job_run(JobName="g", RunId=run_id)["JobRun"]
+        assert run["JobRunState"] == "STARTING", "a run held by the local stack moved by itself"
+        assert (run["ExecutionClass"], run["Arguments"]) == ("FLEX", {"--a": "1"})
+        assert "CompletedOn" not in run
+        result = glue.batch_stop_job_run(JobName="g", JobRunIds=[run_id, first, "jr_nope"])
+        assert result["SuccessfulSubmissions"] == [{"JobName": "g", "JobRunId": run_id}]
+        assert [e["ErrorDetail"]["ErrorCode"] for e in result["Errors"]] == [
+            "InvalidInputException",
+            "EntityNotFoundException",
+        ]
+        assert handed[0].status == "STOPPING"  # the local stand-in ends it
+        handed[0].status, handed[0].error_message = "FAILED", "ZeroDivisionError"
+        handed[0].completed_on = handed[0].started_on
+        run = glue.get_job_run(JobName="g", RunId=run_id)["JobRun"]
+        assert (run["JobRunState"], run["ErrorMessage"]) == ("FAILED", "ZeroDivisionError")
+        assert "CompletedOn" in run

@@ -74,6 +74,7 @@ def settled(stack: LocalStack) -> Any:
     def check() -> bool:
         status = stack.status()
         idle = status["lambda_idle"] and not status["batch_active"] and not status["sqs_in_flight"]
+        idle = idle and not status.get("backend_jobs_active")
         quiet[0] = quiet[0] + 1 if idle else 0
         return quiet[0] >= 2
 

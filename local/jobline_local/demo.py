@@ -2,8 +2,9 @@
 
 Starts the local stack with the demo catalog (examples/demo-jobs.yaml), then triggers runs the
 ways jobline is triggered in production: files dropped in S3, an event on the job bus, messages
-on the trigger queue (one malformed) and a schedule. It shows the runs moving as they move and
-ends with the run table. Exit status 0 when every run ended as this script expects."""
+on the trigger queue (one malformed) and a schedule; one job runs on each newer backend (Batch
+service job for SageMaker training, SageMaker processing, Glue). It shows the runs moving as they
+move and ends with the run table. Exit status 0 when every run ended as this script expects."""
 
 from __future__ import annotations
 
@@ -34,7 +35,18 @@ EXPECTED = {
     ("always-fails", "sqs"): ("FAILED", 2),
     ("slow-export", "sqs"): ("TIMEOUT", 1),
     ("nightly-digest", "schedule"): ("SUCCEEDED", 1),
+    ("train-model", "sqs"): ("SUCCEEDED", 1),
+    ("clean-data", "sqs"): ("SUCCEEDED", 1),
+    ("glue-etl", "sqs"): ("SUCCEEDED", 1),
 }
+# The newer backends, one job each, and what runs it on AWS.
+BACKEND_JOBS = {
+    "train-model": "a Batch service job: SageMaker training",
+    "clean-data": "a SageMaker processing job",
+    "glue-etl": "a Glue job run",
+}
+# What each of them writes to the run data bucket.
+BACKEND_OUTPUTS = {"train-model": "models/{}.json", "clean-data": "clean/{}.json", "glue-etl": "glue-example/{}-1.json"}
 EXPECTED_COUNT = {("word-count", "s3"): len(CSV_FILES)}
 
 
@@ -84,7 +96,15 @@ class Demo:
                 {"Id": "malformed", "MessageBody": MALFORMED},
             ],
         )
-        self.say("4. The schedule nightly-digest.nightly, cron(0 2 * * ? *), fires when the local clock")
+        self.say("4. One message per newer backend: " + ", ".join(f"{j} ({w})" for j, w in BACKEND_JOBS.items()))
+        st.client("sqs").send_message_batch(
+            QueueUrl=st.output("TriggerQueueUrl"),
+            Entries=[
+                {"Id": job, "MessageBody": json.dumps({"job": job, "idempotency_key": f"demo-{job}"})}
+                for job in BACKEND_JOBS
+            ],
+        )
+        self.say("5. The schedule nightly-digest.nightly, cron(0 2 * * ? *), fires when the local clock")
         self.say(f"   (started at {self.stack.info['clock']['now']}, {CLOCK_SPEED}x) passes 02:00 UTC")
         self.say()
 
@@ -121,6 +141,8 @@ class Demo:
                 self.stamp(f"sqs: {message}")
             elif line["component"] == "batch" and (": SUCCEEDED" in message or ": FAILED" in message):
                 self.stamp(f"batch job {message}")
+            elif line["component"] in ("sagemaker", "training", "glue") and line.get("status"):
+                self.stamp(message)
 
     def dead_letters(self) -> list[str]:
         sqs = self.stack.client("sqs")
@@ -176,6 +198,14 @@ class Demo:
         if MALFORMED not in self.dead_letters():
             problems.append("the malformed message is not in the trigger dead-letter queue")
         for r in rows:
+            if r["job"] in BACKEND_OUTPUTS and r.get("status") == "SUCCEEDED":
+                key = BACKEND_OUTPUTS[r["job"]].format(r["run_id"])
+                try:
+                    body = self.stack.client("s3").get_object(Bucket=self.stack.output("RunDataBucketName"), Key=key)
+                    self.say(f"  {r['job']}: {key} {body['Body'].read().decode()[:90]}")
+                except Exception as error:
+                    problems.append(f"{r['run_id']}: no output at {key} ({error})")
+        for r in rows:
             if r["job"] == "word-count" and r.get("status") == "SUCCEEDED":
                 key = f"results/{r['run_id']}.json"
                 try:
@@ -222,6 +252,7 @@ def main(argv: list[str] | None = None) -> int:
         print("Where to look next:")
         print(f"  function logs   {info['logs']['lambda']}/<Function>.log   (START/END/REPORT lines, Powertools JSON)")
         print(f"  job logs        {info['logs']['batch']}/<log stream>.log   (also in CloudWatch Logs)")
+        print(f"                  {info['state_dir']}/logs/{{sagemaker,training,glue}}/   (the newer backends)")
         print("  your own stack  jobline local --catalog examples/demo-jobs.yaml   (then any AWS CLI or SDK")
         print("                  with AWS_ENDPOINT_URL, see README)")
         print()

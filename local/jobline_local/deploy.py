@@ -527,13 +527,15 @@ class Deployer:
                 RoleName=name, Path="/aws-service-role/batch.amazonaws.com/", AssumeRolePolicyDocument=json.dumps(trust)
             )["Role"]["Arn"]
 
+    def create_Batch_ServiceEnvironment(self, lid: str, p: dict[str, Any]) -> Physical:
+        batch = self.client("batch")
+        params = api_params(batch, "CreateServiceEnvironment", p)
+        params.setdefault("serviceEnvironmentName", self.name(lid, 128))
+        arn = batch.create_service_environment(**params)["serviceEnvironmentArn"]
+        return Physical(ref=arn, attrs={"ServiceEnvironmentArn": arn})
+
     def create_Batch_JobQueue(self, lid: str, p: dict[str, Any]) -> Physical:
-        if p.get("JobQueueType", "ECS") not in ("ECS", "EKS", "ECS_FARGATE", "EKS_FARGATE"):
-            # A service job queue (SageMaker training): the local Batch has none.
-            self.deployment.skipped.append(f"{lid} (AWS::Batch::JobQueue {p['JobQueueType']})")
-            name = p.get("JobQueueName") or self.name(lid, 128)
-            arn = self.arn("batch", f"job-queue/{name}")
-            return Physical(ref=arn, attrs={"JobQueueArn": arn})
+        # Container job queues and service job queues (JobQueueType SAGEMAKER_TRAINING) alike.
         batch = self.client("batch")
         params = api_params(batch, "CreateJobQueue", p)
         params.setdefault("jobQueueName", self.name(lid, 128))

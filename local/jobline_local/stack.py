@@ -1,6 +1,7 @@
 """The local stack, in this process: moto in server mode on 127.0.0.1 with jobline's adaptations,
 the template's resources, and the local stand-ins for Lambda, SQS event sources, EventBridge
-Scheduler and Batch compute.
+Scheduler, Batch compute, and the compute of Batch service jobs (SageMaker training), SageMaker
+processing jobs and Glue job runs (jobline_local.services).
 
 `jobline local` runs it in the foreground; `jobline_local.LocalStack` runs it as a child process
 (tests, demo, benchmark) and talks to the control endpoints under /_jobline/ on the same port.
@@ -165,10 +166,25 @@ class Stack:
             self.activity,
             options.job_slots,
         )
+        from jobline_local.services import LocalGlue, LocalProcessing, LocalServiceJobs
+
+        backend_args = (deployment.account_id, options.region, catalog or PACKAGED_CATALOG)
+        self.processing = LocalProcessing(
+            *backend_args, logs / "sagemaker", base_env, clients, self.activity, options.job_slots
+        )
+        self.training = LocalServiceJobs(
+            *backend_args, logs / "training", base_env, clients, self.activity, options.job_slots
+        )
+        self.glue = LocalGlue(
+            *backend_args, logs / "glue", base_env, clients, self.activity, options.job_slots, options.clock_speed
+        )
         moto_adaptations.set_hooks(
             lambda_target=self.lambdas.deliver_rule_target,
             lambda_invoke=self.lambdas.moto_invoke,
             batch_job=self.batch.submit,
+            processing_job=self.processing.submit,
+            service_job=self.training.submit,
+            glue_job_run=self.glue.submit,
         )
         self.lambdas.start(prewarm=options.prewarm)
         poller_types = {"sqs": SqsPoller, "dynamodb": DynamoDBStreamPoller}
@@ -182,7 +198,15 @@ class Stack:
         self.scheduler = LocalScheduler(clients, self.clock, self._fire_schedule_target, self.activity)
         self.clock.restart()
         self.scheduler.start()
-        self._services = [self.scheduler, *self.pollers, self.lambdas, self.batch]
+        self._services = [
+            self.scheduler,
+            *self.pollers,
+            self.lambdas,
+            self.batch,
+            self.processing,
+            self.training,
+            self.glue,
+        ]
 
         self.info = {
             "endpoint": endpoint,
@@ -195,7 +219,13 @@ class Stack:
             "resources": {lid: physical.ref for lid, physical in deployment.resources.items()},
             "catalog": str(catalog or PACKAGED_CATALOG),
             "state_dir": str(state_dir),
-            "logs": {"lambda": str(logs / "lambda"), "batch": str(logs / "batch")},
+            "logs": {
+                "lambda": str(logs / "lambda"),
+                "batch": str(logs / "batch"),
+                "sagemaker": str(logs / "sagemaker"),
+                "training": str(logs / "training"),
+                "glue": str(logs / "glue"),
+            },
             "clock": {"now": iso(self.clock.now()), "speed": options.clock_speed},
             "skipped": deployment.skipped,
             "moto": moto_adaptations.PINNED_MOTO,
@@ -269,6 +299,7 @@ class Stack:
             "lambda_idle": self.lambdas.idle,
             "sqs_in_flight": sum(p.in_flight for p in self.pollers),
             "batch_active": self.batch.active,
+            "backend_jobs_active": self.processing.active + self.training.active + self.glue.active,
             "schedules_fired": self.scheduler.fired,
             "clock": {"now": iso(self.clock.now()), "speed": self.clock.speed},
         }
@@ -307,7 +338,7 @@ class Stack:
     def stop(self) -> None:
         if self.stopped.is_set():
             return
-        moto_adaptations.set_hooks(lambda_target=None, lambda_invoke=None, batch_job=None)
+        moto_adaptations.set_hooks(**dict.fromkeys(moto_adaptations.hooks))
         for service in self._services:
             try:
                 service.stop()

@@ -152,5 +152,14 @@ def test_bad_input_is_refused_with_the_reason(
 
 def test_the_catalog_is_the_local_stacks(stack: Stack, capsys: pytest.CaptureFixture[str]) -> None:
     jobs = [job["name"] for job in cli_json(stack, capsys, "jobs", "list")]
-    assert jobs == ["word-count", "flaky-report", "always-fails", "slow-export", "nightly-digest"]
+    assert jobs == [
+        "word-count",
+        "flaky-report",
+        "always-fails",
+        "slow-export",
+        "nightly-digest",
+        "train-model",
+        "clean-data",
+        "glue-etl",
+    ]
     assert cli_json(stack, capsys, "jobs", "show", "slow-export")["timeout_seconds"] == 60
