@@ -6,66 +6,30 @@ and puts a `Batch Job State Change` event on the default bus at every change, as
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import logging
-import os
-import signal
 import subprocess
 import threading
 import time
 import uuid
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
-from jobline_local.activity import Activity
+from jobline_local.services import JobFailedToStart, LocalService, _die_with_parent
 
 STATUS_REASON_EXITED = "Essential container in task exited"
 STATUS_REASON_TIMEOUT = "Job attempt duration exceeded timeout"
-STOP_GRACE_SECONDS = 2.0
 JOB_TAG = "jobline:job"
-
-_libc = ctypes.CDLL(None, use_errno=True)
-PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
-    """The job process dies with the thread that watches it: no job outlives the local stack."""
-    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    os.setpgid(0, 0)
 
 
 def _ms(when: datetime) -> int:
     return int(when.timestamp() * 1000)
 
 
-class LocalBatch:
-    def __init__(
-        self,
-        account_id: str,
-        region: str,
-        catalog_path: Path,
-        log_dir: Path,
-        base_env: dict[str, str],
-        clients: Any,
-        activity: Activity,
-        slots: int = 4,
-    ) -> None:
-        self.account_id = account_id
-        self.region = region
-        self.catalog_path = catalog_path
-        self.log_dir = log_dir
-        self.base_env = base_env
-        self.clients = clients
-        self.activity = activity
-        self._slots = threading.BoundedSemaphore(slots)
-        self._stopping = threading.Event()
-        self._lock = threading.Lock()
-        self._running: dict[str, subprocess.Popen[bytes]] = {}
-        self._catalog: tuple[float, Any] | None = None
-        self._log_groups: set[str] = set()
-        self.active = 0
+class LocalBatch(LocalService):
+    """AWS Batch container jobs; what every local stand-in shares lives in LocalService."""
+
+    component = "batch"
 
     # ------------------------------------------------------------ moto hook
     def submit(self, job: Any) -> None:
@@ -73,13 +37,6 @@ class LocalBatch:
         with self._lock:
             self.active += 1
         threading.Thread(target=self._run, args=(job,), name=f"batch-{job.job_id}", daemon=True).start()
-
-    def stop(self) -> None:
-        self._stopping.set()
-        with self._lock:
-            running = list(self._running.values())
-        for proc in running:
-            self._kill(proc)
 
     # ------------------------------------------------------------ one job
     def _run(self, job: Any) -> None:
@@ -156,20 +113,8 @@ class LocalBatch:
                 self._running.pop(job.job_id, None)
         code = proc.returncode
         exit_code = 128 - code if code < 0 else code  # a signal, as Docker reports it
-        self._ship_logs(group, job.log_stream_name, log_path)
+        self.ship_logs(group, job.log_stream_name, log_path)
         self._finish(job, exit_code, reason, attempt_started=started)
-
-    def _kill(self, proc: subprocess.Popen[bytes]) -> None:
-        for sig, wait in ((signal.SIGTERM, STOP_GRACE_SECONDS), (signal.SIGKILL, 5.0)):
-            try:
-                os.killpg(proc.pid, sig)
-            except ProcessLookupError:
-                return
-            try:
-                proc.wait(wait)
-                return
-            except subprocess.TimeoutExpired:
-                continue
 
     # ------------------------------------------------------------ statuses and events
     def _move(self, job: Any, status: str) -> None:
@@ -236,25 +181,11 @@ class LocalBatch:
         self.activity.count(f"batch.events.{job.status}")
 
     # ------------------------------------------------------------ what runs, and how
-    def _catalog_job(self, name: str) -> Any:
-        from jobline.catalog import load_catalog
-
-        mtime = self.catalog_path.stat().st_mtime
-        if self._catalog is None or self._catalog[0] != mtime:
-            self._catalog = (mtime, load_catalog(self.catalog_path))
-        return self._catalog[1].get(name)
-
     def _local_command(self, job: Any) -> tuple[list[str] | None, str]:
-        tags = job.backend.list_tags_for_resource(job.arn)
-        name = tags.get(JOB_TAG)
-        if not name:
-            return None, f"job {job.job_name} has no {JOB_TAG} tag: the local stack runs catalog jobs only"
         try:
-            catalog_job = self._catalog_job(name)
-        except Exception as error:
+            catalog_job = self.catalog_job(job.backend.list_tags_for_resource(job.arn).get(JOB_TAG))
+        except JobFailedToStart as error:
             return None, str(error)
-        if not catalog_job.local_command:
-            return None, f"job {name!r} declares no local_command in {self.catalog_path}"
         return job._add_parameters_to_command(list(catalog_job.local_command)), ""
 
     def _environment(self, job: Any) -> dict[str, str]:
@@ -275,23 +206,3 @@ class LocalBatch:
         return options.get("awslogs-group", "/aws/batch/job"), options.get(
             "awslogs-stream-prefix", job.job_definition.name
         )
-
-    def _ship_logs(self, group: str, stream: str, path: Path) -> None:
-        """The job's output, in CloudWatch Logs too (as the awslogs driver would put it)."""
-        logs = self.clients.client("logs")
-        try:
-            lines = path.read_text(errors="replace").splitlines() or ["(no output)"]
-            if group not in self._log_groups:
-                with contextlib.suppress(logs.exceptions.ResourceAlreadyExistsException):
-                    logs.create_log_group(logGroupName=group)
-                self._log_groups.add(group)
-            logs.create_log_stream(logGroupName=group, logStreamName=stream)
-            now = int(time.time() * 1000)
-            for start in range(0, len(lines), 5000):
-                logs.put_log_events(
-                    logGroupName=group,
-                    logStreamName=stream,
-                    logEvents=[{"timestamp": now, "message": line or " "} for line in lines[start : start + 5000]],
-                )
-        except Exception as error:
-            self.activity.note("batch", f"could not ship {path} to CloudWatch Logs: {error!r}", logging.DEBUG)
