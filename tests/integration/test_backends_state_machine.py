@@ -414,4 +414,4 @@ def test_stopping_an_execution_stops_its_processing_job_and_glue_run(backends: d
         arn = backends["settings"].state_machine_arn.replace(":stateMachine:", ":execution:") + f":{run_id}"
         sfn.stop_execution(executionArn=arn, error="Stopped", cause="test")
         status = (lambda j=jobs[-1]: j.processing_job_status) if name == "clean-data" else (lambda j=jobs[-1]: j.status)
-        wait_until(lambda s=status, want=stopped: s() == want, timeout=10, what=f"{name} to be stopped")
+        assert wait_until(lambda s=status, want=stopped: s() == want, timeout=10, what=f"{name} to be stopped")
