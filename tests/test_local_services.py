@@ -20,8 +20,8 @@ from jobline.state_changes import MODELS
 from jobline.status import map_glue_state, map_sagemaker_status, map_service_status
 from jobline_local import moto_adaptations, services
 from jobline_local.activity import Activity
+from tests.aws_resources import REGION, create_training_queue
 
-REGION = "us-east-1"
 ACCOUNT = "123456789012"
 SCRIPT = (
     "import json, os, sys, time; "
@@ -195,18 +195,7 @@ def test_processing_jobs_run_fail_time_out_and_stop(local: dict[str, Any]) -> No
 
 # ---------------------------------------------------------------- Batch service jobs
 def service_queue(capacity: int = 1) -> str:
-    batch = boto3.client("batch", region_name=REGION)
-    environment = batch.create_service_environment(
-        serviceEnvironmentName="training",
-        serviceEnvironmentType="SAGEMAKER_TRAINING",
-        capacityLimits=[{"maxCapacity": capacity, "capacityUnit": "NUM_INSTANCES"}],
-    )["serviceEnvironmentArn"]
-    return batch.create_job_queue(
-        jobQueueName="training",
-        jobQueueType="SAGEMAKER_TRAINING",
-        priority=1,
-        serviceEnvironmentOrder=[{"order": 1, "serviceEnvironment": environment}],
-    )["jobQueueArn"]
+    return create_training_queue(boto3.client("batch", region_name=REGION), capacity)
 
 
 def submit(queue: str, name: str, runtime: int = 60, **env: str) -> str:

@@ -19,8 +19,8 @@ from botocore.exceptions import ClientError
 from moto import mock_aws
 
 from jobline_local import moto_adaptations
+from tests.aws_resources import REGION, create_training_queue
 
-REGION = "us-east-1"
 ACCOUNT = "123456789012"
 
 
@@ -525,14 +525,16 @@ def test_sync_without_callback(monkeypatch: pytest.MonkeyPatch, adapted: dict[st
         wait_for(lambda: held[0].status == "STOPPING")
 
 
-PROCESSING = {
+PROCESSING_REQUEST = {
     "ProcessingJobName": "p-1",
     "AppSpecification": {"ImageUri": "123.dkr.ecr.us-east-1.amazonaws.com/x:1"},
     "Environment": {"A": "1"},
-    "RoleArn.$": "$.role",
+    "RoleArn": "arn:aws:iam::123456789012:role/sm",
     "ProcessingResources": {"ClusterConfig": {"InstanceCount": 1, "InstanceType": "ml.m5.large", "VolumeSizeInGB": 5}},
     "StoppingCondition": {"MaxRuntimeInSeconds": 60},
 }
+# The same request as an ASL task's parameters, its role taken from the input.
+PROCESSING = {**{k: v for k, v in PROCESSING_REQUEST.items() if k != "RoleArn"}, "RoleArn.$": "$.role"}
 PROCESSING_SYNC = task("arn:aws:states:::sagemaker:createProcessingJob.sync", PROCESSING)
 ROLE = {"role": "arn:aws:iam::123456789012:role/sm"}
 
@@ -620,18 +622,7 @@ def test_glue_sync(monkeypatch: pytest.MonkeyPatch, adapted: dict[str, Any]) -> 
 
 
 def make_service_queue(endpoint: str | None = None) -> str:
-    batch = client("batch", endpoint)
-    environment = batch.create_service_environment(
-        serviceEnvironmentName="training",
-        serviceEnvironmentType="SAGEMAKER_TRAINING",
-        capacityLimits=[{"maxCapacity": 1, "capacityUnit": "NUM_INSTANCES"}],
-    )["serviceEnvironmentArn"]
-    return batch.create_job_queue(
-        jobQueueName="training",
-        jobQueueType="SAGEMAKER_TRAINING",
-        priority=1,
-        serviceEnvironmentOrder=[{"order": 1, "serviceEnvironment": environment}],
-    )["jobQueueArn"]
+    return create_training_queue(client("batch", endpoint))
 
 
 def test_aws_sdk_integrations(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -786,14 +777,6 @@ def test_batch_service_jobs(adapted: dict[str, Any]) -> None:
 
 
 # ---------------------------------------------------------------- SageMaker processing jobs
-PROCESSING_REQUEST = {
-    "ProcessingJobName": "p-1",
-    "AppSpecification": {"ImageUri": "x"},
-    "Environment": {"A": "1"},
-    "RoleArn": "arn:aws:iam::123456789012:role/sm",
-    "ProcessingResources": {"ClusterConfig": {"InstanceCount": 1, "InstanceType": "ml.m5.large", "VolumeSizeInGB": 5}},
-    "StoppingCondition": {"MaxRuntimeInSeconds": 60},
-}
 
 
 def test_sagemaker_processing_jobs(monkeypatch: pytest.MonkeyPatch, adapted: dict[str, Any]) -> None:

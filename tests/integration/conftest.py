@@ -17,66 +17,9 @@ from moto.batch_simple.models import BatchSimpleBackend
 from jobline.catalog import parse_catalog
 from jobline.deps import Deps
 from jobline.settings import Settings
+from jobline.status import BATCH_TIMEOUT_REASON
 from jobline_local import moto_adaptations
-from tests.cfn import ASL, resource
-
-REGION = "us-east-1"
-TIMEOUT_REASON = "Job attempt duration exceeded timeout"
-
-
-def create_run_table(ddb: Any, name: str) -> None:
-    props = resource("RunTable")["Properties"]
-    ddb.create_table(
-        TableName=name,
-        BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=props["AttributeDefinitions"],
-        KeySchema=props["KeySchema"],
-        GlobalSecondaryIndexes=props["GlobalSecondaryIndexes"],
-    )
-
-
-def create_state_machine(sfn: Any, iam: Any, table: str) -> str:
-    substitutions = {"RunTableName": table}
-    definition = ASL.read_text()
-    for key, value in substitutions.items():
-        definition = definition.replace("${" + key + "}", value)
-    role = iam.create_role(RoleName="run-state-machine", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
-    return sfn.create_state_machine(name="jobline-run", definition=definition, roleArn=role, type="STANDARD")[
-        "stateMachineArn"
-    ]
-
-
-def create_batch(session: Any) -> tuple[str, str]:
-    iam, ec2, batch = (session.client(n) for n in ("iam", "ec2", "batch"))
-    role = iam.create_role(RoleName="batch", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
-    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
-    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.0.0/24")["Subnet"]["SubnetId"]
-    group = ec2.create_security_group(GroupName="jobs", Description="jobs", VpcId=vpc)["GroupId"]
-    env = batch.create_compute_environment(
-        computeEnvironmentName="fargate",
-        type="MANAGED",
-        state="ENABLED",
-        serviceRole=role,
-        computeResources={"type": "FARGATE", "maxvCpus": 4, "subnets": [subnet], "securityGroupIds": [group]},
-    )["computeEnvironmentArn"]
-    queue = batch.create_job_queue(
-        jobQueueName="on-demand",
-        state="ENABLED",
-        priority=1,
-        computeEnvironmentOrder=[{"order": 1, "computeEnvironment": env}],
-    )["jobQueueArn"]
-    definition = batch.register_job_definition(
-        jobDefinitionName="default",
-        type="container",
-        platformCapabilities=["FARGATE"],
-        containerProperties={
-            "image": "python:3.11-slim",
-            "command": ["true"],
-            "resourceRequirements": [{"type": "VCPU", "value": "1"}, {"type": "MEMORY", "value": "2048"}],
-            "executionRoleArn": role,
-        },
-    )["jobDefinitionArn"]
-    return queue, definition
+from tests.aws_resources import REGION, TEST_ENVIRONMENT, create_batch, create_run_table, create_state_machine
 
 
 class BatchScript:
@@ -97,7 +40,7 @@ class BatchScript:
         if outcome == "exit1":
             job.exit_code = 1
         elif outcome == "timeout":
-            job.job_stopped_reason = TIMEOUT_REASON
+            job.job_stopped_reason = BATCH_TIMEOUT_REASON
         job._mark_stopped(success=outcome == "succeed")
 
 
@@ -112,14 +55,7 @@ def batch_script(monkeypatch: pytest.MonkeyPatch) -> BatchScript:
 
 @pytest.fixture
 def stack(monkeypatch: pytest.MonkeyPatch, batch_script: BatchScript) -> Iterator[dict[str, Any]]:
-    for key, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": REGION,
-        "POWERTOOLS_TRACE_DISABLED": "true",
-        "POWERTOOLS_SERVICE_NAME": "jobline",
-        "POWERTOOLS_METRICS_NAMESPACE": "Jobline",
-    }.items():
+    for key, value in TEST_ENVIRONMENT.items():
         monkeypatch.setenv(key, value)
     moto_adaptations.apply()
     with mock_aws(config={"batch": {"use_docker": False}, "stepfunctions": {"execute_state_machine": True}}):
@@ -143,20 +79,6 @@ def stack(monkeypatch: pytest.MonkeyPatch, batch_script: BatchScript) -> Iterato
 
 def make_deps(stack: dict[str, Any], jobs: list[dict[str, Any]]) -> Deps:
     return Deps.build(stack["settings"], parse_catalog({"jobs": jobs}), session=stack["session"])
-
-
-def job_spec(name: str = "word-count", **overrides: Any) -> dict[str, Any]:
-    spec: dict[str, Any] = {
-        "name": name,
-        "description": "test job",
-        "backend": {"type": "batch", "command": ["python", "-c", "print(1)"], "vcpu": 1, "memory_mib": 2048},
-        "timeout_seconds": 60,
-        "retry": {"attempts": 1, "interval_seconds": 0},
-        "triggers": {"s3": [{"prefix": "incoming/"}], "sqs": True},
-        "parameters": {"output_prefix": {"default": "results/"}},
-    }
-    spec.update(overrides)
-    return spec
 
 
 def wait_for_execution(stack: dict[str, Any], run_id: str, timeout: float = 60) -> dict[str, Any]:

@@ -20,19 +20,19 @@ from jobline.settings import Settings
 from jobline.state_changes import ServiceJobStateChange, apply_state_change
 from jobline.triggers import RunRequest, Trigger
 from jobline_local import moto_adaptations
+from tests.aws_resources import (
+    REGION,
+    TEST_ENVIRONMENT,
+    TRAINING_REQUEST,
+    create_run_table,
+    create_state_machine,
+    create_training_queue,
+)
 from tests.cfn import ASL
-from tests.integration.conftest import REGION, create_run_table, create_state_machine, wait_for_execution, wait_until
+from tests.integration.conftest import wait_for_execution, wait_until
 
 pytestmark = pytest.mark.integration
-TRAINING = {
-    "AlgorithmSpecification": {
-        "TrainingImage": "123.dkr.ecr.us-east-1.amazonaws.com/train:1",
-        "TrainingInputMode": "File",
-    },
-    "ResourceConfig": {"InstanceType": "ml.m5.xlarge", "InstanceCount": 1, "VolumeSizeInGB": 30},
-    "OutputDataConfig": {"S3OutputPath": "s3://run-data/models/"},
-    "HyperParameters": {"epochs": "3"},
-}
+TRAINING = {**TRAINING_REQUEST, "HyperParameters": {"epochs": "3"}}
 BACKENDS: dict[str, dict[str, Any]] = {
     "train-model": {"type": "batch_service", "training": TRAINING},
     "clean-data": {"type": "sagemaker_processing", "image_uri": "123.dkr.ecr.us-east-1.amazonaws.com/clean:1"},
@@ -115,12 +115,7 @@ def script() -> Iterator[Script]:
 
 @pytest.fixture
 def backends(monkeypatch: pytest.MonkeyPatch, script: Script) -> Iterator[dict[str, Any]]:
-    for key, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": REGION,
-        "POWERTOOLS_TRACE_DISABLED": "true",
-    }.items():
+    for key, value in TEST_ENVIRONMENT.items():
         monkeypatch.setenv(key, value)
     moto_adaptations.apply()
     with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
@@ -128,17 +123,7 @@ def backends(monkeypatch: pytest.MonkeyPatch, script: Script) -> Iterator[dict[s
         create_run_table(session.client("dynamodb"), "runs")
         machine = create_state_machine(session.client("stepfunctions"), session.client("iam"), "runs")
         batch = session.client("batch")
-        environment = batch.create_service_environment(
-            serviceEnvironmentName="training",
-            serviceEnvironmentType="SAGEMAKER_TRAINING",
-            capacityLimits=[{"maxCapacity": 2, "capacityUnit": "NUM_INSTANCES"}],
-        )["serviceEnvironmentArn"]
-        queue = batch.create_job_queue(
-            jobQueueName="training",
-            jobQueueType="SAGEMAKER_TRAINING",
-            priority=1,
-            serviceEnvironmentOrder=[{"order": 1, "serviceEnvironment": environment}],
-        )["jobQueueArn"]
+        queue = create_training_queue(batch, capacity=2)
         session.client("glue").create_job(
             Name="jobline-example",
             Role="arn:aws:iam::123456789012:role/glue",

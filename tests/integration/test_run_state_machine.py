@@ -11,10 +11,10 @@ import pytest
 from aws_lambda_powertools.utilities.parser.models import S3EventNotificationEventBridgeModel
 
 from jobline import triggers
+from tests.aws_resources import job_spec
 from tests.integration.conftest import (
     BatchScript,
     execution_input,
-    job_spec,
     make_deps,
     wait_for_execution,
     wait_until,

@@ -16,10 +16,9 @@ from moto import mock_aws
 
 from jobline import deps as deps_module
 from jobline import settings as settings_module
+from tests.aws_resources import REGION, TEST_ENVIRONMENT, create_run_table, job_spec
 from tests.cfn import ROOT
-from tests.integration.conftest import create_run_table, job_spec
 
-REGION = "us-east-1"
 EVENTS = ROOT / "events"
 
 
@@ -78,12 +77,7 @@ def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[dict[str, A
         dlq = session.client("sqs").create_queue(QueueName="event-dlq")["QueueUrl"]
         session.client("s3").create_bucket(Bucket="run-data")
         values = {
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_DEFAULT_REGION": REGION,
-            "POWERTOOLS_TRACE_DISABLED": "true",
-            "POWERTOOLS_SERVICE_NAME": "jobline",
-            "POWERTOOLS_METRICS_NAMESPACE": "Jobline",
+            **TEST_ENVIRONMENT,
             "RUN_TABLE_NAME": "runs",
             "STATE_MACHINE_ARN": machine,
             "EVENT_DLQ_URL": dlq,

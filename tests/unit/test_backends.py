@@ -21,7 +21,7 @@ from jobline.settings import Settings
 from jobline.state_changes import MODELS, apply_state_change
 from jobline.status import RunStatus
 from jobline.triggers import RunRequest, Trigger
-from tests.integration.conftest import create_run_table
+from tests.aws_resources import TRAINING_REQUEST, create_run_table
 from tests.unit.conftest import sample
 
 SETTINGS = Settings(
@@ -33,14 +33,7 @@ SETTINGS = Settings(
     sagemaker_role_arn="arn:aws:iam::123456789012:role/sagemaker",
     glue_job_name="jobline-example",
 )
-TRAINING = {
-    "AlgorithmSpecification": {
-        "TrainingImage": "123.dkr.ecr.us-east-1.amazonaws.com/train:1",
-        "TrainingInputMode": "File",
-    },
-    "ResourceConfig": {"InstanceType": "ml.m5.xlarge", "InstanceCount": 1, "VolumeSizeInGB": 30},
-    "OutputDataConfig": {"S3OutputPath": "s3://data/models/"},
-}
+TRAINING = TRAINING_REQUEST
 BACKENDS: dict[str, dict[str, Any]] = {
     "train-model": {"type": "batch_service", "training": TRAINING},
     "clean-data": {"type": "sagemaker_processing", "image_uri": "123.dkr.ecr.us-east-1.amazonaws.com/clean:1"},

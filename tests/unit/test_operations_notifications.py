@@ -18,8 +18,8 @@ from jobline.notifications import Notifier, process_stream
 from jobline.operations import Operations
 from jobline.settings import Settings
 from jobline.status import apply_observation
+from tests.aws_resources import job_spec
 from tests.cfn import resource, template
-from tests.integration.conftest import job_spec
 from tests.unit.conftest import LambdaContext, load_handler
 
 pytestmark = pytest.mark.usefixtures("env")

@@ -12,7 +12,7 @@ from jobline.errors import InvalidArguments, RejectedInput
 from jobline.runs import execution_input, resolve_arguments
 from jobline.settings import Settings
 from jobline.triggers import RunRequest, Trigger, run_id
-from tests.integration.conftest import job_spec
+from tests.aws_resources import job_spec
 
 SETTINGS = Settings(
     run_table_name="runs",

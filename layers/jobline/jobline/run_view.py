@@ -7,18 +7,10 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
+from jobline.status import ATTEMPT_FIELDS
+
 CONSOLE = "https://{region}.console.aws.amazon.com"
-ATTEMPT_VIEW = (
-    "status",
-    "reason",
-    "backend_status",
-    "backend_job_id",
-    "started_at",
-    "stopped_at",
-    "exit_code",
-    "log_stream",
-    "status_reason",
-)
+ATTEMPT_VIEW = ("status", "reason", "backend_status", *ATTEMPT_FIELDS)
 
 
 def summary(row: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,111 @@
+"""What the tests create in moto: resources shaped as template.yaml declares them, the
+environment every function reads, and catalog entries to start from."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.cfn import ASL, resource
+
+REGION = "us-east-1"
+TEST_ENVIRONMENT = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": REGION,
+    "POWERTOOLS_TRACE_DISABLED": "true",
+    "POWERTOOLS_SERVICE_NAME": "jobline",
+    "POWERTOOLS_METRICS_NAMESPACE": "Jobline",
+}
+# A CreateTrainingJob request without its name, as a batch_service job declares it.
+TRAINING_REQUEST = {
+    "AlgorithmSpecification": {
+        "TrainingImage": "123.dkr.ecr.us-east-1.amazonaws.com/train:1",
+        "TrainingInputMode": "File",
+    },
+    "ResourceConfig": {"InstanceType": "ml.m5.xlarge", "InstanceCount": 1, "VolumeSizeInGB": 30},
+    "OutputDataConfig": {"S3OutputPath": "s3://run-data/models/"},
+}
+
+
+def create_run_table(ddb: Any, name: str) -> None:
+    props = resource("RunTable")["Properties"]
+    ddb.create_table(
+        TableName=name,
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=props["AttributeDefinitions"],
+        KeySchema=props["KeySchema"],
+        GlobalSecondaryIndexes=props["GlobalSecondaryIndexes"],
+    )
+
+
+def create_state_machine(sfn: Any, iam: Any, table: str) -> str:
+    substitutions = {"RunTableName": table}
+    definition = ASL.read_text()
+    for key, value in substitutions.items():
+        definition = definition.replace("${" + key + "}", value)
+    role = iam.create_role(RoleName="run-state-machine", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    return sfn.create_state_machine(name="jobline-run", definition=definition, roleArn=role, type="STANDARD")[
+        "stateMachineArn"
+    ]
+
+
+def create_batch(session: Any) -> tuple[str, str]:
+    iam, ec2, batch = (session.client(n) for n in ("iam", "ec2", "batch"))
+    role = iam.create_role(RoleName="batch", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.0.0/24")["Subnet"]["SubnetId"]
+    group = ec2.create_security_group(GroupName="jobs", Description="jobs", VpcId=vpc)["GroupId"]
+    env = batch.create_compute_environment(
+        computeEnvironmentName="fargate",
+        type="MANAGED",
+        state="ENABLED",
+        serviceRole=role,
+        computeResources={"type": "FARGATE", "maxvCpus": 4, "subnets": [subnet], "securityGroupIds": [group]},
+    )["computeEnvironmentArn"]
+    queue = batch.create_job_queue(
+        jobQueueName="on-demand",
+        state="ENABLED",
+        priority=1,
+        computeEnvironmentOrder=[{"order": 1, "computeEnvironment": env}],
+    )["jobQueueArn"]
+    definition = batch.register_job_definition(
+        jobDefinitionName="default",
+        type="container",
+        platformCapabilities=["FARGATE"],
+        containerProperties={
+            "image": "python:3.11-slim",
+            "command": ["true"],
+            "resourceRequirements": [{"type": "VCPU", "value": "1"}, {"type": "MEMORY", "value": "2048"}],
+            "executionRoleArn": role,
+        },
+    )["jobDefinitionArn"]
+    return queue, definition
+
+
+def create_training_queue(batch: Any, capacity: int = 1) -> str:
+    """A SAGEMAKER_TRAINING service environment and its job queue, like TrainingJobQueue."""
+    environment = batch.create_service_environment(
+        serviceEnvironmentName="training",
+        serviceEnvironmentType="SAGEMAKER_TRAINING",
+        capacityLimits=[{"maxCapacity": capacity, "capacityUnit": "NUM_INSTANCES"}],
+    )["serviceEnvironmentArn"]
+    return batch.create_job_queue(
+        jobQueueName="training",
+        jobQueueType="SAGEMAKER_TRAINING",
+        priority=1,
+        serviceEnvironmentOrder=[{"order": 1, "serviceEnvironment": environment}],
+    )["jobQueueArn"]
+
+
+def job_spec(name: str = "word-count", **overrides: Any) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "name": name,
+        "description": "test job",
+        "backend": {"type": "batch", "command": ["python", "-c", "print(1)"], "vcpu": 1, "memory_mib": 2048},
+        "timeout_seconds": 60,
+        "retry": {"attempts": 1, "interval_seconds": 0},
+        "triggers": {"s3": [{"prefix": "incoming/"}], "sqs": True},
+        "parameters": {"output_prefix": {"default": "results/"}},
+    }
+    spec.update(overrides)
+    return spec
