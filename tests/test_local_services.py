@@ -7,8 +7,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ from jobline.status import map_glue_state, map_sagemaker_status, map_service_sta
 from jobline_local import moto_adaptations, services
 from jobline_local.activity import Activity
 from tests.aws_resources import REGION, create_training_queue
+from tests.waiting import wait_until
 
 ACCOUNT = "123456789012"
 SCRIPT = (
@@ -124,17 +124,8 @@ def local(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[dict[str,
         finally:
             for stand_in in stand_ins.values():
                 stand_in.stop()
-            wait(lambda: all(s.active == 0 for s in stand_ins.values()), 15)
+            wait_until(lambda: all(s.active == 0 for s in stand_ins.values()), 15)
             moto_adaptations.hooks.update(saved)
-
-
-def wait(predicate: Callable[[], Any], timeout: float = 15) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := predicate():
-            return value
-        time.sleep(0.05)
-    raise AssertionError("timed out")
 
 
 # ---------------------------------------------------------------- SageMaker processing
@@ -155,7 +146,7 @@ def processing_status(name: str) -> dict[str, Any]:
 
 
 def ended(name: str, statuses: tuple[str, ...] = ("Completed", "Failed", "Stopped")) -> dict[str, Any]:
-    return wait(lambda: (job := processing_status(name))["ProcessingJobStatus"] in statuses and job)
+    return wait_until(lambda: (job := processing_status(name))["ProcessingJobStatus"] in statuses and job)
 
 
 def test_processing_jobs_run_fail_time_out_and_stop(local: dict[str, Any]) -> None:
@@ -176,7 +167,7 @@ def test_processing_jobs_run_fail_time_out_and_stop(local: dict[str, Any]) -> No
     assert map_sagemaker_status("Stopped", slow["FailureReason"])[0].value == "TIMEOUT"
 
     create_processing("clean-stop", JOBLINE_ARG_SECONDS="30")
-    wait(lambda: local["processing"]._running.get("clean-stop"))
+    wait_until(lambda: local["processing"]._running.get("clean-stop"))
     boto3.client("sagemaker", region_name=REGION).stop_processing_job(ProcessingJobName="clean-stop")
     assert ended("clean-stop")["ProcessingJobStatus"] == "Stopped"
     assert "FailureReason" not in processing_status("clean-stop")
@@ -221,14 +212,14 @@ def service_job(job_id: str) -> dict[str, Any]:
 
 
 def service_ended(job_id: str) -> dict[str, Any]:
-    return wait(lambda: (job := service_job(job_id))["status"] in ("SUCCEEDED", "FAILED") and job)
+    return wait_until(lambda: (job := service_job(job_id))["status"] in ("SUCCEEDED", "FAILED") and job)
 
 
 def test_service_jobs_move_through_batch_statuses_within_capacity(local: dict[str, Any]) -> None:
     queue = service_queue(capacity=1)
     first = submit(queue, "train-1", JOBLINE_ARG_SECONDS="1")
     second = submit(queue, "train-2")
-    wait(lambda: service_job(first)["status"] == "RUNNING")
+    wait_until(lambda: service_job(first)["status"] == "RUNNING")
     assert service_job(second)["status"] == "RUNNABLE"  # one instance of capacity: it waits
 
     for job_id in (first, second):
@@ -265,7 +256,7 @@ def test_service_jobs_fail_time_out_and_terminate(local: dict[str, Any]) -> None
     assert map_service_status("FAILED", failed["statusReason"])[0].value == "FAILED"
     timed_out = service_ended(slow)
     assert map_service_status("FAILED", timed_out["statusReason"])[0].value == "TIMEOUT"
-    wait(lambda: service_job(stopped)["status"] == "RUNNING")
+    wait_until(lambda: service_job(stopped)["status"] == "RUNNING")
     boto3.client("batch", region_name=REGION).terminate_service_job(jobId=stopped, reason="Stopped by user")
     terminated = service_ended(stopped)
     assert (terminated["status"], terminated["statusReason"], terminated["isTerminated"]) == (
@@ -301,7 +292,7 @@ def start_glue(monkeypatch: pytest.MonkeyPatch, **arguments: str) -> str:
 def glue_ended(run_id: str) -> dict[str, Any]:
     glue = boto3.client("glue", region_name=REGION)
     terminal = ("SUCCEEDED", "FAILED", "TIMEOUT", "STOPPED", "ERROR")
-    return wait(
+    return wait_until(
         lambda: (run := glue.get_job_run(JobName="etl", RunId=run_id)["JobRun"])["JobRunState"] in terminal and run
     )
 
@@ -312,7 +303,7 @@ def test_glue_runs_succeed_fail_time_out_and_stop(local: dict[str, Any], monkeyp
     failing = start_glue(monkeypatch, exit="1")
     slow = start_glue(monkeypatch, seconds="30")
     stopped = start_glue(monkeypatch, seconds="30")
-    wait(lambda: local["glue"]._running.get(stopped))
+    wait_until(lambda: local["glue"]._running.get(stopped))
     result = boto3.client("glue", region_name=REGION).batch_stop_job_run(JobName="etl", JobRunIds=[stopped])
     assert result["SuccessfulSubmissions"] == [{"JobName": "etl", "JobRunId": stopped}]
 

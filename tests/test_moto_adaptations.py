@@ -20,6 +20,7 @@ from moto import mock_aws
 
 from jobline_local import moto_adaptations
 from tests.aws_resources import REGION, create_training_queue
+from tests.waiting import wait_until
 
 ACCOUNT = "123456789012"
 
@@ -444,15 +445,6 @@ def wait_execution(arn: str, timeout: float = 20) -> dict[str, Any]:
     raise AssertionError("execution still running")
 
 
-def wait_for(predicate: Any, timeout: float = 10) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := predicate():
-            return value
-        time.sleep(0.05)
-    raise AssertionError("timed out")
-
-
 def task(resource: str, parameters: dict[str, Any]) -> dict[str, Any]:
     return {"T": {"Type": "Task", "Resource": resource, "Parameters": parameters, "End": True}}
 
@@ -520,9 +512,9 @@ def test_sync_without_callback(monkeypatch: pytest.MonkeyPatch, adapted: dict[st
         held: list[Any] = []
         adapted["glue_job_run"] = lambda job, run: held.append(run)
         arn = run_asl(GLUE_SYNC, "T", wait=False)
-        wait_for(lambda: held)
+        wait_until(lambda: held)
         client("stepfunctions").stop_execution(executionArn=arn)
-        wait_for(lambda: held[0].status == "STOPPING")
+        wait_until(lambda: held[0].status == "STOPPING")
 
 
 PROCESSING_REQUEST = {
@@ -554,7 +546,7 @@ def test_sagemaker_processing_sync(monkeypatch: pytest.MonkeyPatch, adapted: dic
         jobs: list[Any] = []
         adapted["processing_job"] = jobs.append
         arn = run_asl(PROCESSING_SYNC, "T", ROLE, wait=False)
-        job = wait_for(lambda: jobs and jobs[0])
+        job = wait_until(lambda: jobs and jobs[0])
         time.sleep(0.6)  # the engine polls DescribeProcessingJob while the job is InProgress
         assert client("stepfunctions").describe_execution(executionArn=arn)["status"] == "RUNNING"
         job.processing_job_status = "Completed"
@@ -581,9 +573,9 @@ def test_sagemaker_processing_sync(monkeypatch: pytest.MonkeyPatch, adapted: dic
         adapted["processing_job"] = jobs.append
         states = task("arn:aws:states:::sagemaker:createProcessingJob.sync", {**PROCESSING, "ProcessingJobName": "p-3"})
         arn = run_asl(states, "T", ROLE, wait=False)
-        wait_for(lambda: jobs)
+        wait_until(lambda: jobs)
         client("stepfunctions").stop_execution(executionArn=arn)
-        wait_for(lambda: jobs[0].processing_job_status == "Stopping")
+        wait_until(lambda: jobs[0].processing_job_status == "Stopping")
 
 
 def test_glue_sync(monkeypatch: pytest.MonkeyPatch, adapted: dict[str, Any]) -> None:
@@ -603,7 +595,7 @@ def test_glue_sync(monkeypatch: pytest.MonkeyPatch, adapted: dict[str, Any]) -> 
         arn = run_asl(GLUE_SYNC, "T", wait=False)
         # (describe_execution itself fails on the datetimes moto leaves in this output: list the status)
         machine = arn.replace(":execution:", ":stateMachine:").rsplit(":", 1)[0]
-        listed = wait_for(
+        listed = wait_until(
             lambda: [
                 e["status"]
                 for e in client("stepfunctions").list_executions(stateMachineArn=machine)["executions"]

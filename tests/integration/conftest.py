@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
@@ -91,15 +91,6 @@ def wait_for_execution(stack: dict[str, Any], run_id: str, timeout: float = 60) 
             return described
         time.sleep(0.1)
     raise AssertionError(f"execution {run_id} still running after {timeout}s")
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 60, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := predicate():
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def execution_input(stack: dict[str, Any], run_id: str) -> dict[str, Any]:

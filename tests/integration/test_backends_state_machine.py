@@ -29,7 +29,8 @@ from tests.aws_resources import (
     create_training_queue,
 )
 from tests.cfn import ASL
-from tests.integration.conftest import wait_for_execution, wait_until
+from tests.integration.conftest import wait_for_execution
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 TRAINING = {**TRAINING_REQUEST, "HyperParameters": {"epochs": "3"}}

@@ -17,8 +17,8 @@ from tests.integration.conftest import (
     execution_input,
     make_deps,
     wait_for_execution,
-    wait_until,
 )
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 S3_EVENT = json.loads((Path(__file__).parents[2] / "events" / "s3-object-created.json").read_text())

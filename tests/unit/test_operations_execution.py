@@ -15,7 +15,8 @@ from jobline.operations import Operations
 from jobline.status import apply_observation
 from tests.aws_resources import job_spec
 from tests.integration import conftest as integration
-from tests.integration.conftest import BatchScript, make_deps, wait_for_execution, wait_until
+from tests.integration.conftest import BatchScript, make_deps, wait_for_execution
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 # The integration fixtures: the real ASL on moto's engine, moto's Batch ended by a script.
