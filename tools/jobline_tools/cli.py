@@ -1,5 +1,6 @@
-"""The `jobline` command. Subcommands import what they need on first use, so the Lambda layer
-(which carries this module) never loads the local stack."""
+"""The `jobline` command: operators' `jobs` and `runs`, and `local` (the same as `jobline-local`).
+
+Subcommands import what they need on first use: `jobline runs ...` never loads the local stack."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return local_main(rest)
     if command in ("jobs", "runs"):
-        from jobline.operator_cli import main as operator_main
+        from jobline_tools.operator_cli import main as operator_main
 
         return operator_main(argv)
     return 2  # pragma: no cover - every choice is handled above

@@ -18,11 +18,11 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from jobline import cli_format
-from jobline.connect import DEFAULT_LOCAL_STATE, TargetError, connect
 from jobline.errors import CatalogError, RejectedInput
 from jobline.operations import Operations
 from jobline.operator_errors import Conflict, NotFound
+from jobline_tools import cli_format
+from jobline_tools.connect import DEFAULT_LOCAL_STATE, TargetError, connect
 
 EXIT_OK, EXIT_AWS, EXIT_BAD_REQUEST, EXIT_STILL_GOING = 0, 1, 2, 6
 EXIT_BY_STATUS = {"SUCCEEDED": 0, "FAILED": 3, "TIMEOUT": 4, "STOPPED": 5}

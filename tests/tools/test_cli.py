@@ -11,10 +11,10 @@ from typing import Any
 import boto3
 import pytest
 
-from jobline import operator_cli
-from jobline.cli import main
 from jobline.dal import RunTable
 from jobline.runs import now_iso
+from jobline_tools import operator_cli
+from jobline_tools.cli import main
 
 pytestmark = pytest.mark.usefixtures("env")
 RUN_ID = "nightly-report-ffffffffffffffffffff"
