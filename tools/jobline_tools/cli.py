@@ -12,9 +12,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(prog="jobline", description="jobline: declared jobs, run from events on AWS.")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    commands.add_parser(
-        "local", help="run the whole stack on this machine (a local AWS); `jobline local --help`", add_help=False
-    )
+    commands.add_parser("local", help="run the stack on a local AWS (the same as `jobline-local`)", add_help=False)
     commands.add_parser("jobs", help="the job catalog; `jobline jobs --help`", add_help=False)
     commands.add_parser("runs", help="start, watch, list, stop and retry runs; `jobline runs --help`", add_help=False)
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands.choices:
