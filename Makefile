@@ -27,7 +27,7 @@ venv: $(STAMP)
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m jobline.codegen check
+	$(BIN)/python -m jobline_tools.codegen check
 
 ## validate: the SAM template, with cfn-lint rules
 validate: venv
@@ -39,7 +39,7 @@ build: venv
 
 ## generate: rewrite the catalog-derived part of template.yaml
 generate: venv
-	$(BIN)/python -m jobline.codegen write
+	$(BIN)/python -m jobline_tools.codegen write
 
 unit: venv
 	$(BIN)/pytest -q

@@ -83,8 +83,8 @@ def load_template(path: Path, catalog: Path | None) -> dict[str, Any]:
     catalog exactly as `make generate` would render them."""
     text = path.read_text()
     if catalog is not None:
-        from jobline import codegen
         from jobline.catalog import load_catalog
+        from jobline_tools import codegen
 
         begin, end = text.find(codegen.BEGIN_MARKER), text.find(codegen.END_MARKER)
         if begin >= 0 and end > begin:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from jobline.cli import main
+from jobline_tools.cli import main
 from tests.e2e.conftest import Stack, unique
 
 pytestmark = pytest.mark.e2e

@@ -28,6 +28,11 @@ def duration(seconds: float | None) -> str:
     return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
 
 
+def count(number: int, noun: str) -> str:
+    """1 job, 2 jobs"""
+    return f"{number} {noun}" + ("" if number == 1 else "s")
+
+
 def table(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str]]) -> str:
     """`columns` are (heading, key); a key's values are shown through `cell`."""
     cells = [[heading for heading, _ in columns], *([cell(row.get(key)) for _, key in columns] for row in rows)]

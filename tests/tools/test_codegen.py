@@ -1,4 +1,4 @@
-"""jobline.codegen: the schedules block of template.yaml is a pure function of the catalog."""
+"""jobline_tools.codegen: the schedules block of template.yaml is a pure function of the catalog."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 import yaml
 
-from jobline import codegen
 from jobline.catalog import load_catalog, parse_catalog
 from jobline.errors import CatalogError
 from jobline.settings import PACKAGED_CATALOG
 from jobline_local.template import parse_yaml
+from jobline_tools import codegen
 from tests.cfn import TEMPLATE
 
 

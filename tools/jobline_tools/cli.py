@@ -1,5 +1,6 @@
-"""The `jobline` command. Subcommands import what they need on first use, so the Lambda layer
-(which carries this module) never loads the local stack."""
+"""The `jobline` command: operators' `jobs` and `runs`, and `local` (the same as `jobline-local`).
+
+Subcommands import what they need on first use: `jobline runs ...` never loads the local stack."""
 
 from __future__ import annotations
 
@@ -11,9 +12,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(prog="jobline", description="jobline: declared jobs, run from events on AWS.")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    commands.add_parser(
-        "local", help="run the whole stack on this machine (a local AWS); `jobline local --help`", add_help=False
-    )
+    commands.add_parser("local", help="run the stack on a local AWS (the same as `jobline-local`)", add_help=False)
     commands.add_parser("jobs", help="the job catalog; `jobline jobs --help`", add_help=False)
     commands.add_parser("runs", help="start, watch, list, stop and retry runs; `jobline runs --help`", add_help=False)
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands.choices:
@@ -25,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return local_main(rest)
     if command in ("jobs", "runs"):
-        from jobline.operator_cli import main as operator_main
+        from jobline_tools.operator_cli import main as operator_main
 
         return operator_main(argv)
     return 2  # pragma: no cover - every choice is handled above

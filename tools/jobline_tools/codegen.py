@@ -1,7 +1,7 @@
 """The catalog-derived part of template.yaml: one EventBridge Scheduler schedule per schedule trigger.
 
-    python -m jobline.codegen write   # rewrite the generated block of template.yaml
-    python -m jobline.codegen check   # exit 1 (with a diff) when the block is out of date
+    python -m jobline_tools.codegen write   # rewrite the generated block of template.yaml
+    python -m jobline_tools.codegen check   # exit 1 (with a diff) when the block is out of date
 
 Only the lines between BEGIN_MARKER and END_MARKER are touched; the rest of the template is
 hand-written. The rendering is plain text built here, so it is deterministic and keeps comments.
@@ -199,8 +199,8 @@ def _default_template() -> Path:
     here = Path.cwd() / "template.yaml"
     if here.exists():
         return here
-    # A source checkout: layers/jobline/jobline/codegen.py -> repository root.
-    return Path(__file__).resolve().parents[3] / "template.yaml"
+    # A source checkout: tools/jobline_tools/codegen.py -> repository root.
+    return Path(__file__).resolve().parents[2] / "template.yaml"
 
 
 def _write_atomically(path: Path, text: str) -> None:
@@ -217,7 +217,7 @@ def _write_atomically(path: Path, text: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m jobline.codegen", description="Render the catalog's schedules into template.yaml."
+        prog="python -m jobline_tools.codegen", description="Render the catalog's schedules into template.yaml."
     )
     parser.add_argument("command", choices=["write", "check"])
     parser.add_argument("--template", type=Path, default=None, help="default: ./template.yaml")

@@ -3,18 +3,21 @@ the exit codes, and bad input with a clear message on stderr."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import re
+import tomllib
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
 
-from jobline import operator_cli
-from jobline.cli import main
 from jobline.dal import RunTable
 from jobline.runs import now_iso
+from jobline_tools import operator_cli
+from jobline_tools.cli import main
+from tests.cfn import ROOT
 
 pytestmark = pytest.mark.usefixtures("env")
 RUN_ID = "nightly-report-ffffffffffffffffffff"
@@ -271,3 +274,18 @@ def test_the_top_level_help_lists_every_command(capsys: pytest.CaptureFixture[st
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
     assert all(command in out for command in ("start", "get", "list", "stop", "retry", "wait"))
+
+
+def test_console_scripts_are_the_tools_and_the_local_stack() -> None:
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts == {"jobline": "jobline_tools.cli:main", "jobline-local": "jobline_local.cli:main"}
+    for target in scripts.values():
+        module, _, function = target.partition(":")
+        assert callable(getattr(importlib.import_module(module), function))
+
+
+def test_jobline_local_is_an_alias_of_jobline_local(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["local", "--help"])
+    assert exit_info.value.code == 0
+    assert "--clock-speed" in capsys.readouterr().out

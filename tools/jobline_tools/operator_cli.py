@@ -1,9 +1,10 @@
 """`jobline jobs ...` and `jobline runs ...`: see and steer a stack's jobs and runs from a terminal.
 
-Every command takes --json (the data, for scripts) and where to go: --stack NAME [--region R]
-[--profile P] for a deployed stack, --local [STATE_DIR] for the local stack. Exit codes: 0 done
-(for waits: SUCCEEDED), 1 AWS refused or failed, 2 bad request (unknown run or job, bad filter,
-too many ids, ...), 3 FAILED, 4 TIMEOUT, 5 STOPPED, 6 still going when --timeout ran out.
+Every command takes --json (the data, for scripts) and, but for `jobs validate` (a file, no stack),
+where to go: --stack NAME [--region R] [--profile P] for a deployed stack, --local [STATE_DIR] for
+the local stack. Exit codes: 0 done (for waits: SUCCEEDED), 1 AWS refused or failed (for
+`jobs validate`: the catalog has errors), 2 bad request (unknown run or job, bad filter, too many
+ids, ...), 3 FAILED, 4 TIMEOUT, 5 STOPPED, 6 still going when --timeout ran out.
 """
 
 from __future__ import annotations
@@ -18,19 +19,22 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from jobline import cli_format
-from jobline.connect import DEFAULT_LOCAL_STATE, TargetError, connect
 from jobline.errors import CatalogError, RejectedInput
 from jobline.operations import Operations
 from jobline.operator_errors import Conflict, NotFound
+from jobline_tools import cli_format
+from jobline_tools.catalog_check import check_catalog
+from jobline_tools.connect import DEFAULT_LOCAL_STATE, TargetError, connect
 
 EXIT_OK, EXIT_AWS, EXIT_BAD_REQUEST, EXIT_STILL_GOING = 0, 1, 2, 6
+EXIT_INVALID_CATALOG = 1  # `jobs validate`
 EXIT_BY_STATUS = {"SUCCEEDED": 0, "FAILED": 3, "TIMEOUT": 4, "STOPPED": 5}
 
 
 def parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--json", action="store_true", help="print the data as JSON (for scripts)")
+    output = argparse.ArgumentParser(add_help=False)
+    output.add_argument("--json", action="store_true", help="print the data as JSON (for scripts)")
+    common = argparse.ArgumentParser(add_help=False, parents=[output])
     common.add_argument("--stack", help="a deployed stack's name")
     common.add_argument("--region", help="its region (default: your AWS configuration's)")
     common.add_argument("--profile", help="the AWS profile to use")
@@ -55,6 +59,13 @@ def parser() -> argparse.ArgumentParser:
     show = jobs.add_parser("show", parents=[common], help="one job's definition")
     show.add_argument("name")
     show.set_defaults(command=jobs_show)
+    validate = jobs.add_parser(
+        "validate", parents=[output], help="check a catalog file as the stack and `make generate` will (no stack)"
+    )
+    validate.add_argument(
+        "file", type=Path, metavar="FILE", help="a job catalog (like layers/jobline/jobline/jobs.yaml)"
+    )
+    validate.set_defaults(command=jobs_validate)
 
     runs = groups.add_parser("runs", help="runs of jobs").add_subparsers(dest="action", required=True)
     start = runs.add_parser("start", parents=[common, token, waiting], help="start a manual run")
@@ -87,6 +98,8 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
+    if args.command is jobs_validate:
+        return jobs_validate(args)
     try:
         ops = connect(args.stack, args.region, args.profile, args.local)
         return args.command(ops, args)
@@ -105,6 +118,20 @@ def jobs_list(ops: Operations, args: argparse.Namespace) -> int:
 
 def jobs_show(ops: Operations, args: argparse.Namespace) -> int:
     return _emit(args, ops.show_job(args.name), cli_format.job)
+
+
+def jobs_validate(args: argparse.Namespace) -> int:
+    report = check_catalog(args.file)
+    if args.json:
+        print(json.dumps(report.summary(), indent=2))
+    elif report.problems:
+        print("\n".join(f"{args.file}: {problem.message}" for problem in report.problems))
+        print(f"{args.file}: {cli_format.count(len(report.problems), 'error')}")
+    else:
+        summary = report.summary()
+        jobs, schedules = cli_format.count(summary["jobs"], "job"), cli_format.count(summary["schedules"], "schedule")
+        print(f"{args.file}: valid, {jobs} with {schedules}")
+    return EXIT_INVALID_CATALOG if report.problems else EXIT_OK
 
 
 def runs_start(ops: Operations, args: argparse.Namespace) -> int:
