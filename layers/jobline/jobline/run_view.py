@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
+from jobline.clock import parse_iso_z
 from jobline.status import ATTEMPT_FIELDS
 
 CONSOLE = "https://{region}.console.aws.amazon.com"
@@ -62,11 +62,7 @@ def duration_seconds(row: dict[str, Any]) -> float | None:
     start, end = row.get("created_at"), row.get("ended_at")
     if not (start and end):
         return None
-    return round((_time(end) - _time(start)).total_seconds(), 3)
-
-
-def _time(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return round((parse_iso_z(end) - parse_iso_z(start)).total_seconds(), 3)
 
 
 def _attempt(number: str, record: dict[str, Any], backend: str | None, region: str, log_group: str) -> dict[str, Any]:
