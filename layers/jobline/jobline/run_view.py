@@ -6,6 +6,7 @@ import json
 from typing import Any
 from urllib.parse import quote
 
+from jobline.backends import BACKENDS
 from jobline.clock import parse_iso_z
 from jobline.status import ATTEMPT_FIELDS
 
@@ -67,10 +68,9 @@ def duration_seconds(row: dict[str, Any]) -> float | None:
 
 def _attempt(number: str, record: dict[str, Any], backend: str | None, region: str, log_group: str) -> dict[str, Any]:
     links = {}
-    if backend == "batch" and record.get("backend_job_id"):
-        links["backend_job"] = f"{CONSOLE.format(region=region)}/batch/home?region={region}#jobs/detail/" + str(
-            record["backend_job_id"]
-        )
+    path = BACKENDS[backend].job_console_path if backend in BACKENDS else None
+    if path and (job_id := record.get("backend_job_id")):
+        links["backend_job"] = CONSOLE.format(region=region) + path.format(region=region, job_id=job_id)
     if log_group and record.get("log_stream"):
         links["log"] = _log_url(region, log_group, record["log_stream"])
     return {"attempt": int(number), **{k: record.get(k) for k in ATTEMPT_VIEW}, "links": links}

@@ -10,27 +10,23 @@ from jobline.backends.batch import BATCH_RANK, BATCH_STATUS, classify_batch_fail
 from jobline.catalog import parse_catalog
 from jobline.errors import CatalogError, RejectedInput
 from jobline.runs import execution_input
-from jobline.settings import Settings
 from jobline.status import RunStatus
-from jobline.triggers import RunRequest, Trigger
-from tests.aws_resources import job_spec
+from jobline.triggers import RunRequest
+from tests.unit.backends.conftest import SETTINGS as STACK
+from tests.unit.backends.conftest import job, request
 
-SETTINGS = Settings(
-    run_table_name="runs",
-    state_machine_arn="arn:sm",
-    event_dlq_url="https://dlq",
-    run_data_bucket="data",
-    job_queue_on_demand_arn="arn:queue/on-demand",
-    job_queue_spot_arn="arn:queue/spot",
-    default_job_definition_arn="arn:def/default",
-    gpu_job_definition_arn="arn:def/gpu",
+SETTINGS = STACK.model_copy(
+    update={
+        "job_queue_on_demand_arn": "arn:queue/on-demand",
+        "job_queue_spot_arn": "arn:queue/spot",
+        "default_job_definition_arn": "arn:def/default",
+        "gpu_job_definition_arn": "arn:def/gpu",
+    }
 )
-TRIGGER = Trigger(type="manual", key="manual:1", source="test", event={})
 
 
-def request(**spec: Any) -> RunRequest:
-    job = parse_catalog({"jobs": [job_spec(**spec)]}).jobs[0]
-    return RunRequest(job=job, trigger=TRIGGER)
+def batch_request(backend: dict[str, Any]) -> RunRequest:
+    return request("word-count", backend=backend)
 
 
 @pytest.mark.parametrize(
@@ -42,17 +38,17 @@ def request(**spec: Any) -> RunRequest:
 )
 def test_resources_must_fit_the_capacity(backend: dict[str, Any], expected: str) -> None:
     with pytest.raises(CatalogError) as error:
-        parse_catalog({"jobs": [job_spec(backend=backend)]})
+        parse_catalog({"jobs": [job("word-count", backend)]})
     assert "job 'word-count'" in str(error.value)
     assert expected in str(error.value)
 
 
 def test_capacity_picks_the_queue_and_gpu_jobs_get_the_gpu_definition() -> None:
-    spot = execution_input(request(backend={"type": "batch", "capacity": "spot"}), {}, {}, SETTINGS)
+    spot = execution_input(batch_request({"type": "batch", "capacity": "spot"}), {}, {}, SETTINGS)
     assert (spot["batch"]["JobQueue"], spot["batch"]["JobDefinition"]) == ("arn:queue/spot", "arn:def/default")
     gpu_backend = {"type": "batch", "capacity": "gpu", "gpu": 1, "vcpu": 4, "memory_mib": 15000}
     gpu = execution_input(
-        request(backend=gpu_backend), {}, {}, SETTINGS.model_copy(update={"job_queue_gpu_arn": "arn:queue/gpu"})
+        batch_request(gpu_backend), {}, {}, SETTINGS.model_copy(update={"job_queue_gpu_arn": "arn:queue/gpu"})
     )
     assert (gpu["batch"]["JobQueue"], gpu["batch"]["JobDefinition"]) == ("arn:queue/gpu", "arn:def/gpu")
     assert {"Type": "GPU", "Value": "1"} in gpu["batch"]["ContainerOverrides"]["ResourceRequirements"]
@@ -60,7 +56,7 @@ def test_capacity_picks_the_queue_and_gpu_jobs_get_the_gpu_definition() -> None:
 
 def test_a_gpu_job_on_a_stack_without_gpu_compute_is_refused_clearly() -> None:
     with pytest.raises(RejectedInput, match=r"needs the gpu job queue.*EnableGpuCompute"):
-        execution_input(request(backend={"type": "batch", "capacity": "gpu", "gpu": 1}), {}, {}, SETTINGS)
+        execution_input(batch_request({"type": "batch", "capacity": "gpu", "gpu": 1}), {}, {}, SETTINGS)
 
 
 def test_batch_status_mapping() -> None:

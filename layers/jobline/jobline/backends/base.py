@@ -73,6 +73,8 @@ class Backend(Protocol):
     inline_event_limit: int | None
     # SageMaker names jobs "<run id>-<attempt>" within a limit; None: no limit to check.
     job_name_limit: int | None
+    # Where the console shows an attempt's backend job ({region}, {job_id}); None: no link.
+    job_console_path: str | None
 
     def execution_input(self, backend: Any, run: RunSpec, settings: Settings) -> dict[str, Any]:
         """This backend's part of the execution input (see jobline.runs.execution_input)."""

@@ -159,6 +159,7 @@ class Batch:
     events = {DETAIL_TYPE: BatchJobStateChange}
     inline_event_limit = None  # Batch takes a large environment: Settings.inline_event_limit_bytes
     job_name_limit = None
+    job_console_path = "/batch/home?region={region}#jobs/detail/{job_id}"
 
     def execution_input(self, backend: BatchBackend, run: RunSpec, settings: Settings) -> dict[str, Any]:
         resources = [

@@ -163,6 +163,7 @@ class BatchService:
     events = {DETAIL_TYPE: ServiceJobStateChange, TRAINING_DETAIL_TYPE: TrainingJobStateChange}
     inline_event_limit = 256  # SageMaker caps each environment value at 256 characters
     job_name_limit = SAGEMAKER_NAME_LIMIT  # the training job is named "<run id>-<attempt>"
+    job_console_path = None
 
     def execution_input(self, backend: BatchServiceBackend, run: RunSpec, settings: Settings) -> dict[str, Any]:
         """The training request goes as serviceRequestPayload, a JSON string with the attempt number in

@@ -96,6 +96,7 @@ class Glue:
     events = {DETAIL_TYPE: GlueJobStateChange, RUN_STATUS_DETAIL_TYPE: GlueJobStateChange}
     inline_event_limit = 4096  # Glue arguments are kept small to stay readable in its console
     job_name_limit = None
+    job_console_path = None
 
     def execution_input(self, backend: GlueBackend, run: RunSpec, settings: Settings) -> dict[str, Any]:
         job_name = backend.job_name or settings.glue_job_name

@@ -112,6 +112,7 @@ class SageMakerProcessing:
     events = {DETAIL_TYPE: ProcessingJobStateChange}
     inline_event_limit = ENVIRONMENT_VALUE_LIMIT
     job_name_limit = SAGEMAKER_NAME_LIMIT
+    job_console_path = None
 
     def execution_input(self, backend: SageMakerProcessingBackend, run: RunSpec, settings: Settings) -> dict[str, Any]:
         environment = run.environment
