@@ -186,6 +186,7 @@ def _earliest(values: Any) -> Any:
 # The backend status tables lived here before jobline.backends; these names stay importable
 # (lazily: the backend modules import this one) for code written against the old layout.
 _MOVED = {
+    "jobline.backends.base": ("_RUNTIME_EXCEEDED",),
     "jobline.backends.batch": (
         "BATCH_RANK",
         "BATCH_STATUS",
