@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-from datetime import timedelta
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -17,8 +15,7 @@ from jobline.reconciler import reconcile
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    older_than = timedelta(seconds=int(os.environ.get("RECONCILE_AFTER_SECONDS", "900")))
-    outcomes = reconcile(get_deps(), older_than)
+    outcomes = reconcile(get_deps())  # runs not updated for Settings.reconcile_after_seconds
     healed = {run_id: outcome for run_id, outcome in outcomes.items() if outcome != "unchanged"}
     for run_id, outcome in healed.items():
         logger.info("run healed", extra={"run_id": run_id, "outcome": outcome})

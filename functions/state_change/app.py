@@ -29,6 +29,6 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     except ValidationError as error:
         return {"rejected": intake.reject(error, event, "state-change", deps)}
     outcome = apply_state_change(parsed, deps.table, deps.client("glue"), deps.client("stepfunctions"))
-    logger.info("state change", extra={"detail_type": event.get("detail-type"), "outcome": outcome})
-    count("StateChanges", Outcome=outcome.split(":")[0])
-    return {"outcome": outcome}
+    logger.info("state change", extra={"detail_type": event.get("detail-type"), "outcome": str(outcome)})
+    count("StateChanges", Outcome=outcome.effect.value)
+    return {"outcome": str(outcome)}

@@ -14,10 +14,11 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from jobline.backends.batch_service import ServiceJobStateChange
 from jobline.catalog import parse_catalog
 from jobline.deps import Deps
 from jobline.settings import Settings
-from jobline.state_changes import ServiceJobStateChange, apply_state_change
+from jobline.state_changes import Outcome, apply_state_change
 from jobline.triggers import RunRequest, Trigger
 from jobline_local import moto_adaptations
 from tests.aws_resources import (
@@ -76,7 +77,7 @@ class Script:
         if self.event_first:  # Batch's terminal event is handled before the execution stores its token
             self.end_service_job(job, self.outcome(int(job.tags["jobline:attempt"])))
 
-    def end_service_job(self, job: Any, outcome: str) -> str:
+    def end_service_job(self, job: Any, outcome: str) -> Outcome:
         reason = {
             "succeed": "Received status from SageMaker: Training job completed",
             "fail": "Received status from SageMaker: AlgorithmError: exit code 1",
@@ -205,7 +206,7 @@ def test_a_service_job_whose_event_comes_after_the_token_is_resumed_by_the_handl
     )
     (job,) = script.service
     assert row["service_job_id"] == job.job_id
-    assert script.end_service_job(job, "succeed") == "applied: STARTING -> SUCCEEDED (execution resumed)"
+    assert str(script.end_service_job(job, "succeed")) == "applied: STARTING -> SUCCEEDED (execution resumed)"
 
     execution, row = run_to_end(backends, deps, run_id)
     assert execution["status"] == "SUCCEEDED"
@@ -250,7 +251,7 @@ def test_a_failed_service_job_is_retried_and_a_later_attempt_succeeds(backends: 
             timeout=30,
             what=f"attempt {attempt} to wait on its token",
         )
-        assert script.end_service_job(script.service[-1], outcome).endswith("(execution resumed)")
+        assert script.end_service_job(script.service[-1], outcome).resumed
 
     execution, row = run_to_end(backends, deps, run_id)
     assert execution["status"] == "SUCCEEDED"

@@ -50,8 +50,6 @@ def test_retry_delays_grow_by_backoff_and_are_capped() -> None:
         ("retry.attempts", 0, "field retry.attempts"),
         ("timeout_seconds", 5, "field timeout_seconds"),
         ("name", "Bad_Name", "field name"),
-        ("backend.vcpu", 3, "not a Fargate size"),
-        ("backend.gpu", 1, "capacity: gpu"),
         ("backend.type", "kubernetes", "field backend"),
         ("triggers.s3", [{}], "needs a prefix, a suffix or both"),
         ("triggers.schedule", [{"name": "x", "expression": "every day"}], "is not a schedule expression"),

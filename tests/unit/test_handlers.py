@@ -8,7 +8,11 @@ from typing import Any
 
 import pytest
 
+from jobline import deps as deps_module
+from jobline import settings as settings_module
 from jobline.deps import get_deps
+from jobline.settings import Settings
+from tests.cfn import resource
 from tests.unit.conftest import LambdaContext, dlq_messages, executions, load_handler, sample
 
 pytestmark = pytest.mark.usefixtures("env")
@@ -154,3 +158,18 @@ def test_a_malformed_state_change_is_parked_not_retried_forever(env: dict[str, A
     result = load_handler("state_change").handler(event, LambdaContext())
     assert result["rejected"]["code"] == "MalformedEvent"
     assert dlq_messages(env)[0]["source"] == "state-change"
+
+
+def test_the_reconciler_takes_its_staleness_from_settings(env: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    variables = resource("ReconcilerFunction")["Properties"]["Environment"]["Variables"]
+    assert {name.lower() for name in variables} <= set(Settings.model_fields)
+    load_handler("sqs_trigger").handler(sample("sqs-batch.json"), LambdaContext())  # one run, PENDING
+    handler = load_handler("reconciler").handler
+    monkeypatch.setenv("RECONCILE_AFTER_SECONDS", variables["RECONCILE_AFTER_SECONDS"])  # 15 minutes
+    settings_module.get_settings.cache_clear()
+    deps_module.get_deps.cache_clear()
+    assert handler({}, LambdaContext())["checked"] == 0  # the new run has moved within 15 minutes
+    monkeypatch.setenv("RECONCILE_AFTER_SECONDS", "0")
+    settings_module.get_settings.cache_clear()
+    deps_module.get_deps.cache_clear()
+    assert handler({}, LambdaContext())["checked"] == 1  # every live run is stale at once

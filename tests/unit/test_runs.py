@@ -1,4 +1,4 @@
-"""Run requests to execution input: arguments, queues, job definitions, the job's environment."""
+"""Run requests to execution input: arguments and the job's environment (each backend's part: tests/unit/backends)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from jobline.catalog import parse_catalog
-from jobline.errors import InvalidArguments, RejectedInput
+from jobline.errors import InvalidArguments
 from jobline.runs import execution_input, resolve_arguments
 from jobline.settings import Settings
 from jobline.triggers import RunRequest, Trigger, run_id
@@ -52,22 +52,6 @@ def test_arguments_are_checked_against_declared_parameters() -> None:
         resolve_arguments(job, {})
     with pytest.raises(InvalidArguments, match="11 characters, over its max_length 10"):
         resolve_arguments(job, {"day": "x" * 11})
-
-
-def test_capacity_picks_the_queue_and_gpu_jobs_get_the_gpu_definition() -> None:
-    spot = execution_input(request(backend={"type": "batch", "capacity": "spot"}), {}, {}, SETTINGS)
-    assert (spot["batch"]["JobQueue"], spot["batch"]["JobDefinition"]) == ("arn:queue/spot", "arn:def/default")
-    gpu_backend = {"type": "batch", "capacity": "gpu", "gpu": 1, "vcpu": 4, "memory_mib": 15000}
-    gpu = execution_input(
-        request(backend=gpu_backend), {}, {}, SETTINGS.model_copy(update={"job_queue_gpu_arn": "arn:queue/gpu"})
-    )
-    assert (gpu["batch"]["JobQueue"], gpu["batch"]["JobDefinition"]) == ("arn:queue/gpu", "arn:def/gpu")
-    assert {"Type": "GPU", "Value": "1"} in gpu["batch"]["ContainerOverrides"]["ResourceRequirements"]
-
-
-def test_a_gpu_job_on_a_stack_without_gpu_compute_is_refused_clearly() -> None:
-    with pytest.raises(RejectedInput, match=r"needs the gpu job queue.*EnableGpuCompute"):
-        execution_input(request(backend={"type": "batch", "capacity": "gpu", "gpu": 1}), {}, {}, SETTINGS)
 
 
 def test_the_environment_tail_is_the_jobs_environment_as_json_fragments() -> None:

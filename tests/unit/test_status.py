@@ -9,8 +9,8 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jobline.state_changes import BatchJobStateChange, observe_batch
-from jobline.status import RANK_PENDING, apply_observation, classify_batch_failure, map_batch_status
+from jobline.backends.batch import BatchJobStateChange, observe_batch
+from jobline.status import RANK_PENDING, apply_observation
 
 EVENTS = Path(__file__).parents[2] / "events"
 TEMPLATE_EVENT = json.loads((EVENTS / "batch-job-running.json").read_text())
@@ -116,13 +116,3 @@ def test_a_timeout_ends_the_run_unless_the_strategy_retries_timeouts() -> None:
     event = batch_event(1, "FAILED", 5, outcome="timeout")
     assert apply_all(new_row(max_attempts=3), [event])["status"] == "TIMEOUT"
     assert apply_all(new_row(max_attempts=3, retry_on_timeout=True), [event])["status"] == "RUNNING"
-
-
-def test_batch_status_mapping() -> None:
-    assert map_batch_status("RUNNABLE", None, None) == ("STARTING", "In queue")
-    assert map_batch_status("STARTING", None, None) == ("STARTING", "Starting")
-    assert map_batch_status("RUNNING", None, None) == ("RUNNING", "Running")
-    assert map_batch_status("SUCCEEDED", None, 0) == ("SUCCEEDED", "Completed")
-    assert classify_batch_failure("Essential container in task exited", 2) == ("FAILED", "NonZeroExitCode")
-    assert classify_batch_failure("Job attempt duration exceeded timeout", None) == ("TIMEOUT", "Timeout")
-    assert classify_batch_failure("CannotPullContainerError", None) == ("FAILED", "JobFailed")

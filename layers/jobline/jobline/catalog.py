@@ -2,35 +2,29 @@
 
 from __future__ import annotations
 
-import json
+import operator
 import re
-from functools import lru_cache
+from functools import lru_cache, reduce
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
+from jobline.backends import BACKENDS
+from jobline.catalog_base import SECRET_NAME, CatalogModel
 from jobline.errors import CatalogError, UnknownJobError
 
 JOB_NAME_PATTERN = r"^[a-z][a-z0-9-]{0,38}[a-z0-9]$"
 PARAMETER_NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
 ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
-# Names that suggest a credential: such values belong in Secrets Manager (job definition
-# `secrets`), never in arguments or environment overrides, which are logged and stored.
-SECRET_NAME = re.compile(r"(passw(or)?d|secret|token|api_?key|private_?key|credential)", re.IGNORECASE)
 RESERVED_ENV_PREFIX = "JOBLINE_"
-FARGATE_VCPUS = {0.25, 0.5, 1, 2, 4, 8, 16}
 SCHEDULE_EXPRESSION = re.compile(
     r"^(rate\(\d+ (minute|minutes|hour|hours|day|days)\)|cron\((\S+ ){5}\S+\)|at\(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\))$"
 )
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class RetryStrategy(_Model):
+class RetryStrategy(CatalogModel):
     attempts: int = Field(default=1, ge=1, le=10, description="Total attempts, the first included")
     interval_seconds: int = Field(default=30, ge=0, le=86_400)
     backoff_rate: float = Field(default=2.0, ge=1.0, le=10.0)
@@ -45,113 +39,18 @@ class RetryStrategy(_Model):
         ]
 
 
-class Parameter(_Model):
+class Parameter(CatalogModel):
     description: str = ""
     required: bool = False
     default: str | None = None
     max_length: int = Field(default=1024, ge=1, le=4096)
 
 
-class BatchBackend(_Model):
-    """An AWS Batch container job. Every attempt is its own Batch job, so Batch's own retry
-    strategy stays at one attempt and the run's strategy lives in the state machine."""
-
-    type: Literal["batch"]
-    capacity: Literal["on_demand", "spot", "gpu"] = "on_demand"
-    job_queue: str | None = Field(default=None, description="Queue ARN; overrides capacity")
-    job_definition: str | None = Field(default=None, description="Name or ARN; default: the stack's")
-    command: list[str] | None = None
-    vcpu: float = Field(default=1, gt=0, le=256)
-    memory_mib: int = Field(default=2048, ge=512, le=2_000_000)
-    gpu: int = Field(default=0, ge=0, le=16)
-
-    @model_validator(mode="after")
-    def _capacity_fits_resources(self) -> BatchBackend:
-        if self.job_queue is None and self.capacity != "gpu" and self.gpu:
-            raise ValueError("gpu > 0 needs capacity: gpu (Fargate has no GPUs) or an explicit job_queue")
-        if self.job_queue is None and self.capacity != "gpu" and self.vcpu not in FARGATE_VCPUS:
-            raise ValueError(f"vcpu {self.vcpu} is not a Fargate size; use one of {sorted(FARGATE_VCPUS)}")
-        return self
+# The `backend:` entry of a job: one model per backend module (jobline.backends), told apart by `type`.
+Backend = Annotated[reduce(operator.or_, (b.model for b in BACKENDS.values())), Field(discriminator="type")]
 
 
-SERVICE_PAYLOAD_LIMIT_BYTES = 10 * 1024  # SubmitServiceJob's serviceRequestPayload quota
-INSTANCE_TYPE = r"^ml\.[a-z0-9]+[a-z0-9-]*\.[a-z0-9]+$"
-GLUE_WORKER_TYPES = ("Standard", "G.025X", "G.1X", "G.2X", "G.4X", "G.8X", "Z.2X")
-
-
-class BatchServiceBackend(_Model):
-    """SageMaker training through an AWS Batch service job queue (SubmitServiceJob)."""
-
-    type: Literal["batch_service"]
-    job_queue: str | None = Field(default=None, description="Service job queue ARN; default: the stack's")
-    training: dict[str, Any] = Field(
-        description="CreateTrainingJob request without TrainingJobName; sent as serviceRequestPayload"
-    )
-    scheduling_priority: int | None = Field(default=None, ge=0, le=9999)
-    share_identifier: str | None = Field(default=None, max_length=255)
-
-    @field_validator("training")
-    @classmethod
-    def _payload(cls, training: dict[str, Any]) -> dict[str, Any]:
-        if "TrainingJobName" in training:
-            raise ValueError("TrainingJobName is set by jobline from the run id; remove it")
-        for required in ("AlgorithmSpecification", "ResourceConfig", "OutputDataConfig"):
-            if required not in training:
-                raise ValueError(f"the training request needs {required}")
-        size = len(json.dumps(training, separators=(",", ":")).encode())
-        # Room is kept for what each run adds (its environment): see runs.service_payload.
-        if size > SERVICE_PAYLOAD_LIMIT_BYTES // 2:
-            raise ValueError(f"the training request is {size} bytes; at most {SERVICE_PAYLOAD_LIMIT_BYTES // 2}")
-        return training
-
-
-class ProcessingChannel(_Model):
-    name: str = Field(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_-]{0,63}$")
-    s3_uri: str = Field(pattern=r"^s3://")
-    local_path: str = Field(pattern=r"^/opt/ml/processing/")
-
-
-class SageMakerProcessingBackend(_Model):
-    type: Literal["sagemaker_processing"]
-    image_uri: str = Field(min_length=1)
-    entrypoint: list[str] | None = None
-    arguments: list[str] = Field(default_factory=list)
-    inputs: list[ProcessingChannel] = Field(default_factory=list)
-    outputs: list[ProcessingChannel] = Field(default_factory=list)
-    instance_type: str = Field(default="ml.m5.large", pattern=INSTANCE_TYPE)
-    instance_count: int = Field(default=1, ge=1, le=100)
-    volume_size_gb: int = Field(default=30, ge=1, le=16384)
-    network_isolation: bool = False
-    role_arn: str | None = Field(default=None, description="Execution role; default: the stack's SageMaker role")
-
-
-class GlueBackend(_Model):
-    type: Literal["glue"]
-    job_name: str | None = Field(default=None, description="Glue job; default: the stack's example job")
-    arguments: dict[str, str] = Field(default_factory=dict, description="Glue job arguments, keys like --name")
-    worker_type: Literal[GLUE_WORKER_TYPES] = "G.1X"  # type: ignore[valid-type]
-    number_of_workers: int = Field(default=2, ge=1, le=299)
-    execution_class: Literal["STANDARD", "FLEX"] = "STANDARD"
-
-    @field_validator("arguments")
-    @classmethod
-    def _arguments(cls, arguments: dict[str, str]) -> dict[str, str]:
-        for key in arguments:
-            if not re.match(r"^--[A-Za-z0-9_.-]+$", key):
-                raise ValueError(f"Glue argument {key!r} must look like --name")
-            if SECRET_NAME.search(key):
-                raise ValueError(f"Glue argument {key!r} looks like a secret: Glue logs job arguments")
-        return arguments
-
-
-Backend = Annotated[
-    BatchBackend | BatchServiceBackend | SageMakerProcessingBackend | GlueBackend, Field(discriminator="type")
-]
-# SageMaker job names are at most 63 characters: "<run id>-<attempt>" must fit.
-SAGEMAKER_NAME_LIMIT = 63
-
-
-class S3Trigger(_Model):
+class S3Trigger(CatalogModel):
     prefix: str = ""
     suffix: str = ""
 
@@ -165,7 +64,7 @@ class S3Trigger(_Model):
         return key.startswith(self.prefix) and key.endswith(self.suffix)
 
 
-class BusTrigger(_Model):
+class BusTrigger(CatalogModel):
     pattern: dict[str, Any] = Field(description="EventBridge-style pattern on source, detail-type, detail")
     idempotency_key: str | None = Field(
         default=None, description="Dotted path in the event (e.g. detail.order_id) that names one run"
@@ -183,7 +82,7 @@ class BusTrigger(_Model):
         return pattern
 
 
-class ScheduleTrigger(_Model):
+class ScheduleTrigger(CatalogModel):
     name: str = Field(pattern=r"^[a-z][a-z0-9-]{0,22}$")
     expression: str
     timezone: str = "UTC"
@@ -201,14 +100,14 @@ class ScheduleTrigger(_Model):
         return value
 
 
-class Triggers(_Model):
+class Triggers(CatalogModel):
     s3: list[S3Trigger] = Field(default_factory=list)
     bus: list[BusTrigger] = Field(default_factory=list)
     sqs: bool = False
     schedule: list[ScheduleTrigger] = Field(default_factory=list)
 
 
-class Job(_Model):
+class Job(CatalogModel):
     name: str = Field(pattern=JOB_NAME_PATTERN)
     description: str = Field(min_length=1)
     backend: Backend
@@ -224,12 +123,12 @@ class Job(_Model):
 
     @model_validator(mode="after")
     def _name_fits_backend(self) -> Job:
-        if self.backend.type in ("sagemaker_processing", "batch_service"):
+        if limit := BACKENDS[self.backend.type].job_name_limit:
             longest = len(self.name) + 1 + 20 + 1 + len(str(self.retry.attempts))
-            if longest > SAGEMAKER_NAME_LIMIT:
+            if longest > limit:
                 raise ValueError(
                     f"job name {self.name!r} is too long for {self.backend.type}: its SageMaker job names"
-                    f" ('<job>-<20 hex>-<attempt>') would be {longest} characters, over {SAGEMAKER_NAME_LIMIT}"
+                    f" ('<job>-<20 hex>-<attempt>') would be {longest} characters, over {limit}"
                 )
         return self
 
@@ -276,7 +175,7 @@ class Job(_Model):
         return self
 
 
-class Catalog(_Model):
+class Catalog(CatalogModel):
     jobs: list[Job]
 
     @model_validator(mode="after")

@@ -16,11 +16,13 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from jobline import run_view, runs_query
+from jobline.backends import BACKENDS
 from jobline.catalog import Catalog, cached_catalog
+from jobline.clock import now_iso
 from jobline.deps import Deps
 from jobline.errors import UnknownJobError
 from jobline.operator_errors import AlreadyFinished, Conflict, InvalidRequest, JobNotFound, NotFound, RunNotFound
-from jobline.runs import now_iso, resolve_arguments
+from jobline.runs import resolve_arguments
 from jobline.settings import Settings, get_settings
 from jobline.status import TERMINAL, RunStatus, stop
 from jobline.triggers import RunRequest, Trigger
@@ -29,9 +31,6 @@ MAX_STOP_IDS = 25
 CLIENT_TOKEN = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 RUN_ID = re.compile(r"^[a-z][a-z0-9-]{0,39}-[0-9a-f]{20}$")
 STOP_REASON = "Stopped by user (jobline runs stop)"
-# Backends whose jobs jobline terminates itself; Step Functions stops the .sync ones (Batch
-# container jobs, SageMaker, Glue) with the execution, so for Batch this is belt and braces.
-TERMINATE = {"batch": "terminate_job", "batch_service": "terminate_service_job"}
 
 
 class Operations:
@@ -187,11 +186,13 @@ class Operations:
 
     def _terminate_attempt(self, row: dict[str, Any]) -> dict[str, Any]:
         record = (row.get("attempts") or {}).get(str(row.get("attempt")), {})
-        job_id, method = record.get("backend_job_id"), TERMINATE.get(row.get("backend", ""))
-        if not (job_id and method):
+        job_id, backend = record.get("backend_job_id"), BACKENDS.get(row.get("backend", ""))
+        if not (job_id and backend):
             return {}
         try:
-            getattr(self._deps.client("batch"), method)(jobId=job_id, reason=STOP_REASON)
+            # Step Functions stops the .sync backends' jobs with the execution; each backend says.
+            if not backend.stop(job_id, STOP_REASON, self._deps):
+                return {}
         except ClientError as error:
             return {"warning": f"stopped, but terminating backend job {job_id} failed: {error}"}
         return {"terminated_backend_job": job_id}

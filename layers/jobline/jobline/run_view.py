@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
+from jobline.backends import BACKENDS
+from jobline.clock import parse_iso_z
 from jobline.status import ATTEMPT_FIELDS
 
 CONSOLE = "https://{region}.console.aws.amazon.com"
@@ -62,19 +63,14 @@ def duration_seconds(row: dict[str, Any]) -> float | None:
     start, end = row.get("created_at"), row.get("ended_at")
     if not (start and end):
         return None
-    return round((_time(end) - _time(start)).total_seconds(), 3)
-
-
-def _time(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return round((parse_iso_z(end) - parse_iso_z(start)).total_seconds(), 3)
 
 
 def _attempt(number: str, record: dict[str, Any], backend: str | None, region: str, log_group: str) -> dict[str, Any]:
     links = {}
-    if backend == "batch" and record.get("backend_job_id"):
-        links["backend_job"] = f"{CONSOLE.format(region=region)}/batch/home?region={region}#jobs/detail/" + str(
-            record["backend_job_id"]
-        )
+    path = BACKENDS[backend].job_console_path if backend in BACKENDS else None
+    if path and (job_id := record.get("backend_job_id")):
+        links["backend_job"] = CONSOLE.format(region=region) + path.format(region=region, job_id=job_id)
     if log_group and record.get("log_stream"):
         links["log"] = _log_url(region, log_group, record["log_stream"])
     return {"attempt": int(number), **{k: record.get(k) for k in ATTEMPT_VIEW}, "links": links}

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from botocore.exceptions import ClientError
 
-from jobline.catalog import SERVICE_PAYLOAD_LIMIT_BYTES, BatchBackend, BatchServiceBackend, Job
+from jobline.backends import BACKENDS, RunSpec
+from jobline.catalog import Job
+from jobline.clock import now_iso, parse_iso_z
 from jobline.dal import RunTable
-from jobline.errors import InvalidArguments, RejectedInput
+from jobline.errors import InvalidArguments
 from jobline.settings import Settings
 from jobline.status import RANK_PENDING, TERMINAL, Reason, RunStatus
 from jobline.triggers import RunRequest
@@ -31,10 +32,6 @@ class StartedRun:
     run_id: str
     job: str
     created: bool
-
-
-def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def resolve_arguments(job: Job, supplied: dict[str, str]) -> dict[str, str]:
@@ -63,7 +60,7 @@ def new_row(request: RunRequest, arguments: dict[str, str], settings: Settings, 
     # TTL: retention counted from the latest moment the run can still be going, so a row is
     # never expired while its run may be live (the state machine cannot compute epoch times).
     longest = job.retry.attempts * (job.timeout_seconds + QUEUE_ALLOWANCE_SECONDS) + sum(job.retry.delays())
-    created_epoch = int(datetime.fromisoformat(created_at.replace("Z", "+00:00")).timestamp())
+    created_epoch = int(parse_iso_z(created_at).timestamp())
     return {
         "run_id": request.run_id,
         "record_type": "RUN",
@@ -86,42 +83,15 @@ def new_row(request: RunRequest, arguments: dict[str, str], settings: Settings, 
     }
 
 
-# Where the trigger event can travel inline: Batch takes a large environment; SageMaker caps each
-# environment value at 256 characters; Glue arguments are kept small to stay readable in its console.
-INLINE_EVENT_LIMITS = {"batch_service": 256, "sagemaker_processing": 256, "glue": 4096}
-
-
 def trigger_event_variable(request: RunRequest, settings: Settings, s3: Any) -> dict[str, str]:
     """The trigger event for the job: inline when small, else an S3 reference (never truncated)."""
     body = json.dumps(request.trigger.event, separators=(",", ":"), default=str)
-    limit = INLINE_EVENT_LIMITS.get(request.job.backend.type, settings.inline_event_limit_bytes)
+    limit = BACKENDS[request.job.backend.type].inline_event_limit or settings.inline_event_limit_bytes
     if len(body.encode()) <= limit:
         return {"JOBLINE_TRIGGER_EVENT": body}
     key = f"trigger-events/{request.run_id}.json"
     s3.put_object(Bucket=settings.run_data_bucket, Key=key, Body=body.encode(), ContentType="application/json")
     return {"JOBLINE_TRIGGER_EVENT_S3_URI": f"s3://{settings.run_data_bucket}/{key}"}
-
-
-def _job_queue(job: Job, settings: Settings) -> str:
-    backend = job.backend
-    if isinstance(backend, BatchServiceBackend):
-        queue, needs = backend.job_queue or settings.service_job_queue_arn, "service"
-    elif isinstance(backend, BatchBackend):
-        needs = backend.capacity
-        queue = (
-            backend.job_queue
-            or {
-                "on_demand": settings.job_queue_on_demand_arn,
-                "spot": settings.job_queue_spot_arn,
-                "gpu": settings.job_queue_gpu_arn,
-            }[backend.capacity]
-        )
-    if not queue:
-        raise RejectedInput(
-            f"job {job.name!r} needs the {needs} job queue, which this stack does not have "
-            "(deploy with EnableGpuCompute=true or give the job an explicit job_queue)"
-        )
-    return queue
 
 
 def job_environment(request: RunRequest, arguments: dict[str, str], event_variable: dict[str, str]) -> dict[str, str]:
@@ -137,150 +107,21 @@ def job_environment(request: RunRequest, arguments: dict[str, str], event_variab
     }
 
 
-def _batch_input(
-    request: RunRequest, arguments: dict[str, str], environment: dict[str, str], settings: Settings
-) -> dict:
-    job, backend = request.job, request.job.backend
-    resources = [{"Type": "VCPU", "Value": f"{backend.vcpu:g}"}, {"Type": "MEMORY", "Value": str(backend.memory_mib)}]
-    if backend.gpu:
-        resources.append({"Type": "GPU", "Value": str(backend.gpu)})
-    overrides: dict[str, Any] = {"ResourceRequirements": resources}
-    if backend.command:
-        overrides["Command"] = backend.command
-    default_definition = (
-        settings.gpu_job_definition_arn if backend.capacity == "gpu" else settings.default_job_definition_arn
-    )
-    return {
-        # ASL has no array concatenation, so the state machine appends JOBLINE_ATTEMPT to this JSON
-        # text with States.Format and parses it back (see BuildAttemptEnvironment in run.asl.json).
-        "environment_tail": "".join(
-            "," + json.dumps({"Name": k, "Value": v}, separators=(",", ":")) for k, v in environment.items()
-        ),
-        "batch": {
-            "JobQueue": _job_queue(job, settings),
-            "JobDefinition": backend.job_definition or default_definition,
-            "AttemptDurationSeconds": job.timeout_seconds,
-            "ContainerOverrides": overrides,
-            "Parameters": arguments,
-        },
-    }
-
-
-ATTEMPT_MARK = "\u0000jobline-attempt\u0000"
-
-
-def _service_input(request: RunRequest, environment: dict[str, str], settings: Settings) -> dict:
-    """The training request goes as serviceRequestPayload, a JSON string with the attempt number in
-    two places (environment and tags): split around them so the state machine can join it."""
-    job, backend = request.job, request.job.backend
-    training = {
-        "StoppingCondition": {"MaxRuntimeInSeconds": job.timeout_seconds},
-        "RoleArn": settings.sagemaker_role_arn,
-        **backend.training,
-        "Environment": {**backend.training.get("Environment", {}), **environment, "JOBLINE_ATTEMPT": ATTEMPT_MARK},
-        "Tags": [
-            *backend.training.get("Tags", []),
-            {"Key": "jobline:run-id", "Value": request.run_id},
-            {"Key": "jobline:attempt", "Value": ATTEMPT_MARK},
-        ],
-    }
-    text = json.dumps(training, separators=(",", ":"))
-    longest = len(text.replace(json.dumps(ATTEMPT_MARK)[1:-1], str(job.retry.attempts)).encode())
-    if longest > SERVICE_PAYLOAD_LIMIT_BYTES:
-        raise InvalidArguments(
-            f"job {job.name!r}: the training request with this run's environment is {longest} bytes,"
-            f" over the {SERVICE_PAYLOAD_LIMIT_BYTES}-byte serviceRequestPayload limit"
-        )
-    service: dict[str, Any] = {
-        "JobQueue": _job_queue(job, settings),
-        "PayloadParts": text.split(json.dumps(ATTEMPT_MARK)[1:-1]),
-        "AttemptDurationSeconds": job.timeout_seconds,
-    }
-    if backend.scheduling_priority is not None:
-        service["SchedulingPriority"] = backend.scheduling_priority
-    if backend.share_identifier is not None:
-        service["ShareIdentifier"] = backend.share_identifier
-    return {"service": service}
-
-
-def _processing_input(request: RunRequest, environment: dict[str, str], settings: Settings) -> dict:
-    job, backend = request.job, request.job.backend
-    if too_long := sorted(k for k, v in environment.items() if len(v) > 256):
-        raise InvalidArguments(f"job {job.name!r}: SageMaker environment values are at most 256 characters: {too_long}")
-    app: dict[str, Any] = {"ImageUri": backend.image_uri}
-    if backend.entrypoint:
-        app["ContainerEntrypoint"] = backend.entrypoint
-    if backend.arguments:
-        app["ContainerArguments"] = backend.arguments
-    return {
-        "processing": {
-            "AppSpecification": app,
-            "Environment": environment,
-            "ProcessingResources": {
-                "ClusterConfig": {
-                    "InstanceCount": backend.instance_count,
-                    "InstanceType": backend.instance_type,
-                    "VolumeSizeInGB": backend.volume_size_gb,
-                }
-            },
-            "StoppingCondition": {"MaxRuntimeInSeconds": job.timeout_seconds},
-            "RoleArn": backend.role_arn or settings.sagemaker_role_arn,
-            "NetworkConfig": {"EnableNetworkIsolation": backend.network_isolation},
-            "ProcessingInputs": [
-                {
-                    "InputName": c.name,
-                    "S3Input": {
-                        "S3Uri": c.s3_uri,
-                        "LocalPath": c.local_path,
-                        "S3DataType": "S3Prefix",
-                        "S3InputMode": "File",
-                    },
-                }
-                for c in backend.inputs
-            ],
-            "ProcessingOutputConfig": {
-                "Outputs": [
-                    {
-                        "OutputName": c.name,
-                        "S3Output": {"S3Uri": c.s3_uri, "LocalPath": c.local_path, "S3UploadMode": "EndOfJob"},
-                    }
-                    for c in backend.outputs
-                ]
-            },
-        }
-    }
-
-
-def _glue_input(request: RunRequest, environment: dict[str, str], settings: Settings) -> dict:
-    job, backend = request.job, request.job.backend
-    job_name = backend.job_name or settings.glue_job_name
-    if not job_name:
-        raise RejectedInput(f"job {job.name!r} names no Glue job and the stack has no default one")
-    return {
-        "glue": {
-            "JobName": job_name,
-            # Glue passes job parameters as --name arguments; the job reads them with getResolvedOptions.
-            "Arguments": {**backend.arguments, **{f"--{k.lower()}": v for k, v in environment.items()}},
-            "WorkerType": backend.worker_type,
-            "NumberOfWorkers": backend.number_of_workers,
-            "Timeout": -(-job.timeout_seconds // 60),
-            "ExecutionClass": backend.execution_class,
-        }
-    }
-
-
 def execution_input(
     request: RunRequest, arguments: dict[str, str], event_variable: dict[str, str], settings: Settings
 ) -> dict[str, Any]:
     """What the state machine needs for every attempt; per-attempt values are added in ASL."""
     job = request.job
     environment = job_environment(request, arguments, event_variable)
-    backend_input = {
-        "batch": lambda: _batch_input(request, arguments, environment, settings),
-        "batch_service": lambda: _service_input(request, environment, settings),
-        "sagemaker_processing": lambda: _processing_input(request, environment, settings),
-        "glue": lambda: _glue_input(request, environment, settings),
-    }[job.backend.type]()
+    run = RunSpec(
+        run_id=request.run_id,
+        job_name=job.name,
+        timeout_seconds=job.timeout_seconds,
+        max_attempts=job.retry.attempts,
+        arguments=arguments,
+        environment=environment,
+    )
+    backend_input = BACKENDS[job.backend.type].execution_input(job.backend, run, settings)
     return {
         "run_id": request.run_id,
         "job": job.name,

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from jobline.clock import iso_z
 from jobline.operator_errors import InvalidRequest
 from jobline.status import RunStatus
 
@@ -81,7 +82,7 @@ def parse_since(text: str, now: datetime) -> str:
             ) from None
         if at.tzinfo is None:
             at = at.replace(tzinfo=UTC)
-    return at.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return iso_z(at)
 
 
 def parse_max_results(value: int | str | None) -> int:

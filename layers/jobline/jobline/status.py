@@ -1,5 +1,8 @@
 """The run status model and every rule that moves a run row: one module, no I/O.
 
+Run-level rules only: what each backend's own statuses mean for a run is in its module in
+jobline.backends (its status table and mapping).
+
 A run row only moves forward. Its position is (attempt, rank, event time): a later attempt beats
 an earlier one (a retried job goes RUNNING -> back to queue, so rank alone cannot order events),
 a higher rank beats a lower one within an attempt, and the event time breaks ties. Terminal
@@ -9,6 +12,7 @@ a late event still fills in its attempt's start, stop, exit code and log stream.
 
 from __future__ import annotations
 
+import importlib
 from enum import StrEnum
 from typing import Any
 
@@ -60,83 +64,6 @@ RUN_RANK = {
     **dict.fromkeys(TERMINAL, RANK_TERMINAL),
 }
 
-# AWS Batch job statuses, in the order a job moves through them, and what each means for a run.
-# Documented in docs/ARCHITECTURE.md ("Status mapping").
-BATCH_RANK = {
-    "SUBMITTED": 0,
-    "PENDING": 1,
-    "RUNNABLE": 2,
-    "STARTING": 3,
-    "RUNNING": 4,
-    "SUCCEEDED": 5,
-    "FAILED": 5,
-}
-BATCH_STATUS = {
-    "SUBMITTED": (RunStatus.STARTING, Reason.IN_QUEUE),
-    "PENDING": (RunStatus.STARTING, Reason.IN_QUEUE),
-    "RUNNABLE": (RunStatus.STARTING, Reason.IN_QUEUE),
-    "STARTING": (RunStatus.STARTING, Reason.STARTING),
-    "RUNNING": (RunStatus.RUNNING, Reason.RUNNING),
-    "SUCCEEDED": (RunStatus.SUCCEEDED, Reason.COMPLETED),
-}
-# AWS Batch service jobs (SageMaker training through a Batch queue). A capacity shortfall sends a
-# job from SCHEDULED back to RUNNABLE without using an attempt, so the two share a rank and the
-# event time orders them.
-SERVICE_RANK = {
-    "SUBMITTED": 0,
-    "PENDING": 1,
-    "RUNNABLE": 2,
-    "SCHEDULED": 2,
-    "STARTING": 3,
-    "RUNNING": 4,
-    "SUCCEEDED": 5,
-    "FAILED": 5,
-}
-SERVICE_STATUS = {
-    "SUBMITTED": (RunStatus.STARTING, Reason.IN_QUEUE),
-    "PENDING": (RunStatus.STARTING, Reason.IN_QUEUE),
-    "RUNNABLE": (RunStatus.STARTING, Reason.IN_QUEUE),
-    "SCHEDULED": (RunStatus.STARTING, Reason.SCHEDULED),
-    "STARTING": (RunStatus.STARTING, Reason.STARTING),
-    "RUNNING": (RunStatus.RUNNING, Reason.RUNNING),
-    "SUCCEEDED": (RunStatus.SUCCEEDED, Reason.COMPLETED),
-}
-# SageMaker processing (and training) jobs.
-SAGEMAKER_RANK = {"InProgress": 0, "Stopping": 1, "Completed": 2, "Failed": 2, "Stopped": 2}
-SAGEMAKER_STATUS = {
-    "InProgress": (RunStatus.RUNNING, Reason.RUNNING),
-    "Stopping": (RunStatus.RUNNING, Reason.STOPPING),
-    "Completed": (RunStatus.SUCCEEDED, Reason.COMPLETED),
-    "Failed": (RunStatus.FAILED, Reason.JOB_FAILED),
-    "Stopped": (RunStatus.STOPPED, Reason.STOPPED_BY_USER),
-}
-# Glue job runs (JobRunState, and the `state` of Glue's events).
-GLUE_RANK = {
-    "WAITING": 0,
-    "STARTING": 1,
-    "RUNNING": 2,
-    "STOPPING": 3,
-    "SUCCEEDED": 4,
-    "FAILED": 4,
-    "ERROR": 4,
-    "TIMEOUT": 4,
-    "STOPPED": 4,
-}
-GLUE_STATUS = {
-    "WAITING": (RunStatus.STARTING, Reason.IN_QUEUE),
-    "STARTING": (RunStatus.STARTING, Reason.STARTING),
-    "RUNNING": (RunStatus.RUNNING, Reason.RUNNING),
-    "STOPPING": (RunStatus.RUNNING, Reason.STOPPING),
-    "SUCCEEDED": (RunStatus.SUCCEEDED, Reason.COMPLETED),
-    "FAILED": (RunStatus.FAILED, Reason.JOB_FAILED),
-    "ERROR": (RunStatus.FAILED, Reason.JOB_FAILED),
-    "TIMEOUT": (RunStatus.TIMEOUT, Reason.TIMEOUT),
-    "STOPPED": (RunStatus.STOPPED, Reason.STOPPED_BY_USER),
-}
-# Words with which SageMaker and Batch service jobs say a job hit its maximum runtime.
-_RUNTIME_EXCEEDED = ("maxruntimeexceeded", "max runtime", "timeout", "timed out", "duration exceeded")
-# Batch's statusReason when it kills an attempt at Timeout.attemptDurationSeconds.
-BATCH_TIMEOUT_REASON = "Job attempt duration exceeded timeout"
 ATTEMPT_FIELDS = (
     "backend_job_id",
     "started_at",
@@ -146,50 +73,6 @@ ATTEMPT_FIELDS = (
     "status_reason",
     "training_job_arn",
 )
-
-
-def classify_batch_failure(status_reason: str | None, exit_code: int | None) -> tuple[RunStatus, Reason]:
-    """Why a FAILED Batch job failed. The state machine's ClassifyFailure states apply the same rules."""
-    if status_reason and status_reason.startswith(BATCH_TIMEOUT_REASON):
-        return RunStatus.TIMEOUT, Reason.TIMEOUT
-    if exit_code is not None and exit_code != 0:
-        return RunStatus.FAILED, Reason.NON_ZERO_EXIT_CODE
-    return RunStatus.FAILED, Reason.JOB_FAILED
-
-
-def map_batch_status(batch_status: str, status_reason: str | None, exit_code: int | None) -> tuple[RunStatus, Reason]:
-    if batch_status == "FAILED":
-        return classify_batch_failure(status_reason, exit_code)
-    return BATCH_STATUS[batch_status]
-
-
-def _ran_out_of_time(reason: str | None) -> bool:
-    return bool(reason) and any(word in reason.lower() for word in _RUNTIME_EXCEEDED)
-
-
-def map_service_status(status: str, status_reason: str | None) -> tuple[RunStatus, Reason]:
-    """Batch service job statuses. A SageMaker job that was stopped or ran out of time ends FAILED
-    in Batch; the reason tells them apart."""
-    if status == "FAILED":
-        return (
-            (RunStatus.TIMEOUT, Reason.TIMEOUT)
-            if _ran_out_of_time(status_reason)
-            else (
-                RunStatus.FAILED,
-                Reason.JOB_FAILED,
-            )
-        )
-    return SERVICE_STATUS[status]
-
-
-def map_sagemaker_status(status: str, failure_reason: str | None) -> tuple[RunStatus, Reason]:
-    if status in ("Failed", "Stopped") and _ran_out_of_time(failure_reason):
-        return RunStatus.TIMEOUT, Reason.TIMEOUT
-    return SAGEMAKER_STATUS[status]
-
-
-def map_glue_state(state: str) -> tuple[RunStatus, Reason]:
-    return GLUE_STATUS[state]
 
 
 def is_final_attempt(row: dict[str, Any], attempt: int, status: RunStatus) -> bool:
@@ -219,14 +102,15 @@ def merge_attempt(record: dict[str, Any] | None, observed: dict[str, Any]) -> di
     return merged
 
 
-def apply_training_detail(row: dict[str, Any], attempt: int, detail: dict[str, Any]) -> dict[str, Any]:
-    """SageMaker training job detail for a Batch service job attempt: the newest event wins."""
+def apply_attempt_detail(row: dict[str, Any], attempt: int, name: str, detail: dict[str, Any]) -> dict[str, Any]:
+    """Detail that does not move the run (a service job's SageMaker training, under
+    attempts.N.training): the newest event wins."""
     attempts = dict(row.get("attempts") or {})
     record = dict(attempts.get(str(attempt)) or {})
-    current = record.get("training")
+    current = record.get(name)
     if current is not None and current["event_time"] >= detail["event_time"]:
         return row
-    record["training"] = detail
+    record[name] = detail
     attempts[str(attempt)] = record
     return {**row, "attempts": attempts}
 
@@ -297,3 +181,27 @@ def _attempt_record(observed: dict[str, Any]) -> dict[str, Any]:
 def _earliest(values: Any) -> Any:
     known = [v for v in values if v is not None]
     return min(known) if known else None
+
+
+# The backend status tables lived here before jobline.backends; these names stay importable
+# (lazily: the backend modules import this one) for code written against the old layout.
+_MOVED = {
+    "jobline.backends.base": ("_RUNTIME_EXCEEDED",),
+    "jobline.backends.batch": (
+        "BATCH_RANK",
+        "BATCH_STATUS",
+        "BATCH_TIMEOUT_REASON",
+        "classify_batch_failure",
+        "map_batch_status",
+    ),
+    "jobline.backends.batch_service": ("SERVICE_RANK", "SERVICE_STATUS", "map_service_status"),
+    "jobline.backends.sagemaker_processing": ("SAGEMAKER_RANK", "SAGEMAKER_STATUS", "map_sagemaker_status"),
+    "jobline.backends.glue": ("GLUE_RANK", "GLUE_STATUS", "map_glue_state"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    for module, names in _MOVED.items():
+        if name in names:
+            return getattr(importlib.import_module(module), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

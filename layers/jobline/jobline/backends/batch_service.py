@@ -1,0 +1,238 @@
+"""SageMaker training through an AWS Batch service job queue (SubmitServiceJob).
+
+Service jobs have no `.sync` integration: the execution waits on a task token stored in the
+row, which the attempt's terminal event hands back (jobline.state_changes). SageMaker training
+events only add detail to the service job's attempt; the service job's events drive the status.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any, Literal
+
+from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
+from pydantic import Field, field_validator
+
+from jobline.backends.base import (
+    SAGEMAKER_NAME_LIMIT,
+    AttemptDetail,
+    EventDetail,
+    Observation,
+    RunSpec,
+    as_event,
+    observed,
+    ran_out_of_time,
+    require_queue,
+    run_attempt_from_name,
+    run_attempt_from_tags,
+)
+from jobline.catalog_base import CatalogModel
+from jobline.clock import from_epoch_ms, iso_z, now_iso
+from jobline.errors import InvalidArguments
+from jobline.status import Reason, RunStatus
+
+if TYPE_CHECKING:
+    from jobline.deps import Deps
+    from jobline.settings import Settings
+
+TYPE = "batch_service"
+SERVICE_PAYLOAD_LIMIT_BYTES = 10 * 1024  # SubmitServiceJob's serviceRequestPayload quota
+
+
+class BatchServiceBackend(CatalogModel):
+    """SageMaker training through an AWS Batch service job queue (SubmitServiceJob)."""
+
+    type: Literal["batch_service"]
+    job_queue: str | None = Field(default=None, description="Service job queue ARN; default: the stack's")
+    training: dict[str, Any] = Field(
+        description="CreateTrainingJob request without TrainingJobName; sent as serviceRequestPayload"
+    )
+    scheduling_priority: int | None = Field(default=None, ge=0, le=9999)
+    share_identifier: str | None = Field(default=None, max_length=255)
+
+    @field_validator("training")
+    @classmethod
+    def _payload(cls, training: dict[str, Any]) -> dict[str, Any]:
+        if "TrainingJobName" in training:
+            raise ValueError("TrainingJobName is set by jobline from the run id; remove it")
+        for required in ("AlgorithmSpecification", "ResourceConfig", "OutputDataConfig"):
+            if required not in training:
+                raise ValueError(f"the training request needs {required}")
+        size = len(json.dumps(training, separators=(",", ":")).encode())
+        # Room is kept for what each run adds (its environment): see BatchService.execution_input.
+        if size > SERVICE_PAYLOAD_LIMIT_BYTES // 2:
+            raise ValueError(f"the training request is {size} bytes; at most {SERVICE_PAYLOAD_LIMIT_BYTES // 2}")
+        return training
+
+
+# A capacity shortfall sends a job from SCHEDULED back to RUNNABLE without using an attempt, so
+# the two share a rank and the event time orders them.
+SERVICE_RANK = {
+    "SUBMITTED": 0,
+    "PENDING": 1,
+    "RUNNABLE": 2,
+    "SCHEDULED": 2,
+    "STARTING": 3,
+    "RUNNING": 4,
+    "SUCCEEDED": 5,
+    "FAILED": 5,
+}
+SERVICE_STATUS = {
+    "SUBMITTED": (RunStatus.STARTING, Reason.IN_QUEUE),
+    "PENDING": (RunStatus.STARTING, Reason.IN_QUEUE),
+    "RUNNABLE": (RunStatus.STARTING, Reason.IN_QUEUE),
+    "SCHEDULED": (RunStatus.STARTING, Reason.SCHEDULED),
+    "STARTING": (RunStatus.STARTING, Reason.STARTING),
+    "RUNNING": (RunStatus.RUNNING, Reason.RUNNING),
+    "SUCCEEDED": (RunStatus.SUCCEEDED, Reason.COMPLETED),
+}
+
+
+def map_service_status(status: str, status_reason: str | None) -> tuple[RunStatus, Reason]:
+    """Batch service job statuses. A SageMaker job that was stopped or ran out of time ends FAILED
+    in Batch; the reason tells them apart."""
+    if status == "FAILED" and ran_out_of_time(status_reason):
+        return RunStatus.TIMEOUT, Reason.TIMEOUT
+    if status == "FAILED":
+        return RunStatus.FAILED, Reason.JOB_FAILED
+    return SERVICE_STATUS[status]
+
+
+class ServiceResourceId(EventDetail):
+    name: str
+    value: str
+
+
+class ServiceAttempt(EventDetail):
+    serviceResourceId: ServiceResourceId | None = None
+    startedAt: int | None = None
+    stoppedAt: int | None = None
+    statusReason: str | None = None
+
+
+class ServiceJobDetail(EventDetail):
+    jobName: str
+    jobId: str
+    jobQueue: str
+    serviceJobType: str | None = None
+    status: Literal["SUBMITTED", "PENDING", "RUNNABLE", "SCHEDULED", "STARTING", "RUNNING", "SUCCEEDED", "FAILED"]
+    statusReason: str | None = None
+    attempts: list[ServiceAttempt] = Field(default_factory=list)
+    startedAt: int | None = None
+    stoppedAt: int | None = None
+
+
+class TrainingJobDetail(EventDetail):
+    TrainingJobName: str
+    TrainingJobArn: str | None = None
+    TrainingJobStatus: Literal["InProgress", "Completed", "Failed", "Stopping", "Stopped"]
+    SecondaryStatus: str | None = None
+    FailureReason: str | None = None
+    Tags: dict[str, str] = Field(default_factory=dict)
+
+
+class ServiceJobStateChange(EventBridgeModel):
+    detail: ServiceJobDetail  # type: ignore[assignment]
+
+
+class TrainingJobStateChange(EventBridgeModel):
+    detail: TrainingJobDetail  # type: ignore[assignment]
+
+
+DETAIL_TYPE = "Batch Service Job State Change"
+TRAINING_DETAIL_TYPE = "SageMaker Training Job State Change"
+ATTEMPT_MARK = "\u0000jobline-attempt\u0000"
+
+
+def _observe_training(event: TrainingJobStateChange) -> AttemptDetail | None:
+    if (identity := run_attempt_from_tags(event.detail.Tags)) is None:
+        return None
+    detail = {
+        "training_job_arn": event.detail.TrainingJobArn,
+        "training_status": event.detail.TrainingJobStatus,
+        "secondary_status": event.detail.SecondaryStatus,
+        "failure_reason": event.detail.FailureReason,
+        "event_time": iso_z(event.time),
+    }
+    return AttemptDetail(*identity, name="training", detail=detail)
+
+
+class BatchService:
+    type = TYPE
+    model = BatchServiceBackend
+    events = {DETAIL_TYPE: ServiceJobStateChange, TRAINING_DETAIL_TYPE: TrainingJobStateChange}
+    inline_event_limit = 256  # SageMaker caps each environment value at 256 characters
+    job_name_limit = SAGEMAKER_NAME_LIMIT  # the training job is named "<run id>-<attempt>"
+    job_console_path = None
+
+    def execution_input(self, backend: BatchServiceBackend, run: RunSpec, settings: Settings) -> dict[str, Any]:
+        """The training request goes as serviceRequestPayload, a JSON string with the attempt number in
+        two places (environment and tags): split around them so the state machine can join it."""
+        training = {
+            "StoppingCondition": {"MaxRuntimeInSeconds": run.timeout_seconds},
+            "RoleArn": settings.sagemaker_role_arn,
+            **backend.training,
+            "Environment": {
+                **backend.training.get("Environment", {}),
+                **run.environment,
+                "JOBLINE_ATTEMPT": ATTEMPT_MARK,
+            },
+            "Tags": [
+                *backend.training.get("Tags", []),
+                {"Key": "jobline:run-id", "Value": run.run_id},
+                {"Key": "jobline:attempt", "Value": ATTEMPT_MARK},
+            ],
+        }
+        text = json.dumps(training, separators=(",", ":"))
+        longest = len(text.replace(json.dumps(ATTEMPT_MARK)[1:-1], str(run.max_attempts)).encode())
+        if longest > SERVICE_PAYLOAD_LIMIT_BYTES:
+            raise InvalidArguments(
+                f"job {run.job_name!r}: the training request with this run's environment is {longest} bytes,"
+                f" over the {SERVICE_PAYLOAD_LIMIT_BYTES}-byte serviceRequestPayload limit"
+            )
+        service: dict[str, Any] = {
+            "JobQueue": require_queue(backend.job_queue or settings.service_job_queue_arn, run.job_name, "service"),
+            "PayloadParts": text.split(json.dumps(ATTEMPT_MARK)[1:-1]),
+            "AttemptDurationSeconds": run.timeout_seconds,
+        }
+        if backend.scheduling_priority is not None:
+            service["SchedulingPriority"] = backend.scheduling_priority
+        if backend.share_identifier is not None:
+            service["ShareIdentifier"] = backend.share_identifier
+        return {"service": service}
+
+    def observe(self, event: Any, glue: Any) -> Observation | AttemptDetail | None:
+        if isinstance(event, TrainingJobStateChange):
+            return _observe_training(event)
+        detail = event.detail
+        if (identity := run_attempt_from_name(detail.jobName)) is None:
+            return None
+        last = detail.attempts[-1] if detail.attempts else None
+        resource = last.serviceResourceId if last else None
+        seen = observed(
+            event,
+            identity[1],
+            detail.status,
+            map_service_status(detail.status, detail.statusReason),
+            SERVICE_RANK[detail.status],
+            backend_job_id=detail.jobId,
+            started_at=from_epoch_ms(detail.startedAt or (last.startedAt if last else None)),
+            stopped_at=from_epoch_ms(detail.stoppedAt or (last.stoppedAt if last else None)),
+            status_reason=detail.statusReason,
+            training_job_arn=resource.value if resource else None,
+        )
+        return Observation(*identity, seen)
+
+    def describe(self, row: dict[str, Any], attempt: int, record: dict[str, Any], deps: Deps) -> Any | None:
+        if not (job_id := record.get("backend_job_id") or row.get("service_job_id")):
+            return None
+        job = deps.client("batch").describe_service_job(jobId=job_id)
+        return as_event(ServiceJobStateChange, "aws.batch", DETAIL_TYPE, job, now_iso())
+
+    def stop(self, job_id: str, reason: str, deps: Deps) -> bool:
+        # No .sync integration: stopping the execution leaves the service job running.
+        deps.client("batch").terminate_service_job(jobId=job_id, reason=reason)
+        return True
+
+
+BACKEND = BatchService()

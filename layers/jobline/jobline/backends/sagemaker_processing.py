@@ -1,0 +1,179 @@
+"""SageMaker processing jobs, one per attempt, created with `.sync` and named `<run id>-<attempt>`."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Literal
+
+from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
+from botocore.exceptions import ClientError
+from pydantic import Field
+
+from jobline.backends.base import (
+    SAGEMAKER_NAME_LIMIT,
+    EventDetail,
+    Observation,
+    RunSpec,
+    as_event,
+    observed,
+    ran_out_of_time,
+    run_attempt_from_name,
+)
+from jobline.catalog_base import CatalogModel
+from jobline.clock import epoch_ms, from_epoch_ms, now_iso
+from jobline.errors import InvalidArguments
+from jobline.status import Reason, RunStatus
+
+if TYPE_CHECKING:
+    from jobline.deps import Deps
+    from jobline.settings import Settings
+
+TYPE = "sagemaker_processing"
+INSTANCE_TYPE = r"^ml\.[a-z0-9]+[a-z0-9-]*\.[a-z0-9]+$"
+# SageMaker caps each environment value at 256 characters.
+ENVIRONMENT_VALUE_LIMIT = 256
+
+
+class ProcessingChannel(CatalogModel):
+    name: str = Field(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_-]{0,63}$")
+    s3_uri: str = Field(pattern=r"^s3://")
+    local_path: str = Field(pattern=r"^/opt/ml/processing/")
+
+
+class SageMakerProcessingBackend(CatalogModel):
+    type: Literal["sagemaker_processing"]
+    image_uri: str = Field(min_length=1)
+    entrypoint: list[str] | None = None
+    arguments: list[str] = Field(default_factory=list)
+    inputs: list[ProcessingChannel] = Field(default_factory=list)
+    outputs: list[ProcessingChannel] = Field(default_factory=list)
+    instance_type: str = Field(default="ml.m5.large", pattern=INSTANCE_TYPE)
+    instance_count: int = Field(default=1, ge=1, le=100)
+    volume_size_gb: int = Field(default=30, ge=1, le=16384)
+    network_isolation: bool = False
+    role_arn: str | None = Field(default=None, description="Execution role; default: the stack's SageMaker role")
+
+
+# SageMaker processing (and training) job statuses.
+SAGEMAKER_RANK = {"InProgress": 0, "Stopping": 1, "Completed": 2, "Failed": 2, "Stopped": 2}
+SAGEMAKER_STATUS = {
+    "InProgress": (RunStatus.RUNNING, Reason.RUNNING),
+    "Stopping": (RunStatus.RUNNING, Reason.STOPPING),
+    "Completed": (RunStatus.SUCCEEDED, Reason.COMPLETED),
+    "Failed": (RunStatus.FAILED, Reason.JOB_FAILED),
+    "Stopped": (RunStatus.STOPPED, Reason.STOPPED_BY_USER),
+}
+
+
+def map_sagemaker_status(status: str, failure_reason: str | None) -> tuple[RunStatus, Reason]:
+    if status in ("Failed", "Stopped") and ran_out_of_time(failure_reason):
+        return RunStatus.TIMEOUT, Reason.TIMEOUT
+    return SAGEMAKER_STATUS[status]
+
+
+class ProcessingJobDetail(EventDetail):
+    ProcessingJobName: str
+    ProcessingJobArn: str | None = None
+    ProcessingJobStatus: Literal["InProgress", "Completed", "Failed", "Stopping", "Stopped"]
+    FailureReason: str | None = None
+    ExitMessage: str | None = None
+    ProcessingStartTime: int | float | str | None = None
+    ProcessingEndTime: int | float | str | None = None
+
+
+class ProcessingJobStateChange(EventBridgeModel):
+    detail: ProcessingJobDetail  # type: ignore[assignment]
+
+
+DETAIL_TYPE = "SageMaker Processing Job State Change"
+
+
+def _channel_input(channel: ProcessingChannel) -> dict[str, Any]:
+    return {
+        "InputName": channel.name,
+        "S3Input": {
+            "S3Uri": channel.s3_uri,
+            "LocalPath": channel.local_path,
+            "S3DataType": "S3Prefix",
+            "S3InputMode": "File",
+        },
+    }
+
+
+def _channel_output(channel: ProcessingChannel) -> dict[str, Any]:
+    return {
+        "OutputName": channel.name,
+        "S3Output": {"S3Uri": channel.s3_uri, "LocalPath": channel.local_path, "S3UploadMode": "EndOfJob"},
+    }
+
+
+class SageMakerProcessing:
+    type = TYPE
+    model = SageMakerProcessingBackend
+    events = {DETAIL_TYPE: ProcessingJobStateChange}
+    inline_event_limit = ENVIRONMENT_VALUE_LIMIT
+    job_name_limit = SAGEMAKER_NAME_LIMIT
+    job_console_path = None
+
+    def execution_input(self, backend: SageMakerProcessingBackend, run: RunSpec, settings: Settings) -> dict[str, Any]:
+        environment = run.environment
+        if too_long := sorted(k for k, v in environment.items() if len(v) > ENVIRONMENT_VALUE_LIMIT):
+            raise InvalidArguments(
+                f"job {run.job_name!r}: SageMaker environment values are at most 256 characters: {too_long}"
+            )
+        app: dict[str, Any] = {"ImageUri": backend.image_uri}
+        if backend.entrypoint:
+            app["ContainerEntrypoint"] = backend.entrypoint
+        if backend.arguments:
+            app["ContainerArguments"] = backend.arguments
+        return {
+            "processing": {
+                "AppSpecification": app,
+                "Environment": environment,
+                "ProcessingResources": {
+                    "ClusterConfig": {
+                        "InstanceCount": backend.instance_count,
+                        "InstanceType": backend.instance_type,
+                        "VolumeSizeInGB": backend.volume_size_gb,
+                    }
+                },
+                "StoppingCondition": {"MaxRuntimeInSeconds": run.timeout_seconds},
+                "RoleArn": backend.role_arn or settings.sagemaker_role_arn,
+                "NetworkConfig": {"EnableNetworkIsolation": backend.network_isolation},
+                "ProcessingInputs": [_channel_input(c) for c in backend.inputs],
+                "ProcessingOutputConfig": {"Outputs": [_channel_output(c) for c in backend.outputs]},
+            }
+        }
+
+    def observe(self, event: ProcessingJobStateChange, glue: Any) -> Observation | None:
+        detail = event.detail
+        if (identity := run_attempt_from_name(detail.ProcessingJobName)) is None:
+            return None
+        reason = detail.FailureReason or detail.ExitMessage
+        seen = observed(
+            event,
+            identity[1],
+            detail.ProcessingJobStatus,
+            map_sagemaker_status(detail.ProcessingJobStatus, reason),
+            SAGEMAKER_RANK[detail.ProcessingJobStatus],
+            backend_job_id=detail.ProcessingJobArn or detail.ProcessingJobName,
+            started_at=from_epoch_ms(detail.ProcessingStartTime),
+            stopped_at=from_epoch_ms(detail.ProcessingEndTime),
+            status_reason=reason,
+        )
+        return Observation(*identity, seen)
+
+    def describe(self, row: dict[str, Any], attempt: int, record: dict[str, Any], deps: Deps) -> Any | None:
+        try:
+            job = deps.client("sagemaker").describe_processing_job(ProcessingJobName=f"{row['run_id']}-{attempt}")
+        except ClientError as error:
+            if error.response["Error"]["Code"] in ("ValidationException", "ResourceNotFound"):
+                return None  # not created yet
+            raise
+        job = {k: epoch_ms(v) for k, v in job.items()}
+        return as_event(ProcessingJobStateChange, "aws.sagemaker", DETAIL_TYPE, job, now_iso())
+
+    def stop(self, job_id: str, reason: str, deps: Deps) -> bool:
+        return False  # Step Functions stops a .sync processing job with its execution
+
+
+BACKEND = SageMakerProcessing()

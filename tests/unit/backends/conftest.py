@@ -1,0 +1,63 @@
+"""What the backend tests share: a stack's settings, one-job catalogs, a run table on moto, and
+AWS's documented example events (events/) parsed as the state change handler parses them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from jobline.catalog import parse_catalog
+from jobline.dal import RunTable
+from jobline.runs import new_row
+from jobline.settings import Settings
+from jobline.state_changes import model_for
+from jobline.triggers import RunRequest, Trigger
+from tests.aws_resources import TRAINING_REQUEST, create_run_table
+from tests.unit.conftest import sample
+
+SETTINGS = Settings(
+    run_table_name="runs",
+    state_machine_arn="arn:aws:states:us-east-1:123456789012:stateMachine:run",
+    event_dlq_url="https://dlq",
+    run_data_bucket="data",
+    service_job_queue_arn="arn:aws:batch:us-east-1:123456789012:job-queue/training",
+    sagemaker_role_arn="arn:aws:iam::123456789012:role/sagemaker",
+    glue_job_name="jobline-example",
+)
+BACKENDS: dict[str, dict[str, Any]] = {
+    "train-model": {"type": "batch_service", "training": TRAINING_REQUEST},
+    "clean-data": {"type": "sagemaker_processing", "image_uri": "123.dkr.ecr.us-east-1.amazonaws.com/clean:1"},
+    "glue-etl": {"type": "glue", "arguments": {"--mode": "full"}, "worker_type": "G.2X", "number_of_workers": 4},
+}
+
+
+def job(name: str, backend: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
+    return {"name": name, "description": "d", "backend": backend or BACKENDS[name], "triggers": {"sqs": True}, **extra}
+
+
+def request(name: str, **extra: Any) -> RunRequest:
+    catalog = parse_catalog({"jobs": [job(name, **extra)]})
+    return RunRequest(job=catalog.jobs[0], trigger=Trigger(type="manual", key="k", source="test", event={"a": 1}))
+
+
+def start_row(table: RunTable, name: str, run_id: str, **fields: Any) -> None:
+    row = new_row(request(name), {}, SETTINGS, "2026-11-21T00:00:00.000Z")
+    table.create_run({**row, "run_id": run_id, "attempt": 1, "status": "STARTING", "status_rank": 10, **fields})
+
+
+def parse(event: dict[str, Any] | str) -> Any:
+    """An event (or the name of a sample in events/) as the state change handler parses it."""
+    event = sample(event) if isinstance(event, str) else event
+    return model_for(event).model_validate(event)
+
+
+@pytest.fixture
+def table() -> Iterator[RunTable]:
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        create_run_table(client, "runs")
+        yield RunTable(client, "runs")

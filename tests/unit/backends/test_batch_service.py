@@ -1,0 +1,131 @@
+"""Batch service jobs (SageMaker training through a service job queue): catalog checks, the
+payload with the attempt in it, status mapping, the task token hand-back, training detail."""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+import boto3
+import pytest
+from botocore.stub import Stubber
+
+from jobline.backends.batch_service import SERVICE_RANK, SERVICE_STATUS
+from jobline.catalog import parse_catalog
+from jobline.dal import RunTable
+from jobline.errors import CatalogError, InvalidArguments
+from jobline.runs import execution_input
+from jobline.state_changes import Effect, Outcome, apply_state_change
+from jobline.status import RunStatus
+from tests.aws_resources import TRAINING_REQUEST
+from tests.unit.backends.conftest import SETTINGS, job, parse, request, start_row
+from tests.unit.conftest import sample
+
+TRAINING = TRAINING_REQUEST
+RUN_ID = "train-model-0123456789abcdef0123"
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        (
+            job(
+                "train-model", {"type": "batch_service", "training": {**TRAINING, "HyperParameters": {"x": "y" * 6000}}}
+            ),
+            "at most 5120",
+        ),
+        (
+            job("train-model", {"type": "batch_service", "training": {**TRAINING, "TrainingJobName": "x"}}),
+            "TrainingJobName is set by jobline",
+        ),
+    ],
+)
+def test_training_requests_are_checked_before_anything_runs(spec: dict[str, Any], expected: str) -> None:
+    with pytest.raises(CatalogError, match=expected):
+        parse_catalog({"jobs": [spec]})
+
+
+def test_a_training_request_becomes_a_payload_with_the_attempt_in_it() -> None:
+    req = request("train-model")
+    service = execution_input(req, {}, {"JOBLINE_TRIGGER_EVENT": "{}"}, SETTINGS)["service"]
+    assert service["JobQueue"] == SETTINGS.service_job_queue_arn
+    parts = service["PayloadParts"]
+    payload = json.loads(parts[0] + "2" + parts[1] + "2" + parts[2])  # what States.Format builds
+    assert payload["Environment"]["JOBLINE_ATTEMPT"] == "2"
+    assert payload["Environment"]["JOBLINE_RUN_ID"] == req.run_id
+    assert {"Key": "jobline:attempt", "Value": "2"} in payload["Tags"]
+    assert payload["RoleArn"] == SETTINGS.sagemaker_role_arn
+    assert payload["StoppingCondition"] == {"MaxRuntimeInSeconds": 3600}
+
+
+def test_a_payload_over_10_kib_is_refused_before_submission() -> None:
+    req = request("train-model", environment={f"VAR_{i}": "v" * 200 for i in range(60)})
+    with pytest.raises(InvalidArguments, match="over the 10240-byte serviceRequestPayload limit"):
+        execution_input(req, {}, {}, SETTINGS)
+
+
+def test_a_service_job_event_ends_the_attempt_and_resumes_the_waiting_execution(table: RunTable) -> None:
+    start_row(table, "train-model", RUN_ID, task_token="token-1", task_token_attempt=1)
+    sfn = boto3.client("stepfunctions", region_name="us-east-1")
+    with Stubber(sfn) as stub:
+        stub.add_response(
+            "send_task_success",
+            {},
+            {"taskToken": "token-1", "output": json.dumps({"status": "SUCCEEDED", "reason": "Completed"})},
+        )
+        outcome = apply_state_change(parse("batch-service-job-succeeded.json"), table, None, sfn)
+        stub.assert_no_pending_responses()
+    assert (outcome.effect, outcome.before, outcome.after, outcome.resumed) == (
+        Effect.APPLIED,
+        RunStatus.STARTING,
+        RunStatus.SUCCEEDED,
+        True,
+    )
+    assert str(outcome) == "applied: STARTING -> SUCCEEDED (execution resumed)"
+    row = table.get_run(RUN_ID)
+    assert row is not None
+    assert row["attempts"]["1"]["training_job_arn"].endswith("88b610a69aa8380ca5b0a7aba3f81cb8")
+
+
+def test_a_service_job_event_before_the_token_resumes_nothing(table: RunTable) -> None:
+    start_row(table, "train-model", RUN_ID)
+    sfn = boto3.client("stepfunctions", region_name="us-east-1")
+    with Stubber(sfn):  # any call would fail: none is expected
+        outcome = apply_state_change(parse("batch-service-job-succeeded.json"), table, None, sfn)
+    assert outcome == Outcome(Effect.APPLIED, "STARTING -> SUCCEEDED", RunStatus.STARTING, RunStatus.SUCCEEDED)
+    row = table.get_run(RUN_ID)
+    assert row is not None
+    assert row["attempts"]["1"]["status"] == "SUCCEEDED"
+
+
+def test_capacity_loops_between_scheduled_and_runnable_follow_event_time(table: RunTable) -> None:
+    start_row(table, "train-model", RUN_ID)
+    scheduled = sample("batch-service-job-succeeded.json")
+    scheduled["detail"].update(status="SCHEDULED", attempts=[], statusReason=None)
+    scheduled["time"] = "2026-11-21T00:01:00Z"
+    runnable = copy.deepcopy(scheduled)
+    runnable["detail"]["status"] = "RUNNABLE"
+    runnable["time"] = "2026-11-21T00:02:00Z"
+    for event in (runnable, scheduled):  # delivered out of order
+        apply_state_change(parse(event), table, None, None)
+    row = table.get_run(RUN_ID)
+    assert row is not None
+    assert (row["status"], row["reason"], row["backend_status"]) == ("STARTING", "In queue", "RUNNABLE")
+
+
+def test_training_events_add_detail_without_moving_the_status(table: RunTable) -> None:
+    start_row(table, "train-model", RUN_ID)
+    outcome = apply_state_change(parse("sagemaker-training-job-completed.json"), table, None, None)
+    row = table.get_run(RUN_ID)
+    assert row is not None
+    assert (outcome.effect, str(outcome)) == (Effect.APPLIED, "applied: training detail")
+    assert row["status"] == "STARTING"
+    assert row["attempts"]["1"]["training"]["secondary_status"] == "Completed"
+    again = apply_state_change(parse("sagemaker-training-job-completed.json"), table, None, None)
+    assert again.effect is Effect.UNCHANGED
+
+
+def test_the_status_mapping_covers_every_service_job_status() -> None:
+    assert all(isinstance(run_status, RunStatus) for run_status, _ in SERVICE_STATUS.values())
+    assert set(SERVICE_STATUS) | {"FAILED"} == set(SERVICE_RANK)  # FAILED is classified by its reason

@@ -1,0 +1,65 @@
+"""Glue job runs: catalog checks, run input, status mapping, tracing events through arguments."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import boto3
+import pytest
+
+from jobline.backends.glue import GLUE_RANK, GLUE_STATUS
+from jobline.catalog import parse_catalog
+from jobline.dal import RunTable
+from jobline.errors import CatalogError
+from jobline.runs import execution_input
+from jobline.state_changes import NOT_JOBLINE, apply_state_change
+from jobline.status import RunStatus
+from tests.unit.backends.conftest import SETTINGS, job, parse, request, start_row
+from tests.unit.conftest import sample
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        (job("glue-etl", {"type": "glue", "arguments": {"--db_password": "x"}}), "looks like a secret"),
+        (job("glue-etl", {"type": "glue", "arguments": {"mode": "x"}}), "must look like --name"),
+    ],
+)
+def test_glue_arguments_are_checked_before_anything_runs(spec: dict[str, Any], expected: str) -> None:
+    with pytest.raises(CatalogError, match=expected):
+        parse_catalog({"jobs": [spec]})
+
+
+def test_glue_input() -> None:
+    glue = execution_input(request("glue-etl"), {"day": "x"}, {}, SETTINGS)["glue"]
+    assert glue["JobName"] == "jobline-example"
+    assert glue["Arguments"]["--mode"] == "full"
+    assert glue["Arguments"]["--jobline_job_name"] == "glue-etl"
+    assert (glue["WorkerType"], glue["NumberOfWorkers"], glue["Timeout"]) == ("G.2X", 4, 60)
+
+
+def test_glue_events_find_their_run_through_the_job_run_arguments(table: RunTable) -> None:
+    run_id = "glue-etl-0123456789abcdef0123"
+    start_row(table, "glue-etl", run_id, max_attempts=1)
+    glue = boto3.client("glue", region_name="us-east-1")
+    glue.create_job(Name="jobline-example", Role="r", Command={"Name": "glueetl", "ScriptLocation": "s3://b/s.py"})
+    glue_run = glue.start_job_run(
+        JobName="jobline-example", Arguments={"--jobline_run_id": run_id, "--jobline_attempt": "1"}
+    )["JobRunId"]
+    running, failed = sample("glue-job-run-status-running.json"), sample("glue-job-state-change-failed.json")
+    for event in (failed, running):  # out of order, and Glue's own run id
+        event["detail"]["jobRunId"] = glue_run
+        apply_state_change(parse(event), table, glue, None)
+    row = table.get_run(run_id)
+    assert row is not None
+    assert (row["status"], row["reason"], row["backend_status"]) == ("FAILED", "JobFailed", "FAILED")
+    assert row["attempts"]["1"]["backend_job_id"] == glue_run
+
+    foreign = glue.start_job_run(JobName="jobline-example")["JobRunId"]
+    failed["detail"]["jobRunId"] = foreign
+    assert apply_state_change(parse(failed), table, glue, None) == NOT_JOBLINE
+
+
+def test_the_status_mapping_covers_every_glue_state() -> None:
+    assert all(isinstance(run_status, RunStatus) for run_status, _ in GLUE_STATUS.values())
+    assert set(GLUE_STATUS) == set(GLUE_RANK)
