@@ -225,6 +225,10 @@ def _stray(asl: Any, rules: Rules, seen: set[str], path: str = "$") -> Iterator[
     elif isinstance(asl, list):
         for i, value in enumerate(asl):
             yield from _stray(value, rules, seen, f"{path}[{i}]")
-    elif isinstance(asl, str) and asl in vocabulary and not any(path.startswith(p) for p in seen):
+    elif isinstance(asl, str) and asl in vocabulary and not any(_within(path, p) for p in seen):
         state = path.split(".")[2] if path.startswith("$.States.") else "(top level)"
         yield f"{state}: {path} = {asl!r}: a jobline status or reason where no rule literal is expected"
+
+
+def _within(path: str, ancestor: str) -> bool:
+    return path == ancestor or path.startswith((ancestor + ".", ancestor + "["))
