@@ -21,9 +21,7 @@ FUNCTIONS = {
 # Allow statements may use Resource "*" only for actions without resource-level permissions.
 ACTIONS_WITHOUT_RESOURCES = {
     "batch:DescribeJobs",
-    "batch:TerminateJob",
     "batch:DescribeServiceJob",
-    "batch:TerminateServiceJob",
     "ecr:GetAuthorizationToken",
     "cloudwatch:PutMetricData",
     "logs:CreateLogDelivery",
@@ -315,11 +313,22 @@ def _policy_actions(function_id: str) -> dict[str, set[str]]:
     return allowed
 
 
-@pytest.mark.parametrize(
-    "function_id", ["S3TriggerFunction", "BusTriggerFunction", "ScheduleTriggerFunction", "SqsTriggerFunction"]
-)
-def test_trigger_functions_have_exactly_their_permissions(function_id: str) -> None:
-    allowed = _policy_actions(function_id)
+TRIGGER_FUNCTIONS = ["S3TriggerFunction", "BusTriggerFunction", "ScheduleTriggerFunction", "SqsTriggerFunction"]
+
+
+@pytest.mark.parametrize("function_id", TRIGGER_FUNCTIONS)
+def test_trigger_functions_share_one_managed_policy_and_only_it(function_id: str) -> None:
+    assert resource(function_id)["Properties"]["Policies"] == [{"Ref": "TriggerFunctionPolicy"}]
+
+
+def test_the_trigger_policy_grants_exactly_what_starting_a_run_needs() -> None:
+    policy = resource("TriggerFunctionPolicy")
+    assert policy["Type"] == "AWS::IAM::ManagedPolicy"
+    allowed: dict[str, set[str]] = {}
+    for _, statement in _statements(policy["Properties"]["PolicyDocument"]):
+        assert statement["Effect"] == "Allow"
+        for action in _as_list(statement["Action"]):
+            allowed.setdefault(action, set()).update(map(str, _as_list(statement["Resource"])))
     table = str({"Fn::GetAtt": ["RunTable", "Arn"]})
     assert allowed == {
         "dynamodb:PutItem": {table},
@@ -341,6 +350,86 @@ def test_state_change_function_only_touches_the_run_table_glue_runs_and_its_exec
         "glue:GetJobRun": {str({"Fn::Sub": "arn:${AWS::Partition}:glue:${AWS::Region}:${AWS::AccountId}:job/*"})},
         "states:SendTaskSuccess": {str({"Ref": "RunStateMachine"})},
     }
+
+
+TERMINATE = {"batch:TerminateJob": "job", "batch:TerminateServiceJob": "service-job"}
+
+
+def test_terminating_jobs_is_scoped_to_joblines_tagged_jobs() -> None:
+    """TerminateJob and TerminateServiceJob take the job (service-job) resource and the
+    aws:ResourceTag condition key (Service Authorization Reference, AWS Batch)."""
+    found = 0
+    for where, statement in _statements(template()):
+        actions = set(_as_list(statement["Action"])) & set(TERMINATE)
+        if statement["Effect"] != "Allow" or not actions:
+            continue
+        found += len(actions)
+        arn = "arn:${AWS::Partition}:batch:${AWS::Region}:${AWS::AccountId}:"
+        allowed = {str({"Fn::Sub": f"{arn}{TERMINATE[a]}/*"}) for a in actions}
+        assert {str(r) for r in _as_list(statement["Resource"])} == allowed, where
+        assert statement["Condition"] == {"Null": {"aws:ResourceTag/jobline:run-id": "false"}}, where
+    assert found == 4, "the state machine and the API function terminate both kinds of job"
+
+
+def test_metrics_on_star_are_held_to_sagemakers_namespaces() -> None:
+    (statement,) = [s for _, s in _statements(template()) if "cloudwatch:PutMetricData" in _as_list(s.get("Action"))]
+    assert statement["Resource"] == "*"
+    assert statement["Condition"] == {"StringLike": {"cloudwatch:namespace": "/aws/sagemaker/*"}}
+
+
+def test_every_statement_on_star_is_listed_in_the_architecture_doc() -> None:
+    doc = (ROOT / "docs" / "ARCHITECTURE.md").read_text()
+    iam = doc.split("\n## IAM", 1)[1].split("\n## ", 1)[0]
+    for where, statement in _statements(template()):
+        if statement["Effect"] == "Allow" and "*" in _as_list(statement.get("Resource")):
+            for action in _as_list(statement["Action"]):
+                assert f"`{action}`" in iam, f"{where}: {action} on * is not listed under IAM"
+
+
+# ---------------------------------------------------------------- concurrency
+
+CONCURRENCY = {
+    "S3TriggerFunction": "TriggerConcurrency",
+    "BusTriggerFunction": "TriggerConcurrency",
+    "ScheduleTriggerFunction": "TriggerConcurrency",
+    "SqsTriggerFunction": "TriggerConcurrency",
+    "StateChangeFunction": "StateChangeConcurrency",
+    "ReconcilerFunction": "ReconcilerConcurrency",
+    "ApiFunction": "ApiConcurrency",
+    "NotifyFunction": "NotifyConcurrency",
+}
+
+
+def test_every_function_has_a_reserved_concurrency_parameter() -> None:
+    assert set(CONCURRENCY) == set(_resources("AWS::Serverless::Function"))
+    parameters = template()["Parameters"]
+    total = 0
+    for function_id, parameter in CONCURRENCY.items():
+        reserved = resource(function_id)["Properties"]["ReservedConcurrentExecutions"]
+        assert reserved == {"Fn::If": ["ReserveFunctionConcurrency", {"Ref": parameter}, {"Ref": "AWS::NoValue"}]}
+        spec = parameters[parameter]
+        assert spec["Type"] == "Number"
+        # 0 would throttle every invocation: the switch, not a zero, turns reservation off.
+        assert 1 <= spec["MinValue"] <= spec["Default"] <= spec["MaxValue"] <= 1000
+        total += spec["Default"]
+    # Lambda keeps 100 unreserved: the defaults fit an account at the default 1,000 limit.
+    assert total <= 100
+    assert parameters["ReserveConcurrency"]["Default"] == "true"
+    assert template()["Conditions"]["ReserveFunctionConcurrency"] == {
+        "Fn::Equals": [{"Ref": "ReserveConcurrency"}, "true"]
+    }
+
+
+def test_the_sqs_event_source_never_outruns_the_reserved_concurrency() -> None:
+    (event,) = resource("SqsTriggerFunction")["Properties"]["Events"].values()
+    assert event["Properties"]["ScalingConfig"] == {"MaximumConcurrency": {"Ref": "TriggerConcurrency"}}
+    assert template()["Parameters"]["TriggerConcurrency"]["MinValue"] >= 2  # MaximumConcurrency's minimum
+
+
+def test_the_readme_documents_every_concurrency_parameter() -> None:
+    readme = (ROOT / "README.md").read_text()
+    for parameter in {"ReserveConcurrency", *CONCURRENCY.values()}:
+        assert f"`{parameter}`" in readme, parameter
 
 
 def test_sagemaker_role_is_passed_only_to_sagemaker() -> None:
