@@ -14,7 +14,7 @@ from jobline import codegen
 from jobline.catalog import load_catalog, parse_catalog
 from jobline.errors import CatalogError
 from jobline.settings import PACKAGED_CATALOG
-from jobline_local.template import parse_yaml
+from jobline_local.deploy.template import parse_yaml
 from tests.cfn import TEMPLATE
 
 
