@@ -1,7 +1,9 @@
-"""Local compute for AWS Batch: a submitted job runs its catalog job's `local_command` as a
-process with the environment its container would get, moves through Batch's statuses (seen by
-DescribeJobs and so by Step Functions' `.sync`), honours the attempt timeout and TerminateJob,
-and puts a `Batch Job State Change` event on the default bus at every change, as Batch does."""
+"""AWS Batch container jobs, locally. moto keeps the API, with the adaptations below (a submitted
+job goes to the local compute, not to moto's own thread; DescribeJobs describes without mutating).
+LocalBatch runs the job's catalog `local_command` as a process with the environment its container
+would get, moves it through Batch's statuses (seen by DescribeJobs and so by Step Functions'
+`.sync`), honours the attempt timeout and TerminateJob, and puts a `Batch Job State Change` event
+on the default bus at every change, as Batch does."""
 
 from __future__ import annotations
 
