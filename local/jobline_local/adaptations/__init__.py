@@ -13,8 +13,10 @@ moto stops behaving as the adaptation assumes. They live with what they adapt:
 
 `install()` applies every entry of REGISTRY once, in order, in the process that runs moto: the
 local stack's (jobline_local.stack, moto in server mode) or a test's (mock_aws). To add one, write
-a function that makes its changes through `patching.replace` / `patching.add`, add its dotted path
-to REGISTRY, and give it a test. Adapted code hands work to the local stack through `hooks`.
+a function that makes its changes through `patching.replace` / `patching.add`, add its
+"module:function" to REGISTRY (one line), and give it a test (tests/local/test_adaptations.py
+lists this package's own; another package's entries are tested by that package's tests).
+Adapted code hands work to the local stack through `hooks`.
 """
 
 from __future__ import annotations
@@ -25,7 +27,17 @@ from collections.abc import Callable
 from jobline_local.adaptations.hooks import clear_hooks, hooks, set_hooks
 from jobline_local.adaptations.patching import originals
 
-__all__ = ["PINNED_MOTO", "REGISTRY", "clear_hooks", "hooks", "install", "originals", "resolve", "set_hooks"]
+__all__ = [
+    "PINNED_MOTO",
+    "REGISTRY",
+    "changed_by",
+    "clear_hooks",
+    "hooks",
+    "install",
+    "originals",
+    "resolve",
+    "set_hooks",
+]
 
 PINNED_MOTO = "5.2.5"
 
@@ -52,6 +64,8 @@ REGISTRY = (
     "jobline_local.emulated.glue:adapt_glue_job_runs",
 )
 _installed = False
+# entry -> the attributes it replaced or added (for the tests: each adaptation's own changes).
+changed_by: dict[str, list[str]] = {}
 
 
 def resolve(entry: str) -> Callable[[], None]:
@@ -70,5 +84,7 @@ def install() -> None:
     if moto.__version__ != PINNED_MOTO:
         raise RuntimeError(f"jobline's local stack is adapted to moto {PINNED_MOTO}, found {moto.__version__}")
     for entry in REGISTRY:
+        before = set(originals)
         resolve(entry)()
+        changed_by[entry] = sorted(name for _, name in originals.keys() - before)
     _installed = True
