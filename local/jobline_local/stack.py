@@ -1,7 +1,7 @@
 """The local stack, in this process: moto in server mode on 127.0.0.1 with jobline's adaptations,
 the template's resources, and the local stand-ins for Lambda, SQS event sources, EventBridge
 Scheduler, Batch compute, and the compute of Batch service jobs (SageMaker training), SageMaker
-processing jobs and Glue job runs (jobline_local.services).
+processing jobs and Glue job runs (jobline_local.emulated).
 
 `jobline local` runs it in the foreground; `jobline_local.LocalStack` runs it as a child process
 (tests, demo, benchmark) and talks to the control endpoints under /_jobline/ on the same port.
@@ -25,13 +25,14 @@ from urllib.parse import parse_qs
 import boto3
 from botocore.config import Config
 
-from jobline_local import moto_adaptations
+from jobline_local import adaptations
 from jobline_local.activity import Activity
 from jobline_local.apicalls import ApiCounter
 from jobline_local.client import state_dir_owner
-from jobline_local.deploy import Deployer, Deployment
-from jobline_local.schedules import LocalClock, LocalScheduler, iso
-from jobline_local.template import parse_yaml, translate
+from jobline_local.deploy.deployer import Deployer
+from jobline_local.deploy.deployment import Deployment
+from jobline_local.deploy.template import parse_yaml, translate
+from jobline_local.emulated.scheduler import LocalClock, LocalScheduler, iso
 
 log = logging.getLogger("jobline_local")
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -117,7 +118,7 @@ class Stack:
         (state_dir / "stack.json").unlink(missing_ok=True)
         shutil.rmtree(state_dir / "logs", ignore_errors=True)
         (state_dir / "logs").mkdir(parents=True)
-        moto_adaptations.apply()
+        adaptations.install()
         endpoint = self._start_server()
         self._configure_moto(endpoint)
         clients = Clients(endpoint, options.region)
@@ -132,8 +133,9 @@ class Stack:
         self.deployment = deployment = deployer.deploy(extra_environment=extra_env)
 
         from jobline.settings import PACKAGED_CATALOG
-        from jobline_local.batch import LocalBatch
-        from jobline_local.lambdas import DynamoDBStreamPoller, LambdaService, SqsPoller
+        from jobline_local.emulated.batch import LocalBatch
+        from jobline_local.emulated.event_source_mappings import DynamoDBStreamPoller, SqsPoller
+        from jobline_local.emulated.lambda_service import LambdaService
 
         base_env = {
             "PATH": os.pathsep.join([str(Path(sys.executable).parent), "/usr/local/bin", "/usr/bin", "/bin"]),
@@ -166,7 +168,9 @@ class Stack:
             self.activity,
             options.job_slots,
         )
-        from jobline_local.services import LocalGlue, LocalProcessing, LocalServiceJobs
+        from jobline_local.emulated.batch_service_compute import LocalServiceJobs
+        from jobline_local.emulated.glue import LocalGlue
+        from jobline_local.emulated.sagemaker_processing import LocalProcessing
 
         backend_args = (deployment.account_id, options.region, catalog or PACKAGED_CATALOG)
         self.processing = LocalProcessing(
@@ -178,7 +182,7 @@ class Stack:
         self.glue = LocalGlue(
             *backend_args, logs / "glue", base_env, clients, self.activity, options.job_slots, options.clock_speed
         )
-        moto_adaptations.set_hooks(
+        adaptations.set_hooks(
             lambda_target=self.lambdas.deliver_rule_target,
             lambda_invoke=self.lambdas.moto_invoke,
             batch_job=self.batch.submit,
@@ -228,7 +232,7 @@ class Stack:
             },
             "clock": {"now": iso(self.clock.now()), "speed": options.clock_speed},
             "skipped": deployment.skipped,
-            "moto": moto_adaptations.PINNED_MOTO,
+            "moto": adaptations.PINNED_MOTO,
             "started_in_seconds": round(time.monotonic() - started, 2),
         }
         (state_dir / "stack.json").write_text(json.dumps(self.info, indent=2))
@@ -338,7 +342,7 @@ class Stack:
     def stop(self) -> None:
         if self.stopped.is_set():
             return
-        moto_adaptations.set_hooks(**dict.fromkeys(moto_adaptations.hooks))
+        adaptations.clear_hooks()
         for service in self._services:
             try:
                 service.stop()

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from jobline_local import moto_adaptations
+from jobline_local import adaptations
 from tests.integration.test_backends_state_machine import Script, deps_for, run_to_end, start
 
 pytestmark = pytest.mark.integration
@@ -19,7 +19,7 @@ def test_a_stopped_glue_run_ends_the_run_stopped_with_attempts_left(backends: di
         script.glue_job_run(job, run)
         run.status, run.error_message = "STOPPED", None
 
-    moto_adaptations.set_hooks(glue_job_run=stopped)
+    adaptations.set_hooks(glue_job_run=stopped)
     deps = deps_for(backends, script, "glue-etl", retry={"attempts": 3, "interval_seconds": 0})
     execution, row = run_to_end(backends, deps, start(deps))
 
@@ -35,7 +35,7 @@ def test_a_stopped_processing_job_ends_the_run_stopped_with_attempts_left(
         script.processing_job(job)
         job.processing_job_status, job.failure_reason = "Stopped", None
 
-    moto_adaptations.set_hooks(processing_job=stopped)
+    adaptations.set_hooks(processing_job=stopped)
     deps = deps_for(backends, script, "clean-data", retry={"attempts": 3, "interval_seconds": 0})
     execution, row = run_to_end(backends, deps, start(deps))
 

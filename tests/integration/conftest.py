@@ -18,7 +18,7 @@ from jobline.catalog import parse_catalog
 from jobline.deps import Deps
 from jobline.settings import Settings
 from jobline.status import BATCH_TIMEOUT_REASON
-from jobline_local import moto_adaptations
+from jobline_local import adaptations
 from tests.aws_resources import REGION, TEST_ENVIRONMENT, create_batch, create_run_table, create_state_machine
 
 
@@ -57,7 +57,7 @@ def batch_script(monkeypatch: pytest.MonkeyPatch) -> BatchScript:
 def stack(monkeypatch: pytest.MonkeyPatch, batch_script: BatchScript) -> Iterator[dict[str, Any]]:
     for key, value in TEST_ENVIRONMENT.items():
         monkeypatch.setenv(key, value)
-    moto_adaptations.apply()
+    adaptations.install()
     with mock_aws(config={"batch": {"use_docker": False}, "stepfunctions": {"execute_state_machine": True}}):
         session = boto3.session.Session(region_name=REGION)
         create_run_table(session.client("dynamodb"), "runs")

@@ -20,7 +20,8 @@ from jobline.deps import Deps
 from jobline.settings import Settings
 from jobline.state_changes import Outcome, apply_state_change
 from jobline.triggers import RunRequest, Trigger
-from jobline_local import moto_adaptations
+from jobline_local import adaptations
+from jobline_local.emulated.batch_service_jobs import now_ms
 from tests.aws_resources import (
     REGION,
     TEST_ENVIRONMENT,
@@ -73,7 +74,7 @@ class Script:
 
     def service_job(self, job: Any) -> None:
         self.service.append(job)
-        job.status, job.started_at = "RUNNING", moto_adaptations._now_ms()
+        job.status, job.started_at = "RUNNING", now_ms()
         if self.event_first:  # Batch's terminal event is handled before the execution stores its token
             self.end_service_job(job, self.outcome(int(job.tags["jobline:attempt"])))
 
@@ -107,19 +108,19 @@ class Script:
 @pytest.fixture
 def script() -> Iterator[Script]:
     script = Script()
-    saved = dict(moto_adaptations.hooks)
-    moto_adaptations.set_hooks(
+    saved = dict(adaptations.hooks)
+    adaptations.set_hooks(
         processing_job=script.processing_job, service_job=script.service_job, glue_job_run=script.glue_job_run
     )
     yield script
-    moto_adaptations.hooks.update(saved)
+    adaptations.hooks.update(saved)
 
 
 @pytest.fixture
 def backends(monkeypatch: pytest.MonkeyPatch, script: Script) -> Iterator[dict[str, Any]]:
     for key, value in TEST_ENVIRONMENT.items():
         monkeypatch.setenv(key, value)
-    moto_adaptations.apply()
+    adaptations.install()
     with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
         session = boto3.session.Session(region_name=REGION)
         create_run_table(session.client("dynamodb"), "runs")

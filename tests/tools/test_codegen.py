@@ -13,7 +13,7 @@ import yaml
 from jobline.catalog import load_catalog, parse_catalog
 from jobline.errors import CatalogError
 from jobline.settings import PACKAGED_CATALOG
-from jobline_local.template import parse_yaml
+from jobline_local.deploy.template import parse_yaml
 from jobline_tools import codegen
 from tests.cfn import TEMPLATE
 

@@ -1,7 +1,9 @@
-"""Local compute for AWS Batch: a submitted job runs its catalog job's `local_command` as a
-process with the environment its container would get, moves through Batch's statuses (seen by
-DescribeJobs and so by Step Functions' `.sync`), honours the attempt timeout and TerminateJob,
-and puts a `Batch Job State Change` event on the default bus at every change, as Batch does."""
+"""AWS Batch container jobs, locally. moto keeps the API, with the adaptations below (a submitted
+job goes to the local compute, not to moto's own thread; DescribeJobs describes without mutating).
+LocalBatch runs the job's catalog `local_command` as a process with the environment its container
+would get, moves it through Batch's statuses (seen by DescribeJobs and so by Step Functions'
+`.sync`), honours the attempt timeout and TerminateJob, and puts a `Batch Job State Change` event
+on the default bus at every change, as Batch does."""
 
 from __future__ import annotations
 
@@ -15,7 +17,9 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from jobline_local.services import JobFailedToStart, LocalService, _die_with_parent
+from jobline_local.adaptations.hooks import hooks
+from jobline_local.adaptations.patching import replace
+from jobline_local.emulated.compute import JobFailedToStart, LocalService, die_with_parent
 
 STATUS_REASON_EXITED = "Essential container in task exited"
 STATUS_REASON_TIMEOUT = "Job attempt duration exceeded timeout"
@@ -26,6 +30,56 @@ def _ms(when: datetime) -> int:
     return int(when.timestamp() * 1000)
 
 
+def adapt_batch_job_start() -> None:
+    """moto 5.2.5 runs each submitted Batch job on its own thread (Docker, or nothing at all) and
+    moves it SUBMITTED -> SUCCEEDED as it sees fit. Hand the job to the `batch_job` hook (the
+    local compute) instead, so that nothing but the local compute moves it."""
+    from moto.batch.models import Job
+
+    original = Job.start
+
+    def start(self: Any) -> None:
+        run = hooks["batch_job"]
+        if run is None:
+            original(self)
+        else:
+            run(self)
+
+    replace(Job, "start", start)
+
+
+def adapt_batch_job_description() -> None:
+    """moto 5.2.5's Job description (DescribeJobs, and so `.sync`) appends the job definition's
+    environment and AWS_BATCH_JOB_ID to the submitted overrides on every call, so the list grows
+    with each describe, and drops container.exitCode/reason of a stopped job. Describe without
+    mutating and keep the exit code and reason, as AWS does."""
+    from moto.batch.models import Job
+
+    original_property = Job._get_container_property
+    original_details = Job._container_details
+
+    def get_container_property(self: Any, p: str, default: Any) -> Any:
+        if p != "environment":
+            return original_property(self, p, default)
+        job_env = [dict(e) for e in self.container_overrides.get("environment", [])]
+        given = {e["name"] for e in job_env}
+        jd_env = (self.job_definition.container_properties or {}).get("environment", [])
+        job_env.extend(dict(e) for e in jd_env if e["name"] not in given)
+        job_env.append({"name": "AWS_BATCH_JOB_ID", "value": self.job_id})
+        return job_env
+
+    def container_details(self: Any) -> dict[str, Any]:
+        details = original_details(self)
+        if self.exit_code is not None:
+            details["exitCode"] = self.exit_code
+        if getattr(self, "container_reason", None):
+            details["reason"] = self.container_reason
+        return details
+
+    replace(Job, "_get_container_property", get_container_property)
+    replace(Job, "_container_details", container_details)
+
+
 class LocalBatch(LocalService):
     """AWS Batch container jobs; what every local stand-in shares lives in LocalService."""
 
@@ -33,7 +87,7 @@ class LocalBatch(LocalService):
 
     # ------------------------------------------------------------ moto hook
     def submit(self, job: Any) -> None:
-        """Called by moto's SubmitJob (moto_adaptations: batch job start) with the new Job."""
+        """Called by moto's SubmitJob (the batch_job hook of adapt_batch_job_start) with the new Job."""
         with self._lock:
             self.active += 1
         threading.Thread(target=self._run, args=(job,), name=f"batch-{job.job_id}", daemon=True).start()
@@ -86,7 +140,7 @@ class LocalBatch(LocalService):
                 stdin=subprocess.DEVNULL,
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )
             with self._lock:
                 self._running[job.job_id] = proc

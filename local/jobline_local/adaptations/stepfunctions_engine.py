@@ -1,0 +1,241 @@
+"""Adaptations of moto's Step Functions engine itself (the ASL parser and evaluator, and how it
+waits on `.sync` tasks), for correctness and for speed. Its service integrations are in
+stepfunctions_integrations."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from jobline_local.adaptations.patching import originals, replace
+
+
+def adapt_asl_parse_cache() -> None:
+    """moto 5.2.5 parses a state machine's definition with its ANTLR grammar at every execution
+    start (about 0.25 s of CPU for jobline's definition on this machine, and the local stack's
+    main bottleneck). Keep the parse tree of recent definitions and only rebuild the evaluation
+    components (fresh for each execution, as before) from it."""
+    import threading
+
+    from antlr4 import CommonTokenStream, InputStream
+    from moto.stepfunctions.parser.asl.antlr.runtime.ASLLexer import ASLLexer
+    from moto.stepfunctions.parser.asl.antlr.runtime.ASLParser import ASLParser
+    from moto.stepfunctions.parser.asl.parse import asl_parser
+    from moto.stepfunctions.parser.asl.parse.preprocessor import Preprocessor
+
+    trees: dict[str, Any] = {}
+    lock = threading.Lock()
+    original = asl_parser.AmazonStateLanguageParser.parse
+
+    def parse(definition: str) -> tuple[Any, Any]:
+        with lock:
+            tree = trees.get(definition)
+        if tree is None:
+            listener = asl_parser.SyntaxErrorListener()
+            parser = ASLParser(CommonTokenStream(ASLLexer(InputStream(definition))))
+            parser.removeErrorListeners()
+            parser.addErrorListener(listener)
+            tree = parser.state_machine()
+            if listener.errors:
+                raise asl_parser.ASLParserException(errors=listener.errors)
+            with lock:
+                if len(trees) >= 32:
+                    trees.pop(next(iter(trees)))
+                trees[definition] = tree
+        return Preprocessor().visit(tree), tree
+
+    originals.setdefault((asl_parser.AmazonStateLanguageParser, "parse"), original)
+    asl_parser.AmazonStateLanguageParser.parse = staticmethod(parse)
+
+
+_ENGINE_CLIENT_USERS = [
+    "asl.utils.boto_client",
+    "asl.component.state.exec.state_task.lambda_eval_utils",
+    "asl.component.state.exec.state_map.result_writer.resource_eval.resource_eval_s3",
+    "asl.component.state.exec.state_map.item_reader.eval.resource_eval_s3",
+    *(
+        f"asl.component.state.exec.state_task.service.state_task_service_{name}"
+        for name in ("unsupported", "glue", "events", "ecs", "sqs", "sfn", "dynamodb", "batch", "sns", "aws_sdk")
+    ),
+]
+
+
+def adapt_engine_client_cache() -> None:
+    """moto 5.2.5's Step Functions engine builds a new boto3 client for every task it runs (tens of
+    milliseconds of CPU each, several per run). Reuse one client per service and region (boto3
+    clients are thread-safe); tasks with their own credentials still get a new one."""
+    import importlib
+    import threading
+
+    from moto.stepfunctions.parser.asl.utils import boto_client
+
+    original = boto_client.boto_client_for
+    cache: dict[tuple[str, str, bool, str], Any] = {}
+    lock = threading.Lock()
+
+    def boto_client_for(region: str, service: str, state_credentials: Any = None) -> Any:
+        if state_credentials is not None:
+            return original(region=region, service=service, state_credentials=state_credentials)
+        from moto.core.models import botocore_stubber
+        from moto.settings import moto_server_port
+
+        key = (region, service, botocore_stubber.enabled, moto_server_port())
+        with lock:
+            if key not in cache:
+                cache[key] = original(region=region, service=service)
+            return cache[key]
+
+    for name in _ENGINE_CLIENT_USERS:
+        module = importlib.import_module(f"moto.stepfunctions.parser.{name}")
+        if getattr(module, "boto_client_for", None) is original:
+            replace(module, "boto_client_for", boto_client_for)
+
+
+def adapt_keyword_path_fields() -> None:
+    """moto 5.2.5's ASL lexer reads `"RoleArn.$"` as the Credentials keyword, so in Parameters
+    (RunProcessingJob's `"RoleArn.$": "$.processing.RoleArn"`) the field stays a literal
+    `RoleArn.$` holding the path text, and CreateProcessingJob gets no RoleArn. A field named
+    `<name>.$` takes its value from the path, intrinsic function or context path, as in AWS."""
+    from moto.stepfunctions.parser.asl.component.common.payload.payloadvalue.payloadbinding.payload_binding import (
+        PayloadBindingStringExpressionSimple,
+    )
+    from moto.stepfunctions.parser.asl.component.common.payload.payloadvalue.payloadvaluelit.payload_value_str import (
+        PayloadValueStr,
+    )
+    from moto.stepfunctions.parser.asl.component.common.string.string_expression import (
+        StringContextPath,
+        StringIntrinsicFunction,
+        StringJsonPath,
+    )
+    from moto.stepfunctions.parser.asl.parse.intrinsic.intrinsic_parser import IntrinsicParser
+    from moto.stepfunctions.parser.asl.parse.preprocessor import Preprocessor
+
+    original = Preprocessor.visitPayload_binding_value
+
+    def visit_payload_binding_value(self: Any, ctx: Any) -> Any:
+        binding = original(self, ctx)
+        if not (binding.field.endswith(".$") and isinstance(binding.payload_value, PayloadValueStr)):
+            return binding
+        text = binding.payload_value.val
+        if text.startswith("$$"):
+            expression: Any = StringContextPath(context_object_path=text)
+        elif text.startswith("$"):
+            expression = StringJsonPath(json_path=text)
+        else:
+            function, _ = IntrinsicParser.parse(text)
+            expression = StringIntrinsicFunction(intrinsic_function_derivation=text, function=function)
+        return PayloadBindingStringExpressionSimple(field=binding.field[:-2], string_expression_simple=expression)
+
+    replace(Preprocessor, "visitPayload_binding_value", visit_payload_binding_value)
+
+
+def _fixed_eval_integration_pattern(
+    self: Any, env: Any, resource_runtime_part: Any, normalised_parameters: dict, state_credentials: Any
+) -> None:
+    """moto 5.2.5's StateTaskServiceCallback._eval_integration_pattern, with one fix: a service
+    without .waitForTaskToken (Glue, SageMaker) has no callback endpoint, and the original calls
+    `callback_endpoint.interrupt_all()` on None in its `finally`, failing every `.sync` task."""
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.resource import ResourceCondition
+    from moto.stepfunctions.parser.asl.eval.callback.callback import (
+        CallbackOutcomeFailure,
+        CallbackOutcomeFailureError,
+        CallbackOutcomeSuccess,
+        CallbackOutcomeTimedOut,
+        CallbackTimeoutError,
+        HeartbeatTimedOut,
+        HeartbeatTimeoutError,
+    )
+
+    task_output = env.stack.pop()
+    callback_endpoint = None
+    if ResourceCondition.WaitForTaskToken in self._supported_integration_patterns:
+        callback_id = env.states.context_object.context_object_data["Task"]["Token"]
+        callback_endpoint = env.callback_pool_manager.get(callback_id)
+    self.timeout.eval(env=env)
+    timeout_seconds = env.stack.pop()
+    heartbeat_endpoint = None
+    if self.heartbeat:
+        self.heartbeat.eval(env=env)
+        heartbeat_seconds = env.stack.pop()
+        heartbeat_endpoint = callback_endpoint.setup_heartbeat_endpoint(heartbeat_seconds=heartbeat_seconds)
+    outcome: Any
+    try:
+        if self.resource.condition == ResourceCondition.WaitForTaskToken:
+            outcome = self._eval_wait_for_task_token(
+                env=env,
+                timeout_seconds=timeout_seconds,
+                callback_endpoint=callback_endpoint,
+                heartbeat_endpoint=heartbeat_endpoint,
+            )
+        else:
+            env.stack.append(task_output)
+            build = (
+                self._build_sync_resolver
+                if self.resource.condition == ResourceCondition.Sync
+                else self._build_sync2_resolver
+            )
+            sync_resolver = build(
+                env=env,
+                resource_runtime_part=resource_runtime_part,
+                normalised_parameters=normalised_parameters,
+                state_credentials=state_credentials,
+            )
+            outcome = self._eval_sync(
+                env=env,
+                timeout_seconds=timeout_seconds,
+                callback_endpoint=callback_endpoint,
+                heartbeat_endpoint=heartbeat_endpoint,
+                sync_resolver=sync_resolver,
+            )
+    except Exception as integration_exception:
+        outcome = integration_exception
+    finally:
+        if callback_endpoint is not None:
+            callback_endpoint.interrupt_all()
+
+    if isinstance(outcome, CallbackOutcomeTimedOut):
+        raise CallbackTimeoutError()
+    if isinstance(outcome, HeartbeatTimedOut):
+        raise HeartbeatTimeoutError()
+    if isinstance(outcome, CallbackOutcomeFailure):
+        raise CallbackOutcomeFailureError(callback_outcome_failure=outcome)
+    if isinstance(outcome, CallbackOutcomeSuccess):
+        env.stack.append(json.loads(outcome.output))
+    elif isinstance(outcome, Exception):
+        raise outcome
+    else:
+        env.stack.append(outcome)
+
+
+def adapt_sync_without_callback() -> None:
+    """`.sync` on a service without `.waitForTaskToken` crashes moto 5.2.5 ("'NoneType' object has
+    no attribute 'interrupt_all'"): glue:startJobRun.sync fails at once. Also: when the task is
+    abandoned (the execution is stopped, or the task times out), AWS stops the job it was waiting
+    for; a sync resolver with an `abandon` callable gets it called then."""
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_callback import (
+        StateTaskServiceCallback,
+    )
+
+    original_eval_sync = StateTaskServiceCallback._eval_sync
+
+    def eval_sync(
+        self: Any,
+        env: Any,
+        sync_resolver: Any,
+        timeout_seconds: Any,
+        callback_endpoint: Any,
+        heartbeat_endpoint: Any,
+    ) -> Any:
+        result = original_eval_sync(self, env, sync_resolver, timeout_seconds, callback_endpoint, heartbeat_endpoint)
+        abandon = getattr(sync_resolver, "abandon", None)
+        if result is None and abandon is not None and not env.is_running():
+            try:
+                abandon()
+            except Exception as error:  # best effort, as in AWS
+                import logging
+
+                logging.getLogger(__name__).warning("stopping an abandoned job failed: %r", error)
+        return result
+
+    replace(StateTaskServiceCallback, "_eval_integration_pattern", _fixed_eval_integration_pattern)
+    replace(StateTaskServiceCallback, "_eval_sync", eval_sync)

@@ -1,0 +1,120 @@
+"""Adaptations of moto's Step Functions engine (adaptations.stepfunctions_engine). Each test checks
+that the pinned moto still behaves as the adaptation assumes (through moto's original, kept in
+`adaptations.originals`), and that the adaptation closes the gap."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from moto import mock_aws
+
+from tests.aws_resources import REGION
+from tests.local.moto_support import GLUE_SYNC, SFN, client, make_glue_job, original, run_asl, wait_status
+from tests.waiting import wait_until
+
+ASL = json.dumps({"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}})
+
+
+def test_asl_parse_cache() -> None:
+    from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser, ASLParserException
+
+    pristine = original(AmazonStateLanguageParser, "parse")
+    assert pristine(ASL)[1] is not pristine(ASL)[1], "moto now keeps parse trees itself"
+
+    (first, tree), (second, same_tree) = AmazonStateLanguageParser.parse(ASL), AmazonStateLanguageParser.parse(ASL)
+    assert tree is same_tree
+    assert first is not second  # every execution still gets its own evaluation components
+    assert type(first) is type(pristine(ASL)[0])
+    with pytest.raises(ASLParserException):
+        AmazonStateLanguageParser.parse('{"StartAt": ')
+
+
+def test_engine_client_cache() -> None:
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import state_task_service_dynamodb
+    from moto.stepfunctions.parser.asl.utils import boto_client
+
+    pristine = original(boto_client, "boto_client_for")
+    assert pristine(region=REGION, service="dynamodb") is not pristine(region=REGION, service="dynamodb")
+    adapted = state_task_service_dynamodb.boto_client_for
+    assert adapted is boto_client.boto_client_for
+    assert adapted(region=REGION, service="dynamodb") is adapted(region=REGION, service="dynamodb")
+    assert adapted(region=REGION, service="dynamodb") is not adapted(region=REGION, service="batch")
+    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
+        role = client("iam").create_role(RoleName="sfn", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+        client("dynamodb").create_table(
+            TableName="t",
+            BillingMode="PAY_PER_REQUEST",
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        )
+        asl = {
+            "StartAt": "Put",
+            "States": {
+                "Put": {
+                    "Type": "Task",
+                    "Resource": "arn:aws:states:::dynamodb:putItem",
+                    "Parameters": {"TableName": "t", "Item": {"pk": {"S.$": "$$.Execution.Name"}}},
+                    "End": True,
+                }
+            },
+        }
+        sfn = client("stepfunctions")
+        machine = sfn.create_state_machine(name="m", definition=json.dumps(asl), roleArn=role)["stateMachineArn"]
+        for name in ("e1", "e2"):
+            execution = sfn.start_execution(stateMachineArn=machine, name=name)["executionArn"]
+            assert wait_status(sfn, execution)["status"] == "SUCCEEDED"
+        assert client("dynamodb").scan(TableName="t")["Count"] == 2
+
+
+def test_keyword_path_fields(monkeypatch: pytest.MonkeyPatch) -> None:
+    from moto.stepfunctions.parser.asl.parse.preprocessor import Preprocessor
+
+    states = {
+        "P": {
+            "Type": "Pass",
+            "Parameters": {
+                "RoleArn.$": "$.role",
+                "Formatted.$": "States.Format('{}-1', $.role)",
+                "Execution.$": "$$.Execution.Name",
+            },
+            "End": True,
+        }
+    }
+    with mock_aws(config=SFN):
+        monkeypatch.setattr(
+            Preprocessor, "visitPayload_binding_value", original(Preprocessor, "visitPayload_binding_value")
+        )
+        pristine = json.loads(run_asl(states, "P", {"role": "r"})["output"])
+        assert pristine["RoleArn.$"] == "$.role", "moto now reads RoleArn.$ as a path"
+        monkeypatch.undo()
+        adapted = json.loads(run_asl(states, "P", {"role": "r"})["output"])
+        assert adapted == {"RoleArn": "r", "Formatted": "r-1", "Execution": "e"}
+
+
+def test_sync_without_callback(monkeypatch: pytest.MonkeyPatch, adapted: dict[str, Any]) -> None:
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_callback import (
+        StateTaskServiceCallback,
+    )
+
+    with mock_aws(config=SFN):
+        make_glue_job(max_runs=5)
+        monkeypatch.setattr(
+            StateTaskServiceCallback,
+            "_eval_integration_pattern",
+            original(StateTaskServiceCallback, "_eval_integration_pattern"),
+        )
+        pristine = run_asl(GLUE_SYNC, "T")
+        assert pristine["status"] == "FAILED"
+        assert "interrupt_all" in pristine["failures"][0]["cause"], "moto's .sync without a callback changed"
+        monkeypatch.undo()
+        assert run_asl(GLUE_SYNC, "T")["status"] == "SUCCEEDED"
+
+        # A stopped execution stops the job it was waiting for (here: a held Glue run).
+        held: list[Any] = []
+        adapted["glue_job_run"] = lambda job, run: held.append(run)
+        arn = run_asl(GLUE_SYNC, "T", wait=False)
+        wait_until(lambda: held)
+        client("stepfunctions").stop_execution(executionArn=arn)
+        wait_until(lambda: held[0].status == "STOPPING")

@@ -1,0 +1,199 @@
+"""Adaptations of the Step Functions engine's service integrations
+(adaptations.stepfunctions_integrations), each against moto's original."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import pytest
+from moto import mock_aws
+
+from jobline_local.adaptations import hooks
+from tests.local.moto_support import (
+    GLUE_SYNC,
+    PROCESSING,
+    PROCESSING_SYNC,
+    ROLE,
+    SFN,
+    client,
+    finish,
+    make_batch,
+    make_glue_job,
+    make_service_queue,
+    original,
+    run_asl,
+    task,
+    wait_execution,
+    wait_status,
+)
+from tests.waiting import wait_until
+
+
+def test_optimized_batch_integration_casing() -> None:
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_batch import (
+        StateTaskServiceBatch,
+    )
+
+    pristine = original(StateTaskServiceBatch, "_normalise_parameters")
+    parameters = {"JobName": "job-1", "JobQueue": "q"}
+    pristine(None, parameters)
+    assert parameters == {"JobName": "job-1", "JobQueue": "q"}, "moto now translates ASL parameters itself"
+
+    hooks["batch_job"] = lambda job: finish(job, 0)
+    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
+        queue, definition = make_batch()
+        role = client("iam").create_role(RoleName="sfn", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+        asl = {
+            "StartAt": "Submit",
+            "States": {
+                "Submit": {
+                    "Type": "Task",
+                    "Resource": "arn:aws:states:::batch:submitJob.sync",
+                    "Parameters": {
+                        "JobName": "job-1",
+                        "JobQueue": queue,
+                        "JobDefinition": definition,
+                        "ContainerOverrides": {"Environment": [{"Name": "A", "Value": "1"}]},
+                    },
+                    "End": True,
+                }
+            },
+        }
+        sfn = client("stepfunctions")
+        machine = sfn.create_state_machine(name="m", definition=json.dumps(asl), roleArn=role)["stateMachineArn"]
+        execution = sfn.start_execution(stateMachineArn=machine, name="e")["executionArn"]
+        status = wait_status(sfn, execution)
+        assert status["status"] == "SUCCEEDED", status
+        assert json.loads(status["output"])["Status"] == "SUCCEEDED"  # PascalCase output, as AWS returns it
+
+
+def test_sagemaker_processing_sync(monkeypatch: pytest.MonkeyPatch, adapted: dict[str, Any]) -> None:
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task import state_task_factory
+
+    with mock_aws(config=SFN):
+        monkeypatch.setattr(
+            state_task_factory, "state_task_service_for", original(state_task_factory, "state_task_service_for")
+        )
+        pristine = run_asl(PROCESSING_SYNC, "T", ROLE)
+        assert pristine["status"] == "FAILED"
+        assert "Unsupported sync callback procedure" in json.dumps(pristine["failures"] or pristine.get("cause", ""))
+        monkeypatch.undo()
+
+        jobs: list[Any] = []
+        adapted["processing_job"] = jobs.append
+        arn = run_asl(PROCESSING_SYNC, "T", ROLE, wait=False)
+        job = wait_until(lambda: jobs and jobs[0])
+        time.sleep(0.6)  # the engine polls DescribeProcessingJob while the job is InProgress
+        assert client("stepfunctions").describe_execution(executionArn=arn)["status"] == "RUNNING"
+        job.processing_job_status = "Completed"
+        done = wait_execution(arn)
+        assert done["status"] == "SUCCEEDED"
+        output = json.loads(done["output"])
+        assert output["ProcessingJobStatus"] == "Completed"
+        assert output["Environment"] == {"A": "1"}
+        assert output["RoleArn"] == ROLE["role"]
+        assert isinstance(output["CreationTime"], int)
+
+        states = task("arn:aws:states:::sagemaker:createProcessingJob.sync", {**PROCESSING, "ProcessingJobName": "p-2"})
+        adapted["processing_job"] = lambda job: (
+            setattr(job, "processing_job_status", "Failed") or setattr(job, "failure_reason", "AlgorithmError: boom")
+        )
+        failed = run_asl(states, "T", ROLE)
+        assert failed["status"] == "FAILED"
+        (failure,) = failed["failures"]
+        assert failure["error"] == "States.TaskFailed"
+        cause = json.loads(failure["cause"])
+        assert (cause["ProcessingJobStatus"], cause["FailureReason"]) == ("Failed", "AlgorithmError: boom")
+
+        jobs.clear()
+        adapted["processing_job"] = jobs.append
+        states = task("arn:aws:states:::sagemaker:createProcessingJob.sync", {**PROCESSING, "ProcessingJobName": "p-3"})
+        arn = run_asl(states, "T", ROLE, wait=False)
+        wait_until(lambda: jobs)
+        client("stepfunctions").stop_execution(executionArn=arn)
+        wait_until(lambda: jobs[0].processing_job_status == "Stopping")
+
+
+def test_glue_sync(monkeypatch: pytest.MonkeyPatch, adapted: dict[str, Any]) -> None:
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_glue import (
+        StateTaskServiceGlue,
+    )
+
+    def stopped(job: Any, run: Any) -> None:
+        run.status = "STOPPED"
+
+    adapted["glue_job_run"] = stopped
+    with mock_aws(config=SFN):
+        make_glue_job(max_runs=5)
+        monkeypatch.setattr(
+            StateTaskServiceGlue, "_sync_to_start_job_run", original(StateTaskServiceGlue, "_sync_to_start_job_run")
+        )
+        arn = run_asl(GLUE_SYNC, "T", wait=False)
+        # (describe_execution itself fails on the datetimes moto leaves in this output: list the status)
+        machine = arn.replace(":execution:", ":stateMachine:").rsplit(":", 1)[0]
+        listed = wait_until(
+            lambda: [
+                e["status"]
+                for e in client("stepfunctions").list_executions(stateMachineArn=machine)["executions"]
+                if e["status"] != "RUNNING"
+            ]
+        )
+        assert listed == ["SUCCEEDED"], "moto no longer takes a STOPPED run for success"
+        monkeypatch.undo()
+        result = run_asl(GLUE_SYNC, "T")
+        assert result["status"] == "FAILED"
+        (failure,) = result["failures"]
+        assert failure["error"] == "States.TaskFailed"
+        cause = json.loads(failure["cause"])
+        assert (cause["JobRunState"], cause["JobName"]) == ("STOPPED", "g")
+        assert isinstance(cause["StartedOn"], int)
+
+
+def test_aws_sdk_integrations(monkeypatch: pytest.MonkeyPatch) -> None:
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import state_task_service_aws_sdk
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_aws_sdk import (
+        StateTaskServiceAwsSdk,
+    )
+
+    submit = task(
+        "arn:aws:states:::aws-sdk:batch:submitServiceJob",
+        {
+            "JobName": "j",
+            "JobQueue": "training",
+            "ServiceJobType": "SAGEMAKER_TRAINING",
+            "ServiceRequestPayload": "{}",
+            "Tags": {"jobline:attempt": "1"},
+        },
+    )
+    submit["T"].pop("End")
+    submit["T"].update(Next="D", ResultSelector={"JobId.$": "$.JobId"})
+    submit["D"] = {
+        "Type": "Task",
+        "Resource": "arn:aws:states:::aws-sdk:batch:describeServiceJob",
+        "Parameters": {"JobId.$": "$.JobId"},
+        "End": True,
+    }
+    missing = task("arn:aws:states:::aws-sdk:batch:describeServiceJob", {"JobId": "nope"})
+    with mock_aws(config=SFN):
+        make_service_queue()
+        for name in ("_normalise_parameters", "_normalise_response"):
+            monkeypatch.setattr(StateTaskServiceAwsSdk, name, original(StateTaskServiceAwsSdk, name))
+        monkeypatch.setattr(
+            state_task_service_aws_sdk,
+            "_SERVICE_ERROR_NAMES",
+            original(state_task_service_aws_sdk, "_SERVICE_ERROR_NAMES"),
+        )
+        pristine = run_asl(submit, "T")
+        assert pristine["status"] == "FAILED", "moto now translates aws-sdk parameters itself"
+        camel = task("arn:aws:states:::aws-sdk:batch:describeServiceJob", {"jobId": "nope"})
+        assert run_asl(camel, "T")["failures"][0]["error"] == "batch.ClientException"
+        monkeypatch.undo()
+
+        described = run_asl(submit, "T")
+        assert described["status"] == "SUCCEEDED"
+        output = json.loads(described["output"])
+        assert (output["JobName"], output["Status"], output["RetryStrategy"]) == ("j", "SUBMITTED", {"Attempts": 1})
+        assert output["Tags"] == {"jobline:attempt": "1"}  # a map: keys are data, not members
+        assert run_asl(missing, "T")["failures"][0]["error"] == "Batch.ClientException"
