@@ -77,7 +77,7 @@ def install(handle: Handler) -> None:
             except Refusal as refusal:
                 with warnings.catch_warnings():  # moto warns of codes its model lacks (Batch's 429)
                     warnings.simplefilter("ignore")
-                    status, headers, body = self.serialized(ActionResult(ContractError(refusal.code, refusal.message)))
+                    _, headers, body = self.serialized(ActionResult(ContractError(refusal.code, refusal.message)))
                 headers["status"] = str(refusal.status)
                 return refusal.status, headers, body
         return original_call_action(self)

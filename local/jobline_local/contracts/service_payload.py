@@ -26,7 +26,10 @@ def check(call: Call) -> list[Violation]:
     except ValueError as error:
         request = error
     if not isinstance(request, dict):
-        message = f"Value at 'serviceRequestPayload' failed to satisfy constraint: Member must be a JSON object ({target[1]} request)"
+        message = (
+            "Value at 'serviceRequestPayload' failed to satisfy constraint:"
+            f" Member must be a JSON object (a {target[1]} request)"
+        )
         return [Violation(call.service, call.operation, "serviceRequestPayload", "json", message)]
     return [
         Violation(call.service, call.operation, v.member, f"{target[1]}:{v.rule}", v.message)
