@@ -7,6 +7,7 @@ The rejection is Batch's client error, ClientException (400)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 from jobline_local.contracts.core import Call, Refusal
 
@@ -21,12 +22,13 @@ def _seen(call: Call) -> dict[str, str]:
     return backend.__dict__.setdefault(_ATTRIBUTE, {})
 
 
-def check(call: Call) -> None:
+def check(call: Call) -> list[Callable[[], None]]:
+    """Refuse a repeat; remember a new token once Batch has accepted its request."""
     if (call.service, call.operation) != ("batch", "SubmitServiceJob"):
-        return
+        return []
     token = call.params.get("clientToken")
     if not token:
-        return
+        return []
     request = json.dumps({k: v for k, v in call.params.items() if k != "clientToken"}, sort_keys=True, default=str)
     seen = _seen(call)
     if seen.get(token) == request:
@@ -35,4 +37,4 @@ def check(call: Call) -> None:
             f"A request with clientToken {token} and an identical payload was already received: "
             "it is considered the same request, and this second request is rejected",
         )
-    seen[token] = request
+    return [lambda: seen.__setitem__(token, request)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,7 +55,7 @@ class Record:
     violations: list[Violation] = field(default_factory=list)
     # (service, operation, member, rule) let through although they break the model: only tests set
     # this, to hold jobline's own known defects to an exact list while they wait for a fix.
-    tolerated: set[tuple[str, str, str, str]] = field(default_factory=set)
+    tolerated: AbstractSet[tuple[str, str, str, str]] = frozenset()
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def clear(self) -> None:

@@ -6,13 +6,14 @@ protocol serializes an error."""
 
 from __future__ import annotations
 
+import uuid
 import warnings
 from collections.abc import Callable
 from typing import Any
 
 from jobline_local.contracts.core import Call, Refusal
 
-Handler = Callable[[Call], None]
+Handler = Callable[[Call], list[Callable[[], None]]]
 
 
 def _parse(service: str, request: Any, action: str | None) -> tuple[str, dict[str, Any]] | None:
@@ -54,33 +55,47 @@ def _parse(service: str, request: Any, action: str | None) -> tuple[str, dict[st
 
 
 def install(handle: Handler) -> None:
-    """Route every moto request through `handle` (once)."""
+    """Route every moto request through `handle` (once). `handle` raises a Refusal, or returns
+    what to do once moto has accepted the request (a stateful contract remembers it then)."""
     from moto.core.exceptions import ServiceException
     from moto.core.responses import ActionResult, BaseResponse
+    from moto.s3.responses import S3Response
 
     class ContractError(ServiceException):
         """Serialized by moto with the service's own protocol (its module is not moto's, so moto
         looks the code up in the service's model only)."""
 
-    from moto.s3.responses import S3Response
-
     if getattr(BaseResponse.call_action, "jobline_contracts", False):
         return
+
+    def run(call: Call, refuse: Callable[[Refusal], Any], proceed: Callable[[], Any]) -> Any:
+        try:
+            accepted = handle(call)
+        except Refusal as refusal:
+            return refuse(refusal)
+        response = proceed()
+        if int(response[0]) < 300:
+            for commit in accepted:
+                commit()
+        return response
+
     original_call_action = BaseResponse.call_action
 
     def call_action(self: Any) -> Any:
         parsed = _parse(self.boto3_service_name, self.normalized_request, self._get_action())
-        if parsed is not None:
-            call = Call(self.boto3_service_name, parsed[0], parsed[1], self.current_account, self.region)
-            try:
-                handle(call)
-            except Refusal as refusal:
-                with warnings.catch_warnings():  # moto warns of codes its model lacks (Batch's 429)
-                    warnings.simplefilter("ignore")
-                    _, headers, body = self.serialized(ActionResult(ContractError(refusal.code, refusal.message)))
-                headers["status"] = str(refusal.status)
-                return refusal.status, headers, body
-        return original_call_action(self)
+        if parsed is None:
+            return original_call_action(self)
+
+        def refuse(refusal: Refusal) -> Any:
+            with warnings.catch_warnings():  # moto warns of codes its model lacks (Batch's 429)
+                warnings.simplefilter("ignore")
+                _, headers, body = self.serialized(ActionResult(ContractError(refusal.code, refusal.message)))
+            headers["status"] = str(refusal.status)
+            headers, body = self._enrich_response(headers, body)  # its x-amzn-requestid, as moto's own errors
+            return refusal.status, headers, body
+
+        call = Call(self.boto3_service_name, parsed[0], parsed[1], self.current_account, self.region)
+        return run(call, refuse, lambda: original_call_action(self))
 
     call_action.jobline_contracts = True  # type: ignore[attr-defined]
     BaseResponse.call_action = call_action
@@ -88,15 +103,15 @@ def install(handle: Handler) -> None:
     def s3_entry(original: Callable[..., Any]) -> Callable[..., Any]:
         def entry(self: Any, request: Any, full_url: str, headers: Any) -> Any:
             parsed = _parse("s3", request, None)
-            if parsed is not None:
-                region = self.get_region_from_url(request, full_url)
-                call = Call("s3", parsed[0], parsed[1], _account(request), region)
-                try:
-                    handle(call)
-                except Refusal as refusal:
-                    body = f"<Error><Code>{refusal.code}</Code><Message>{_xml(refusal.message)}</Message></Error>"
-                    return refusal.status, {"Content-Type": "application/xml"}, body
-            return original(self, request, full_url, headers)
+            if parsed is None:
+                return original(self, request, full_url, headers)
+
+            def refuse(refusal: Refusal) -> Any:
+                body = f"<Error><Code>{refusal.code}</Code><Message>{_xml(refusal.message)}</Message></Error>"
+                return refusal.status, {"Content-Type": "application/xml", "x-amz-request-id": str(uuid.uuid4())}, body
+
+            call = Call("s3", parsed[0], parsed[1], _account(request), self.get_region_from_url(request, full_url))
+            return run(call, refuse, lambda: original(self, request, full_url, headers))
 
         return entry
 
