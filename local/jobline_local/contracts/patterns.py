@@ -41,6 +41,8 @@ def translate(pattern: str) -> str:
     out = _QUANTIFIED_END.sub("$", out)
     pieces, depth, i = [], 0, 0
     while i < len(out):
+        if out.startswith(("\\p{java", "\\P{java", "\\Q"), i):
+            raise ValueError(f"Java construct {out[i : i + 7]}... has no equivalent here")
         if out[i] == "\\" and i + 1 < len(out):
             match = _POSIX_CLASS.match(out, i)
             if match:
@@ -51,6 +53,8 @@ def translate(pattern: str) -> str:
             pieces.append(out[i : i + 2])
             i += 2
             continue
+        if depth and out.startswith("&&", i):
+            raise ValueError("Java character class intersection (&&) has no equivalent here")
         if out[i] == "[":
             depth += 1
         elif out[i] == "]" and depth:
@@ -65,6 +69,6 @@ def compiled(pattern: str) -> regex.Pattern[str] | None:
     """The pattern, ready for a whole-value match; None (and recorded) if it cannot be translated."""
     try:
         return regex.compile(translate(pattern), regex.V0)
-    except regex.error as error:
+    except (ValueError, regex.error) as error:
         untranslatable[pattern] = str(error)
         return None
