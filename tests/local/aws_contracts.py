@@ -18,9 +18,10 @@ from jobline_local.contracts import throttling
 # (service, operation, member, rule) of every request jobline sends that AWS's model refuses.
 KNOWN_JOBLINE_VIOLATIONS: frozenset[tuple[str, str, str, str]] = frozenset(
     {
-        # batch_service: the payload is a complete CreateTrainingJob request, but jobline never sets
-        # its TrainingJobName (issue 9) - built by the ASL's SubmitServiceJob states from
-        # jobline's backend request (layers/jobline/jobline: the batch_service request builder).
+        # batch_service: serviceRequestPayload is a complete CreateTrainingJob request, but jobline
+        # never sets its TrainingJobName (issue 9). Built by layers/jobline/jobline/runs.py
+        # _service_input (the catalog even forbids it: catalog.py, BatchServiceBackend.training),
+        # joined by the SubmitServiceJob states of statemachines/run.asl.json.
         ("batch", "SubmitServiceJob", "serviceRequestPayload.TrainingJobName", "CreateTrainingJob:required"),
     }
 )
