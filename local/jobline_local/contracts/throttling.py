@@ -26,10 +26,11 @@ class Quota:
 
 # (service, operation) -> AWS's default quota and throttling answer.
 DEFAULTS: dict[tuple[str, str], Quota] = {
-    # Batch: 50 TPS for SubmitJob, fixed; "Too Many Requests (Service: AWSBatch; Status Code: 429;
+    # Batch user guide, service quotas (https://docs.aws.amazon.com/batch/latest/userguide/service_limits.html):
+    # 50 TPS for SubmitJob, fixed; "Too Many Requests (Service: AWSBatch; Status Code: 429;
     # Error Code: TooManyRequestsException)" (re:Post knowledge center, aws-batch-requests-error).
     ("batch", "SubmitJob"): Quota(50, 50, "TooManyRequestsException", 429, "Too Many Requests"),
-    # Batch service jobs: SubmitServiceJob 5 TPS (Batch user guide, service quotas).
+    # Batch service jobs: SubmitServiceJob 5 TPS (same page).
     ("batch", "SubmitServiceJob"): Quota(5, 5, "TooManyRequestsException", 429, "Too Many Requests"),
     # SageMaker: ThrottlingException 400 "Rate exceeded" (SageMaker API reference, Common Errors);
     # AWS publishes no default TPS for these two APIs: 1/s is an assumption, set it per stack.
