@@ -43,6 +43,7 @@ def aws_contracts() -> Iterator[contracts.Record]:
                     {
                         "validated": sorted(contracts.record.validated),
                         "violations": sorted({v.key for v in contracts.record.violations}),
+                        "unvalidated": sorted(contracts.record.unvalidated),
                     }
                 )
                 + "\n"

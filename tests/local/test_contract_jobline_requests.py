@@ -101,10 +101,12 @@ def test_every_request_jobline_sends_meets_aws_models_except_the_known_violation
         check=False,
     )
     assert run.returncode == 0, run.stdout[-4000:]
-    validated, violations = set(), set()
+    validated, violations, unvalidated = set(), set(), set()
     for line in record.read_text().splitlines():
         seen = json.loads(line)
         validated |= {tuple(op) for op in seen["validated"]}
         violations |= {tuple(v) for v in seen["violations"]}
+        unvalidated |= {tuple(u) for u in seen["unvalidated"]}
+    assert unvalidated == set()  # every request to an AWS service was mapped to its model and checked
     assert (PYTHON_OPERATIONS | ASL_OPERATIONS) - validated == set()
     assert violations == KNOWN_JOBLINE_VIOLATIONS

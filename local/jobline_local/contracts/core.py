@@ -53,6 +53,8 @@ class Record:
 
     validated: set[tuple[str, str]] = field(default_factory=set)
     violations: list[Violation] = field(default_factory=list)
+    # (service, action, why) of requests to an AWS service that could not be mapped to the model.
+    unvalidated: set[tuple[str, str, str]] = field(default_factory=set)
     # (service, operation, member, rule) let through although they break the model: only tests set
     # this, to hold jobline's own known defects to an exact list while they wait for a fix.
     tolerated: AbstractSet[tuple[str, str, str, str]] = frozenset()
@@ -62,6 +64,7 @@ class Record:
         with self.lock:
             self.validated.clear()
             self.violations.clear()
+            self.unvalidated.clear()
 
 
 record = Record()

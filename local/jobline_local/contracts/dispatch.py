@@ -11,16 +11,18 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
-from jobline_local.contracts.core import Call, Refusal
+from jobline_local.contracts.core import Call, Refusal, record
 
 Handler = Callable[[Call], list[Callable[[], None]]]
 
 
 def _parse(service: str, request: Any, action: str | None) -> tuple[str, dict[str, Any]] | None:
-    """(operation, params) of a request, or None when it is no botocore operation (moto's own API)."""
+    """(operation, params) of a request; None when it is no AWS service's (moto's own API), or
+    when it cannot be mapped to an operation of the model (recorded as unvalidated, and moto
+    answers it as it would)."""
     from botocore.exceptions import UnknownServiceError
     from botocore.model import OperationNotFoundError
-    from moto.core.parse import PROTOCOL_PARSERS
+    from moto.core.parse import PROTOCOL_PARSERS, RequestParserError
     from moto.core.request import determine_request_protocol
     from moto.core.routing import NotFound, get_service_router
     from moto.core.utils import get_service_model
@@ -34,23 +36,30 @@ def _parse(service: str, request: Any, action: str | None) -> tuple[str, dict[st
     try:
         if protocol.startswith("rest"):
             operation, uri_params = get_service_router(service).match(request)
-        elif action:
-            operation = model.operation_model(action)
         else:
-            return None
-    except (OperationNotFoundError, NotImplementedError, LookupError, NotFound):
+            operation = model.operation_model(action or "")
+        parser = PROTOCOL_PARSERS[protocol](operation, map_type=dict)
+        params = parser.parse(
+            {
+                "method": request.method,
+                "values": request.values,
+                "headers": request.headers,
+                "body": request.data,
+                "url_path": request.path,
+                "url_params": uri_params,
+            }
+        )
+    except (
+        OperationNotFoundError,
+        NotImplementedError,
+        LookupError,
+        NotFound,
+        RequestParserError,
+        ValueError,
+    ) as error:
+        with record.lock:
+            record.unvalidated.add((service, action or f"{request.method} {request.path}", type(error).__name__))
         return None
-    parser = PROTOCOL_PARSERS[protocol](operation, map_type=dict)
-    params = parser.parse(
-        {
-            "method": request.method,
-            "values": request.values,
-            "headers": request.headers,
-            "body": request.data,
-            "url_path": request.path,
-            "url_params": uri_params,
-        }
-    )
     return operation.name, dict(params)
 
 

@@ -57,7 +57,10 @@ def configure(rates: dict[str, float | tuple[float, float]] | None = None) -> No
         _overrides.clear()
         _buckets.clear()
         for operation, value in (rates or {}).items():
-            key = next(k for k in DEFAULTS if k[1] == operation)
+            keys = [k for k in DEFAULTS if k[1] == operation]
+            if not keys:
+                raise KeyError(f"no rate quota for {operation}: one of {sorted(k[1] for k in DEFAULTS)}")
+            key = keys[0]
             rate, burst = value if isinstance(value, tuple) else (value, value)
             _overrides[key] = (float(rate), float(burst))
 
