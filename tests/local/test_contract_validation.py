@@ -121,3 +121,13 @@ def test_every_validated_call_is_recorded(aws) -> None:
 
     client(aws, "sqs").list_queues()
     assert ("sqs", "ListQueues") in record.validated
+
+
+def test_s3_refuses_with_invalid_argument(aws) -> None:  # noqa: ANN001
+    s3 = client(aws, "s3")
+    s3.create_bucket(Bucket="run-data")
+    error = refusal(s3.put_object, Bucket="run-data", Key="k", Body=b"x", StorageClass="CHEAP")
+    assert (error["code"], error["status"]) == ("InvalidArgument", 400)
+    assert "'StorageClass'" in error["message"]
+    s3.put_object(Bucket="run-data", Key="k", Body=b"x", StorageClass="STANDARD")
+    assert s3.get_object(Bucket="run-data", Key="k")["Body"].read() == b"x"
