@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 
+from boto3.session import Session
+
 from tests.aws_resources import TRAINING_REQUEST, create_training_queue
 from tests.local.conftest import client, refusal
 
 PAYLOAD = json.dumps({**TRAINING_REQUEST, "RoleArn": "arn:aws:iam::123456789012:role/sm", "TrainingJobName": "t-1"})
 
 
-def test_the_same_token_and_payload_twice_is_rejected(aws) -> None:
+def test_the_same_token_and_payload_twice_is_rejected(aws: Session) -> None:
     batch = client(aws, "batch")
     params = {
         "jobName": "train-1",
@@ -28,7 +30,7 @@ def test_the_same_token_and_payload_twice_is_rejected(aws) -> None:
     assert [job["jobId"] for job in jobs] == [first["jobId"]]  # nothing submitted twice
 
 
-def test_a_token_is_kept_only_once_its_request_was_accepted(aws) -> None:
+def test_a_token_is_kept_only_once_its_request_was_accepted(aws: Session) -> None:
     batch = client(aws, "batch")
     queue = create_training_queue(batch)
     params = {

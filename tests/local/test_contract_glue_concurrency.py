@@ -6,11 +6,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from boto3.session import Session
+
 from jobline_local import moto_adaptations
 from tests.local.conftest import client, refusal
 
 
-def test_a_run_over_max_concurrent_runs_is_refused(aws, monkeypatch: Any) -> None:
+def test_a_run_over_max_concurrent_runs_is_refused(aws: Session, monkeypatch: Any) -> None:
     runs: list[Any] = []
     monkeypatch.setitem(moto_adaptations.hooks, "glue_job_run", lambda job, run: runs.append(run))  # left running
     glue = client(aws, "glue")

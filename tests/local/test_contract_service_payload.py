@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from boto3.session import Session
+
 from tests.aws_resources import TRAINING_REQUEST, create_training_queue
 from tests.local.conftest import client, refusal
 
@@ -20,7 +22,7 @@ def submit(batch: Any, queue: str, payload: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def test_a_payload_without_training_job_name_is_refused(aws) -> None:
+def test_a_payload_without_training_job_name_is_refused(aws: Session) -> None:
     batch = client(aws, "batch")
     queue = create_training_queue(batch)
     error = refusal(batch.submit_service_job, **submit(batch, queue, {**TRAINING_REQUEST, "RoleArn": ROLE}))
@@ -28,7 +30,7 @@ def test_a_payload_without_training_job_name_is_refused(aws) -> None:
     assert "Value null at 'serviceRequestPayload.TrainingJobName' failed to satisfy constraint" in error["message"]
 
 
-def test_a_payload_member_breaking_its_pattern_is_refused(aws) -> None:
+def test_a_payload_member_breaking_its_pattern_is_refused(aws: Session) -> None:
     batch = client(aws, "batch")
     queue = create_training_queue(batch)
     payload = {**TRAINING_REQUEST, "RoleArn": ROLE, "TrainingJobName": "run_1"}
@@ -38,7 +40,7 @@ def test_a_payload_member_breaking_its_pattern_is_refused(aws) -> None:
     assert "regular expression pattern" in error["message"]
 
 
-def test_a_payload_that_is_no_json_object_is_refused(aws) -> None:
+def test_a_payload_that_is_no_json_object_is_refused(aws: Session) -> None:
     batch = client(aws, "batch")
     queue = create_training_queue(batch)
     params = {**submit(batch, queue, {}), "serviceRequestPayload": "[1]"}
@@ -47,7 +49,7 @@ def test_a_payload_that_is_no_json_object_is_refused(aws) -> None:
     assert "Member must be a JSON object (a CreateTrainingJob request)" in error["message"]
 
 
-def test_a_complete_create_training_job_payload_is_accepted(aws) -> None:
+def test_a_complete_create_training_job_payload_is_accepted(aws: Session) -> None:
     batch = client(aws, "batch")
     queue = create_training_queue(batch)
     payload = {**TRAINING_REQUEST, "RoleArn": ROLE, "TrainingJobName": "run-1-attempt-1"}

@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 import pytest
+from boto3.session import Session
 
 from jobline_local.contracts import sfn_history
 from tests.local.conftest import client, refusal
@@ -29,7 +30,7 @@ def finished(sfn: Any, arn: str) -> dict[str, Any]:
     )
 
 
-def test_start_execution_refuses_input_over_256_kib_with_invalid_execution_input(aws) -> None:
+def test_start_execution_refuses_input_over_256_kib_with_invalid_execution_input(aws: Session) -> None:
     sfn = client(aws, "stepfunctions")
     arn = machine(sfn, {"P": {"Type": "Pass", "End": True}}, "P")
     too_big = json.dumps({"data": "x" * LIMIT})
@@ -41,13 +42,13 @@ def test_start_execution_refuses_input_over_256_kib_with_invalid_execution_input
     assert sfn.start_execution(stateMachineArn=arn, name="fits", input=fits)["executionArn"].endswith(":fits")
 
 
-def test_send_task_success_refuses_output_over_256_kib_with_invalid_output(aws) -> None:
+def test_send_task_success_refuses_output_over_256_kib_with_invalid_output(aws: Session) -> None:
     error = refusal(client(aws, "stepfunctions").send_task_success, taskToken="t", output="1" * (LIMIT + 1))
     assert (error["code"], error["status"]) == ("InvalidOutput", 400)
     assert "'output'" in error["message"]
 
 
-def test_state_output_over_256_kib_fails_with_states_data_limit_exceeded(aws) -> None:
+def test_state_output_over_256_kib_fails_with_states_data_limit_exceeded(aws: Session) -> None:
     sfn = client(aws, "stepfunctions")
     double = {"Type": "Pass", "Parameters": {"a.$": "$.data", "b.$": "$.data"}, "End": True}
     arn = machine(sfn, {"Double": double}, "Double")
@@ -56,7 +57,7 @@ def test_state_output_over_256_kib_fails_with_states_data_limit_exceeded(aws) ->
     assert (ended["status"], ended["error"]) == ("FAILED", "States.DataLimitExceeded")
 
 
-def test_an_execution_whose_history_reaches_the_cap_fails(aws, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_execution_whose_history_reaches_the_cap_fails(aws: Session, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sfn_history, "HISTORY_CAP", 40)  # 25,000 events take too long to make here
     sfn = client(aws, "stepfunctions")
     loop = {"Type": "Pass", "Next": "Again"}
@@ -75,7 +76,7 @@ def test_an_execution_whose_history_reaches_the_cap_fails(aws, monkeypatch: pyte
     assert events[-1]["type"] == "ExecutionFailed"
 
 
-def test_an_execution_under_the_cap_runs_on(aws, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_execution_under_the_cap_runs_on(aws: Session, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sfn_history, "HISTORY_CAP", 40)
     sfn = client(aws, "stepfunctions")
     arn = machine(sfn, {"P": {"Type": "Pass", "Next": "Done"}, "Done": {"Type": "Succeed"}}, "P")

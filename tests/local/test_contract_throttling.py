@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import pytest
+from boto3.session import Session
 
 from jobline_local.contracts import throttling
 from tests.aws_resources import TRAINING_REQUEST, create_batch, create_training_queue
@@ -73,7 +74,7 @@ CASES = {
 
 
 @pytest.mark.parametrize("operation", list(CASES))
-def test_a_call_over_the_rate_is_throttled_as_aws_throttles(aws, operation: str) -> None:
+def test_a_call_over_the_rate_is_throttled_as_aws_throttles(aws: Session, operation: str) -> None:
     make, code, status = CASES[operation]
     call, params = make(aws)
     throttling.configure({operation: (0.001, 1)})  # one call, then (practically) no refill
@@ -83,7 +84,7 @@ def test_a_call_over_the_rate_is_throttled_as_aws_throttles(aws, operation: str)
     assert (error["code"], error["status"]) == (code, status)
 
 
-def test_tokens_refill_at_the_configured_rate(monkeypatch: pytest.MonkeyPatch, aws) -> None:
+def test_tokens_refill_at_the_configured_rate(monkeypatch: pytest.MonkeyPatch, aws: Session) -> None:
     now = [1000.0]
     monkeypatch.setattr(throttling.time, "monotonic", lambda: now[0])
     call, params = _submit_job(aws)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import botocore.session
 import pytest
+from boto3.session import Session
 from botocore.model import StringShape
 
 from jobline_local.contracts import patterns, validation
@@ -69,7 +70,7 @@ def test_the_validator_names_the_member_and_the_rule(params: dict, member: str, 
     assert (member, rule) in found
 
 
-def test_sagemaker_refuses_a_bad_name_with_validation_exception(aws) -> None:
+def test_sagemaker_refuses_a_bad_name_with_validation_exception(aws: Session) -> None:
     sagemaker = client(aws, "sagemaker")
     error = refusal(sagemaker.describe_processing_job, ProcessingJobName="bad_name")
     assert (error["code"], error["status"]) == ("ValidationException", 400)
@@ -83,7 +84,7 @@ def test_sagemaker_refuses_a_bad_name_with_validation_exception(aws) -> None:
     )
 
 
-def test_glue_refuses_with_invalid_input_exception(aws) -> None:
+def test_glue_refuses_with_invalid_input_exception(aws: Session) -> None:
     glue = client(aws, "glue")
     error = refusal(glue.get_job_run, JobName="job", RunId="r" * 256)
     assert (error["code"], error["status"]) == ("InvalidInputException", 400)
@@ -92,7 +93,7 @@ def test_glue_refuses_with_invalid_input_exception(aws) -> None:
     assert refusal(glue.get_job_run, JobName="job", RunId="r" * 255)["code"] == "EntityNotFoundException"
 
 
-def test_dynamodb_refuses_with_validation_exception(aws) -> None:
+def test_dynamodb_refuses_with_validation_exception(aws: Session) -> None:
     dynamodb = client(aws, "dynamodb")
     error = refusal(dynamodb.get_item, TableName="t" * 1025, Key={"pk": {"S": "a"}})
     assert (error["code"], error["status"]) == ("ValidationException", 400)
@@ -100,7 +101,7 @@ def test_dynamodb_refuses_with_validation_exception(aws) -> None:
     assert refusal(dynamodb.get_item, TableName="t", Key={"pk": {"S": "a"}})["code"] == "ResourceNotFoundException"
 
 
-def test_batch_refuses_with_client_exception(aws) -> None:
+def test_batch_refuses_with_client_exception(aws: Session) -> None:
     batch = client(aws, "batch")
     error = refusal(batch.list_jobs, jobQueue="q", jobStatus="DONE")
     assert (error["code"], error["status"]) == ("ClientException", 400)
@@ -108,7 +109,7 @@ def test_batch_refuses_with_client_exception(aws) -> None:
     assert "does not exist" in refusal(batch.list_jobs, jobQueue="q", jobStatus="SUCCEEDED")["message"]
 
 
-def test_step_functions_refuses_with_validation_exception(aws) -> None:
+def test_step_functions_refuses_with_validation_exception(aws: Session) -> None:
     sfn = client(aws, "stepfunctions")
     arn = "arn:aws:states:us-east-1:123456789012:execution:m:" + "e" * 300
     error = refusal(sfn.describe_execution, executionArn=arn)
@@ -116,14 +117,14 @@ def test_step_functions_refuses_with_validation_exception(aws) -> None:
     assert "'executionArn'" in error["message"]
 
 
-def test_every_validated_call_is_recorded(aws) -> None:
+def test_every_validated_call_is_recorded(aws: Session) -> None:
     from jobline_local.contracts import record
 
     client(aws, "sqs").list_queues()
     assert ("sqs", "ListQueues") in record.validated
 
 
-def test_s3_refuses_with_invalid_argument(aws) -> None:  # noqa: ANN001
+def test_s3_refuses_with_invalid_argument(aws: Session) -> None:
     s3 = client(aws, "s3")
     s3.create_bucket(Bucket="run-data")
     error = refusal(s3.put_object, Bucket="run-data", Key="k", Body=b"x", StorageClass="CHEAP")
