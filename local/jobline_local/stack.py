@@ -25,7 +25,7 @@ from urllib.parse import parse_qs
 import boto3
 from botocore.config import Config
 
-from jobline_local import adaptations
+from jobline_local import adaptations, contracts
 from jobline_local.activity import Activity
 from jobline_local.apicalls import ApiCounter
 from jobline_local.client import state_dir_owner
@@ -119,6 +119,7 @@ class Stack:
         shutil.rmtree(state_dir / "logs", ignore_errors=True)
         (state_dir / "logs").mkdir(parents=True)
         adaptations.install()
+        contracts.install()  # AWS's contracts on every request the server receives (docs/CONTRACTS.md)
         endpoint = self._start_server()
         self._configure_moto(endpoint)
         clients = Clients(endpoint, options.region)

@@ -1,4 +1,5 @@
-"""Tests of the local stack's parts, in-process on moto with jobline's adaptations installed."""
+"""Tests of the local stack's parts, in-process on moto with jobline's adaptations (and, for the contract
+tests, AWS's contracts) installed."""
 
 from __future__ import annotations
 
@@ -11,15 +12,18 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.config import Config
+from botocore.exceptions import ClientError
 from moto import mock_aws
 
 from jobline.state_changes import MODELS
-from jobline_local import adaptations
+from jobline_local import adaptations, contracts
 from jobline_local.activity import Activity
+from jobline_local.contracts import throttling
 from jobline_local.emulated.batch_service_compute import LocalServiceJobs
 from jobline_local.emulated.glue import LocalGlue
 from jobline_local.emulated.sagemaker_processing import LocalProcessing
-from tests.aws_resources import REGION
+from tests.aws_resources import REGION, TEST_ENVIRONMENT
 from tests.local.moto_support import ACCOUNT
 from tests.waiting import wait_until
 
@@ -136,3 +140,38 @@ def local(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[dict[str,
             for stand_in in stand_ins.values():
                 stand_in.stop()
             wait_until(lambda: all(s.active == 0 for s in stand_ins.values()), 15)
+
+
+# ---------------------------------------------------------------- AWS's contracts
+# One attempt: a refusal reaches the test as the service sent it, never hidden by a retry.
+NO_RETRY = Config(retries={"max_attempts": 1, "mode": "standard"})
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[boto3.session.Session]:
+    for key, value in TEST_ENVIRONMENT.items():
+        monkeypatch.setenv(key, value)
+    adaptations.install()
+    contracts.install()
+    throttling.configure(None)
+    contracts.record.clear()
+    contracts.record.tolerated = frozenset()
+    with mock_aws(config={"batch": {"use_docker": False}, "stepfunctions": {"execute_state_machine": True}}):
+        yield boto3.session.Session(region_name=REGION)
+    throttling.configure(None)
+
+
+def client(session: boto3.session.Session, service: str) -> Any:
+    return session.client(service, config=NO_RETRY)
+
+
+def refusal(call: Any, **params: Any) -> dict[str, Any]:
+    """The error a call is answered with: code, message and HTTP status."""
+    with pytest.raises(ClientError) as caught:
+        call(**params)
+    error = caught.value.response
+    return {
+        "code": error["Error"]["Code"],
+        "message": error["Error"]["Message"],
+        "status": error["ResponseMetadata"]["HTTPStatusCode"],
+    }
