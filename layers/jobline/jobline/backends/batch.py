@@ -52,7 +52,9 @@ class BatchBackend(CatalogModel):
         return self
 
 
-# AWS Batch job statuses, in the order a job moves through them, and what each means for a run.
+# AWS Batch job statuses (every JobStatus of the Batch API, checked against botocore's model in
+# tests/unit/backends/test_status_vocabularies.py), in the order a job moves through them, and what
+# each means for a run.
 # Documented in docs/ARCHITECTURE.md ("Status mapping").
 BATCH_RANK = {
     "SUBMITTED": 0,
@@ -71,7 +73,9 @@ BATCH_STATUS = {
     "RUNNING": (RunStatus.RUNNING, Reason.RUNNING),
     "SUCCEEDED": (RunStatus.SUCCEEDED, Reason.COMPLETED),
 }
-# Batch's statusReason when it kills an attempt at Timeout.attemptDurationSeconds.
+# Batch's statusReason when it kills an attempt at Timeout.attemptDurationSeconds; a reason that only
+# mentions a timeout (the job's own message) is not one.
+# https://docs.aws.amazon.com/batch/latest/userguide/job_timeouts.html
 BATCH_TIMEOUT_REASON = "Job attempt duration exceeded timeout"
 
 

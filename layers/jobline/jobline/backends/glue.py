@@ -45,7 +45,9 @@ class GlueBackend(CatalogModel):
         return arguments
 
 
-# Glue job runs (JobRunState, and the `state` of Glue's events).
+# Glue job runs: every JobRunState of the Glue API (tests/unit/backends/test_status_vocabularies.py
+# checks them against botocore's model), the `state` of Glue's events among them.
+# https://docs.aws.amazon.com/glue/latest/dg/aws-glue-api-jobs-runs.html (JobRun structure)
 GLUE_RANK = {
     "WAITING": 0,
     "STARTING": 1,
@@ -56,6 +58,7 @@ GLUE_RANK = {
     "ERROR": 4,
     "TIMEOUT": 4,
     "STOPPED": 4,
+    "EXPIRED": 4,
 }
 GLUE_STATUS = {
     "WAITING": (RunStatus.STARTING, Reason.IN_QUEUE),
@@ -67,6 +70,9 @@ GLUE_STATUS = {
     "ERROR": (RunStatus.FAILED, Reason.JOB_FAILED),
     "TIMEOUT": (RunStatus.TIMEOUT, Reason.TIMEOUT),
     "STOPPED": (RunStatus.STOPPED, Reason.STOPPED_BY_USER),
+    # A run that never got to run in its allowed time (job run queuing): the attempt failed and the
+    # run's retry strategy decides, as for FAILED. Its run time limit is TIMEOUT, a state of its own.
+    "EXPIRED": (RunStatus.FAILED, Reason.JOB_FAILED),
 }
 
 
@@ -77,7 +83,9 @@ def map_glue_state(state: str) -> tuple[RunStatus, Reason]:
 class GlueJobDetail(EventDetail):
     jobName: str
     jobRunId: str
-    state: Literal["WAITING", "STARTING", "RUNNING", "STOPPING", "SUCCEEDED", "FAILED", "ERROR", "TIMEOUT", "STOPPED"]
+    state: Literal[
+        "WAITING", "STARTING", "RUNNING", "STOPPING", "SUCCEEDED", "FAILED", "ERROR", "TIMEOUT", "STOPPED", "EXPIRED"
+    ]
     message: str | None = None
 
 

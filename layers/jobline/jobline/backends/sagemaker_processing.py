@@ -14,8 +14,8 @@ from jobline.backends.base import (
     Observation,
     RunSpec,
     as_event,
+    max_runtime_exceeded,
     observed,
-    ran_out_of_time,
     run_attempt_from_name,
 )
 from jobline.catalog_base import CatalogModel
@@ -53,7 +53,8 @@ class SageMakerProcessingBackend(CatalogModel):
     role_arn: str | None = Field(default=None, description="Execution role; default: the stack's SageMaker role")
 
 
-# SageMaker processing (and training) job statuses.
+# SageMaker processing job statuses: every ProcessingJobStatus of the SageMaker API (checked against
+# botocore's model in tests/unit/backends/test_status_vocabularies.py).
 SAGEMAKER_RANK = {"InProgress": 0, "Stopping": 1, "Completed": 2, "Failed": 2, "Stopped": 2}
 SAGEMAKER_STATUS = {
     "InProgress": (RunStatus.RUNNING, Reason.RUNNING),
@@ -65,7 +66,9 @@ SAGEMAKER_STATUS = {
 
 
 def map_sagemaker_status(status: str, failure_reason: str | None) -> tuple[RunStatus, Reason]:
-    if status in ("Failed", "Stopped") and ran_out_of_time(failure_reason):
+    """A job that its StoppingCondition stopped says MaxRuntimeExceeded in its reason (FailureReason,
+    else ExitMessage); any other Stopped job was stopped by a StopProcessingJob call."""
+    if status in ("Failed", "Stopped") and max_runtime_exceeded(failure_reason):
         return RunStatus.TIMEOUT, Reason.TIMEOUT
     return SAGEMAKER_STATUS[status]
 
