@@ -29,7 +29,7 @@ from tests.unit.backends.conftest import BACKENDS, SETTINGS, job, parse, request
         ),
         (
             job("clean-data", {**BACKENDS["clean-data"], "instance_type": "m5.large"}),
-            "field backend.sagemaker_processing",
+            "field backend.instance_type",
         ),
     ],
 )

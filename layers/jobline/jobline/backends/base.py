@@ -26,6 +26,13 @@ if TYPE_CHECKING:
 RUN_ID_TAG = "jobline:run-id"
 ATTEMPT_TAG = "jobline:attempt"
 _BACKEND_NAME = re.compile(r"^(?P<run_id>[a-z][a-z0-9-]*-[0-9a-f]{20})-(?P<attempt>\d+)$")
+# The one execution role jobline passes to SageMaker: the state machine's iam:PassRole covers the
+# stack's SageMakerExecutionRole alone (template.yaml), so a job naming another role would fail at
+# run time with AccessDenied. The catalog refuses one instead.
+STACK_ROLE_ONLY = (
+    "jobline passes only the stack's SageMaker execution role (its iam:PassRole grant covers that role"
+    " alone); remove {field}, or grant the role in template.yaml and make it the stack's"
+)
 # SageMaker job names are at most 63 characters: "<run id>-<attempt>" must fit.
 SAGEMAKER_NAME_LIMIT = 63
 # SageMaker's name for a job that its StoppingCondition.MaxRuntimeInSeconds stopped: a training

@@ -15,6 +15,7 @@ from pydantic import Field, field_validator
 
 from jobline.backends.base import (
     SAGEMAKER_NAME_LIMIT,
+    STACK_ROLE_ONLY,
     AttemptDetail,
     EventDetail,
     Observation,
@@ -46,7 +47,7 @@ class BatchServiceBackend(CatalogModel):
     type: Literal["batch_service"]
     job_queue: str | None = Field(default=None, description="Service job queue ARN; default: the stack's")
     training: dict[str, Any] = Field(
-        description="CreateTrainingJob request without TrainingJobName; sent as serviceRequestPayload"
+        description="CreateTrainingJob request without TrainingJobName or RoleArn; sent as serviceRequestPayload"
     )
     scheduling_priority: int | None = Field(default=None, ge=0, le=9999)
     share_identifier: str | None = Field(default=None, max_length=255)
@@ -56,6 +57,8 @@ class BatchServiceBackend(CatalogModel):
     def _payload(cls, training: dict[str, Any]) -> dict[str, Any]:
         if "TrainingJobName" in training:
             raise ValueError("TrainingJobName is set by jobline from the run id; remove it")
+        if "RoleArn" in training:
+            raise ValueError(STACK_ROLE_ONLY.format(field="training.RoleArn"))
         for required in ("AlgorithmSpecification", "ResourceConfig", "OutputDataConfig"):
             if required not in training:
                 raise ValueError(f"the training request needs {required}")
