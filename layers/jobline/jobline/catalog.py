@@ -44,8 +44,8 @@ class RetryStrategy(CatalogModel):
         """Seconds to wait before attempt 2, 3, ...; the state machine indexes this by attempt.
 
         A Wait state waits whole seconds, so a fractional delay (interval x a fractional backoff)
-        is rounded up: a retry never comes sooner than declared. The 1e-6 absorbs float error
-        (10 x 1.1**2 is 12.100000000000001, which is 12.1 s and waits 13 s, not 14)."""
+        is rounded up: a retry never comes sooner than declared. Rounding to 1e-6 first absorbs
+        float error (100 x 1.1**2 is 121.00000000000001: 121 s, not 122)."""
         return [
             min(math.ceil(round(self.interval_seconds * self.backoff_rate**k, 6)), self.max_delay_seconds)
             for k in range(self.attempts - 1)

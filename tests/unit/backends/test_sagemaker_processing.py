@@ -31,6 +31,10 @@ from tests.unit.backends.conftest import BACKENDS, SETTINGS, job, parse, request
             job("clean-data", {**BACKENDS["clean-data"], "instance_type": "m5.large"}),
             "field backend.instance_type",
         ),
+        (
+            job("clean-data", {**BACKENDS["clean-data"], "role_arn": "arn:aws:iam::123456789012:role/other"}),
+            r"field backend.role_arn: jobline passes only the stack's SageMaker execution role",
+        ),
     ],
 )
 def test_processing_settings_are_checked_before_anything_runs(spec: dict[str, Any], expected: str) -> None:
