@@ -135,3 +135,26 @@ def test_validate_needs_no_stack(capsys: pytest.CaptureFixture[str], tmp_path: P
         main(["jobs", "validate", str(write(tmp_path, job_spec())), "--stack", "prod"])
     assert exited.value.code == 2
     assert "unrecognized arguments: --stack" in capsys.readouterr().err
+
+
+def test_what_aws_would_refuse_is_reported_with_job_field_and_rule(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A bad cron, a Fargate size AWS has not, a role jobline cannot pass: refused before a deploy."""
+    bad_cron = {**job_spec("nightly"), "triggers": {"schedule": [{"name": "n", "expression": "cron(99 2 * * ? *)"}]}}
+    fargate = job_spec("small", backend={"type": "batch", "vcpu": 0.25, "memory_mib": 8192})
+    role = job_spec(
+        "clean-data",
+        backend={"type": "sagemaker_processing", "image_uri": "x:1", "role_arn": "arn:aws:iam::123456789012:role/r"},
+    )
+    code, out = validate(capsys, write(tmp_path, bad_cron, fargate, role), "--json")
+    assert code == 1
+    found = {(e["job"], e["field"]): e["rule"] for e in json.loads(out)["errors"]}
+    assert set(found) == {
+        ("nightly", "triggers.schedule.0.expression"),
+        ("small", "backend.memory_mib"),
+        ("clean-data", "backend.role_arn"),
+    }
+    assert "'99' is outside 0-59" in found["nightly", "triggers.schedule.0.expression"]
+    assert "does not fit Fargate's 0.25 vCPU" in found["small", "backend.memory_mib"]
+    assert "only the stack's SageMaker execution role" in found["clean-data", "backend.role_arn"]

@@ -15,7 +15,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from jobline.backends import BACKENDS
 from jobline.catalog_base import SECRET_NAME, CatalogModel
 from jobline.errors import CatalogError, CatalogProblem, UnknownJobError
-from jobline.schedule_expressions import Expression
+from jobline.schedule_expressions import Expression, time_zone
 
 JOB_NAME_PATTERN = r"^[a-z][a-z0-9-]{0,38}[a-z0-9]$"
 PARAMETER_NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
@@ -112,7 +112,7 @@ class ScheduleTrigger(CatalogModel):
     @field_validator("timezone")
     @classmethod
     def _timezone(cls, value: str) -> str:
-        Expression("rate(1 day)", value)
+        time_zone(value)  # raises ExpressionError, a ValueError
         return value
 
 

@@ -157,6 +157,14 @@ def _last_weekday(year: int, month: int) -> date:
     return day
 
 
+def time_zone(name: str) -> ZoneInfo:
+    """A schedule's ScheduleExpressionTimezone: an IANA name."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ExpressionError(f"{name!r} is not an IANA time zone name (e.g. UTC, Europe/Paris)") from None
+
+
 _RATE = re.compile(r"^rate\((\d+) (minute|minutes|hour|hours|day|days)\)$")
 _UNIT = {"minute": 60, "hour": 3600, "day": 86400}
 _AT = re.compile(r"^at\((\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)\)$")
@@ -171,10 +179,7 @@ class Expression:
 
     def __post_init__(self) -> None:
         """Parses the expression (and its time zone) now: an ExpressionError names what is wrong."""
-        try:
-            ZoneInfo(self.timezone)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ExpressionError(f"{self.timezone!r} is not an IANA time zone") from None
+        time_zone(self.timezone)
         try:
             self.next_after(datetime(2000, 1, 1, tzinfo=UTC), datetime(2000, 1, 1, tzinfo=UTC))
         except ExpressionError:
@@ -184,7 +189,7 @@ class Expression:
 
     def next_after(self, after: datetime, start: datetime) -> datetime | None:
         """`start`: when the schedule began (rate schedules count from it)."""
-        tz = ZoneInfo(self.timezone)
+        tz = time_zone(self.timezone)
         text = self.text
         if match := _RATE.match(text):
             period = int(match.group(1)) * _UNIT[match.group(2).rstrip("s")]
