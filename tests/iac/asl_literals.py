@@ -34,7 +34,7 @@ CHOICE_VARIABLES = {
     "$.failure.job.StatusReason": "batch timeout reason",
     "$.failure.job.FailureReason": "runtime exceeded pattern",
     "$.failure.job.ExitMessage": "runtime exceeded pattern",
-    "$.described.StatusReason": "runtime exceeded pattern",
+    "$.described.StatusReason": "service timeout reason",
     "$.failure.job.Container.ExitCode": "exit code",
     "$.retry_on_timeout": "catalog flag",
 }
@@ -177,16 +177,19 @@ def _check(literal: Literal, rules: Rules) -> Iterator[str]:
             yield f"not a {backend} status jobline maps (it has {sorted(rules.backends[backend].statuses)})"
     elif kind == "batch timeout reason":
         if value != rules.batch_timeout_reason + "*":
-            yield f"jobline.status recognises a Batch timeout by the prefix {rules.batch_timeout_reason!r}"
+            yield f"jobline recognises a Batch timeout by the prefix {rules.batch_timeout_reason!r}"
     elif kind == "runtime exceeded pattern":
-        core = value.strip("*").lower()
-        if not value.startswith("*") or not value.endswith("*") or "*" in value.strip("*"):
-            yield "must be *<words>*: jobline looks for the words anywhere in the reason"
-        elif not any(core in word for word in rules.runtime_exceeded_words):
-            yield f"not part of a word jobline.status looks for ({rules.runtime_exceeded_words})"
+        if value != f"*{rules.max_runtime_exceeded}*":
+            yield f"jobline recognises SageMaker's runtime limit by {rules.max_runtime_exceeded!r} anywhere in a reason"
+    elif kind == "service timeout reason":
+        if value not in (rules.batch_timeout_reason + "*", f"*{rules.max_runtime_exceeded}*"):
+            yield (
+                f"jobline recognises a service job's timeout by the prefix {rules.batch_timeout_reason!r}"
+                f" or by {rules.max_runtime_exceeded!r} anywhere in the reason"
+            )
     elif kind == "exit code":
         if value != 0:
-            yield "jobline.status.classify_batch_failure tells exit code 0 from any other"
+            yield "jobline.backends.batch.classify_batch_failure tells exit code 0 from any other"
     elif kind == "outcome":
         if set(value) != {"status", "reason"}:
             yield "an outcome is {status, reason}"

@@ -1,7 +1,7 @@
 """jobline's run rules as the ASL checks see them, read from wherever jobline keeps them.
 
-`rules()` is the one place that knows where the vocabularies live: when the backend status
-tables move into jobline/backends/<type>.py, repoint it here and nothing else.
+`rules()` is the one place that knows where the vocabularies live (jobline.status for the run,
+jobline/backends/<type>.py for each backend's statuses and timeout signal).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ class Rules:
     ranks: Mapping[str, int]  # RANK_PENDING -> 0, ...
     run_rank: Mapping[str, int]  # run status -> the rank a row in that status has
     backends: Mapping[str, BackendRules]
-    runtime_exceeded_words: tuple[str, ...]
+    max_runtime_exceeded: str  # SageMaker's word for a job stopped at its maximum runtime
     batch_timeout_reason: str
     is_final_attempt: Callable[[dict[str, Any], int, RunStatus], bool]
 
@@ -39,24 +39,25 @@ class Rules:
 @lru_cache(maxsize=1)
 def rules() -> Rules:
     from jobline import catalog, status
+    from jobline.backends import base, batch, batch_service, glue, sagemaker_processing
 
     def statuses(*tables: Mapping[str, Any]) -> frozenset[str]:
         return frozenset().union(*tables)
 
     backends = {
         "batch": BackendRules(
-            statuses(status.BATCH_RANK, status.BATCH_STATUS),
-            lambda s, reason=None, exit_code=None: status.map_batch_status(s, reason, exit_code),
+            statuses(batch.BATCH_RANK, batch.BATCH_STATUS),
+            lambda s, reason=None, exit_code=None: batch.map_batch_status(s, reason, exit_code),
         ),
         "batch_service": BackendRules(
-            statuses(status.SERVICE_RANK, status.SERVICE_STATUS),
-            lambda s, reason=None: status.map_service_status(s, reason),
+            statuses(batch_service.SERVICE_RANK, batch_service.SERVICE_STATUS),
+            lambda s, reason=None: batch_service.map_service_status(s, reason),
         ),
         "sagemaker_processing": BackendRules(
-            statuses(status.SAGEMAKER_RANK, status.SAGEMAKER_STATUS),
-            lambda s, reason=None: status.map_sagemaker_status(s, reason),
+            statuses(sagemaker_processing.SAGEMAKER_RANK, sagemaker_processing.SAGEMAKER_STATUS),
+            lambda s, reason=None: sagemaker_processing.map_sagemaker_status(s, reason),
         ),
-        "glue": BackendRules(statuses(status.GLUE_RANK, status.GLUE_STATUS), lambda s: status.map_glue_state(s)),
+        "glue": BackendRules(statuses(glue.GLUE_RANK, glue.GLUE_STATUS), lambda s: glue.map_glue_state(s)),
     }
     # The catalog's backend types must be exactly the ones these rules cover.
     (union, *_) = get_args(catalog.Backend)
@@ -69,7 +70,7 @@ def rules() -> Rules:
         ranks={name: getattr(status, name) for name in dir(status) if name.startswith("RANK_")},
         run_rank={s.value: rank for s, rank in status.RUN_RANK.items()},
         backends=backends,
-        runtime_exceeded_words=tuple(status._RUNTIME_EXCEEDED),
-        batch_timeout_reason=status.BATCH_TIMEOUT_REASON,
+        max_runtime_exceeded=base.MAX_RUNTIME_EXCEEDED,
+        batch_timeout_reason=batch.BATCH_TIMEOUT_REASON,
         is_final_attempt=status.is_final_attempt,
     )

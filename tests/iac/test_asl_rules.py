@@ -103,7 +103,8 @@ def test_a_changed_row_literal_is_named_with_its_state_and_path(state: str, plac
         ("$.States.ServiceJobDescribed.Choices[0].StringEquals", "SUCCEEDED_"),
         ("$.States.ClassifyGlueFailure.Choices[0].StringEquals", "TIMED_OUT"),
         ("$.States.ClassifyFailure.Choices[0].And[1].StringMatches", "Job attempt duration exceeded*"),
-        ("$.States.ClassifyProcessingFailure.Choices[0].And[1].Or[0].StringMatches", "*MaxRuntime*Exceeded*"),
+        ("$.States.ClassifyProcessingFailure.Choices[0].And[1].StringMatches", "*MaxRuntime*Exceeded*"),
+        ("$.States.ServiceJobDescribed.Choices[1].And[2].Or[1].StringMatches", "*imeout*"),
         ("$.States.AttemptFailed.Result", {"status": "FAILED", "reason": "Job failed"}),
         ("$.States.Succeeded.Result", {"status": "SUCCESS", "reason": "Completed"}),
     ],
@@ -186,13 +187,18 @@ def _agrees(start: str, data: dict[str, Any], expected: tuple[Any, str]) -> list
 
 
 def _reasons() -> list[str | None]:
-    """No reason, AWS's own, and each of jobline's runtime-exceeded words as written in a sentence
-    and at its start. Step Functions' StringMatches is case-sensitive and JSONPath ASL has no
-    lower-case function: reasons in other casings cannot be matched the way jobline matches them."""
-    words = rules().runtime_exceeded_words
-    written = [f"ProcessingJob stopped: {w} after 3600 s" for w in words]
-    leading = [f"{w.capitalize()} after 3600 s" for w in words]
-    return [None, *AWS_REASONS, *written, *leading]
+    """No reason, AWS's own, each backend's timeout signal at the start of and inside a reason, and
+    reasons that merely mention a timeout (a job's own failure, not its runtime limit)."""
+    exceeded, batch_timeout = rules().max_runtime_exceeded, rules().batch_timeout_reason
+    signals = [
+        f"{exceeded}: the job exceeded its maximum runtime",
+        f"Received status from SageMaker: {exceeded}: Training job exceeded its maximum runtime",
+        batch_timeout,
+        f"{batch_timeout} (3600s)",
+        f"Essential container in task exited: {batch_timeout}",
+    ]
+    lookalikes = ["AlgorithmError: timeout waiting for data", "ClientError: timed out", "max runtime of 60 s reached"]
+    return [None, *AWS_REASONS, *signals, *lookalikes]
 
 
 def _final(backend: str, status: str, *args: Any) -> bool:

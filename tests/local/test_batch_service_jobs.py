@@ -13,7 +13,7 @@ import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
-from jobline.status import map_service_status
+from jobline.backends.batch_service import map_service_status
 from jobline_local.emulated.batch_service_jobs import batch_backend
 from tests.aws_resources import REGION, create_training_queue
 from tests.local.moto_support import client, make_service_queue, original

@@ -10,7 +10,7 @@ import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
-from jobline.status import map_glue_state
+from jobline.backends.glue import map_glue_state
 from jobline_local.emulated import glue as glue_module
 from tests.aws_resources import REGION
 from tests.local.moto_support import ACCOUNT, client, make_glue_job, original

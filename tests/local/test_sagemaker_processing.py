@@ -11,7 +11,7 @@ import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
-from jobline.status import map_sagemaker_status
+from jobline.backends.sagemaker_processing import map_sagemaker_status
 from tests.aws_resources import REGION
 from tests.local.moto_support import ACCOUNT, PROCESSING_REQUEST, client, original
 from tests.waiting import wait_until

@@ -13,7 +13,7 @@ import yaml
 from jobline.catalog import load_catalog
 from jobline.errors import CatalogError
 from jobline.settings import PACKAGED_CATALOG
-from jobline_tools.catalog_check import Problem, problems
+from jobline_tools.catalog_check import check_catalog
 from jobline_tools.cli import main
 from tests.aws_resources import job_spec
 
@@ -76,7 +76,7 @@ def test_each_error_names_its_job_field_and_rule(capsys: pytest.CaptureFixture[s
     [
         pytest.param(
             [{"description": "no name"}, job_spec("fargate", backend={"type": "batch", "vcpu": 3})],
-            [("#0", "name"), ("#0", "backend"), ("fargate", "backend")],
+            [("#0", "name"), ("#0", "backend"), ("fargate", "backend.vcpu")],
             id="jobs",
         ),
         pytest.param([job_spec("twice"), job_spec("twice")], [(None, "(root)")], id="catalog"),
@@ -85,24 +85,31 @@ def test_each_error_names_its_job_field_and_rule(capsys: pytest.CaptureFixture[s
 def test_the_errors_are_exactly_the_loaders(
     tmp_path: Path, jobs: list[dict[str, Any]], where: list[tuple[str | None, str]]
 ) -> None:
-    """Nothing dropped, nothing added: the report is the runtime's CatalogError, line by line."""
+    """Nothing dropped, nothing added: the report is the runtime's CatalogError, problem by problem."""
+    path = write(tmp_path, *jobs)
     with pytest.raises(CatalogError) as raised:
-        load_catalog(write(tmp_path, *jobs))
-    found = problems(str(raised.value))
+        load_catalog(path)
+    found = check_catalog(path).problems
     assert "\n".join(problem.message for problem in found) == str(raised.value)
+    assert [(p.job, p.field, p.rule) for p in found] == [(p.job, p.field, p.rule) for p in raised.value.problems]
     assert [(p.job, p.field) for p in found] == where
     assert all(p.rule and p.message.endswith(p.rule) for p in found)
 
 
 def test_what_make_generate_refuses_is_an_error_too(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    """The schedule time zone is checked when the template is rendered, not by the loader."""
-    path = write(tmp_path, scheduled("nightly-report", timezone="Mars/Base"))
+    """Two schedules that render as one logical id are refused when the template is rendered."""
+    first = {**job_spec("nightly-report"), "triggers": {"schedule": [{"name": "nightly", "expression": "rate(1 day)"}]}}
+    second = {
+        **job_spec("nightly"),
+        "triggers": {"schedule": [{"name": "report-nightly", "expression": "rate(1 day)"}]},
+    }
+    path = write(tmp_path, first, second)
     load_catalog(path)  # the runtime's loader lets it through
     code, out = validate(capsys, path, "--json")
     assert code == 1
     [error] = json.loads(out)["errors"]
-    assert (error["job"], error["field"]) == ("nightly-report", "triggers.schedule[nightly].timezone")
-    assert error["rule"].startswith("'Mars/Base' is not an IANA time zone name")
+    assert (error["job"], error["field"]) == ("nightly", "triggers.schedule[report-nightly].name")
+    assert error["rule"].startswith("renders as logical id ScheduleNightlyReportNightly")
 
 
 def test_an_unreadable_catalog_is_one_error_without_job_or_field(
@@ -113,7 +120,8 @@ def test_an_unreadable_catalog_is_one_error_without_job_or_field(
     code, out = validate(capsys, path, "--json")
     assert code == 1
     [error] = json.loads(out)["errors"]
-    assert (error["job"], error["field"], error["rule"]) == (None, None, None)
+    assert (error["job"], error["field"]) == (None, None)
+    assert error["rule"] == error["message"]
     assert error["message"].startswith(f"cannot read catalog {path}: while parsing")
     assert "line 2, column 3" in error["message"]  # the parser's context lines stay with it
 
@@ -122,15 +130,31 @@ def test_an_unreadable_catalog_is_one_error_without_job_or_field(
     assert out.splitlines()[-1] == f"{tmp_path / 'missing.yaml'}: 1 error"
 
 
-def test_a_line_that_continues_a_problem_stays_with_it() -> None:
-    assert problems("job 'a': field name: too long\n  (see docs)\ncatalog: field jobs: Field required") == [
-        Problem("job 'a': field name: too long\n  (see docs)", "a", "name", "too long\n  (see docs)"),
-        Problem("catalog: field jobs: Field required", None, "jobs", "Field required"),
-    ]
-
-
 def test_validate_needs_no_stack(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     with pytest.raises(SystemExit) as exited:
         main(["jobs", "validate", str(write(tmp_path, job_spec())), "--stack", "prod"])
     assert exited.value.code == 2
     assert "unrecognized arguments: --stack" in capsys.readouterr().err
+
+
+def test_what_aws_would_refuse_is_reported_with_job_field_and_rule(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A bad cron, a Fargate size AWS has not, a role jobline cannot pass: refused before a deploy."""
+    bad_cron = {**job_spec("nightly"), "triggers": {"schedule": [{"name": "n", "expression": "cron(99 2 * * ? *)"}]}}
+    fargate = job_spec("small", backend={"type": "batch", "vcpu": 0.25, "memory_mib": 8192})
+    role = job_spec(
+        "clean-data",
+        backend={"type": "sagemaker_processing", "image_uri": "x:1", "role_arn": "arn:aws:iam::123456789012:role/r"},
+    )
+    code, out = validate(capsys, write(tmp_path, bad_cron, fargate, role), "--json")
+    assert code == 1
+    found = {(e["job"], e["field"]): e["rule"] for e in json.loads(out)["errors"]}
+    assert set(found) == {
+        ("nightly", "triggers.schedule.0.expression"),
+        ("small", "backend.memory_mib"),
+        ("clean-data", "backend.role_arn"),
+    }
+    assert "'99' is outside 0-59" in found["nightly", "triggers.schedule.0.expression"]
+    assert "does not fit Fargate's 0.25 vCPU" in found["small", "backend.memory_mib"]
+    assert "only the stack's SageMaker execution role" in found["clean-data", "backend.role_arn"]

@@ -7,9 +7,14 @@ from typing import Any
 
 import pytest
 
+from jobline import schedule_expressions
 from jobline.catalog import load_catalog, parse_catalog
-from jobline.errors import CatalogError, UnknownJobError
+from jobline.errors import CatalogError, CatalogProblem, UnknownJobError
 from jobline.settings import PACKAGED_CATALOG
+from jobline_local.emulated import scheduler
+from tests.cfn import ROOT
+
+DEMO_CATALOG = ROOT / "examples" / "demo-jobs.yaml"
 
 GOOD: dict[str, Any] = {
     "name": "word-count",
@@ -37,11 +42,82 @@ def test_the_packaged_catalog_is_valid() -> None:
     assert catalog.get("csv-word-count").triggers.s3[0].prefix == "incoming/"
 
 
+def test_the_demo_catalog_is_valid() -> None:
+    assert load_catalog(DEMO_CATALOG).jobs
+
+
 def test_retry_delays_grow_by_backoff_and_are_capped() -> None:
     job = parse_catalog({"jobs": [GOOD]}).jobs[0]
     assert job.retry.delays() == [10, 20]
     capped = parse_catalog(with_change("retry.attempts", 5)).jobs[0]
     assert capped.retry.delays() == [10, 20, 25, 25]
+
+
+def test_a_fractional_retry_delay_is_rounded_up_never_down() -> None:
+    """Wait states wait whole seconds: 15 s x 1.5 is 22.5 s, so the retry waits 23 s."""
+    job = parse_catalog(with_change("retry", {"attempts": 4, "interval_seconds": 15, "backoff_rate": 1.5})).jobs[0]
+    assert job.retry.delays() == [15, 23, 34]  # 15, 22.5, 33.75
+    # Float error does not add a second: 100 x 1.1**2 is 121.00000000000001 in binary floating point.
+    job = parse_catalog(with_change("retry", {"attempts": 3, "interval_seconds": 100, "backoff_rate": 1.1})).jobs[0]
+    assert job.retry.delays() == [100, 110]
+    job = parse_catalog(with_change("retry", {"attempts": 4, "interval_seconds": 100, "backoff_rate": 1.1})).jobs[0]
+    assert job.retry.delays() == [100, 110, 121]
+
+
+def test_an_interval_over_the_delay_cap_is_refused_not_shortened() -> None:
+    with pytest.raises(CatalogError) as error:
+        parse_catalog(with_change("retry", {"attempts": 2, "interval_seconds": 7200}))
+    (problem,) = error.value.problems
+    assert (problem.job, problem.field) == ("word-count", "retry")
+    assert "interval_seconds 7200 is over max_delay_seconds 3600" in problem.rule
+    raised = {"attempts": 2, "interval_seconds": 7200, "max_delay_seconds": 7200}
+    assert parse_catalog(with_change("retry", raised)).jobs[0].retry.delays() == [7200]
+
+
+@pytest.mark.parametrize(
+    ("expression", "timezone"),
+    [
+        ("cron(99 2 * * ? *)", "UTC"),  # minute 99
+        ("cron(0 2 * * * *)", "UTC"),  # neither day field is ?
+        ("cron(0 2 ? * MON#6 *)", "UTC"),
+        ("cron(0 2 * *)", "UTC"),
+        ("rate(0 minutes)", "UTC"),
+        ("at(2026-02-30T10:00:00)", "UTC"),
+        ("at(2026-02-01)", "UTC"),
+        ("cron(0 2 * * ? *)", "Mars/Base"),
+    ],
+)
+def test_a_schedule_the_local_scheduler_cannot_parse_is_refused(expression: str, timezone: str) -> None:
+    schedule = [{"name": "nightly", "expression": expression, "timezone": timezone}]
+    with pytest.raises(CatalogError) as error:
+        parse_catalog(with_change("triggers.schedule", schedule))
+    (problem,) = error.value.problems
+    field = "expression" if timezone == "UTC" else "timezone"
+    assert (problem.job, problem.field) == ("word-count", f"triggers.schedule.0.{field}")
+    with pytest.raises(schedule_expressions.ExpressionError):
+        schedule_expressions.Expression(expression, timezone)
+
+
+def test_the_catalog_and_the_local_scheduler_share_one_parser() -> None:
+    assert scheduler.Expression is schedule_expressions.Expression
+    for expression in ("cron(0 2 ? * MON-FRI *)", "cron(0/15 * L * ? 2030)", "rate(1 day)", "at(2030-01-01T00:00:00)"):
+        schedule = [{"name": "ok", "expression": expression, "timezone": "Europe/Paris"}]
+        assert parse_catalog(with_change("triggers.schedule", schedule)).jobs[0].triggers.schedule[0].expression
+
+
+def test_a_catalog_error_carries_each_problem_with_its_job_field_and_rule() -> None:
+    raw = with_change("timeout_seconds", 5)
+    raw["jobs"].append({**copy.deepcopy(GOOD), "name": "other", "colour": "red"})
+    with pytest.raises(CatalogError) as error:
+        parse_catalog(raw)
+    assert error.value.problems == (
+        CatalogProblem("Input should be greater than or equal to 60", "word-count", "timeout_seconds"),
+        CatalogProblem("Extra inputs are not permitted", "other", "colour"),
+    )
+    assert str(error.value).splitlines() == [
+        "job 'word-count': field timeout_seconds: Input should be greater than or equal to 60",
+        "job 'other': field colour: Extra inputs are not permitted",
+    ]
 
 
 @pytest.mark.parametrize(

@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from jobline import settings
 from jobline.catalog import Catalog, Job, ScheduleTrigger, load_catalog
-from jobline.errors import CatalogError
+from jobline.errors import CatalogError, CatalogProblem
 
 BEGIN_MARKER = "# BEGIN GENERATED: schedules (make generate)"
 END_MARKER = "# END GENERATED: schedules"
@@ -92,15 +92,15 @@ def _scalar(value: str) -> str:
 
 
 def _check_schedule(job: Job, schedule: ScheduleTrigger) -> None:
-    where = f"job {job.name!r}: field triggers.schedule[{schedule.name}]"
+    field = f"triggers.schedule[{schedule.name}]"
     try:
         ZoneInfo(schedule.timezone)
     except (ZoneInfoNotFoundError, ValueError):
-        raise CatalogError(
-            f"{where}.timezone: {schedule.timezone!r} is not an IANA time zone name (e.g. UTC, Europe/Paris)"
-        ) from None
+        rule = f"{schedule.timezone!r} is not an IANA time zone name (e.g. UTC, Europe/Paris)"
+        raise CatalogError(CatalogProblem(rule, job.name, f"{field}.timezone")) from None
     if len(schedule_name(job, schedule)) > MAX_SCHEDULE_NAME:  # the catalog's name patterns prevent this
-        raise CatalogError(f"{where}.name: {schedule_name(job, schedule)!r} is longer than 64 characters")
+        rule = f"{schedule_name(job, schedule)!r} is longer than 64 characters"
+        raise CatalogError(CatalogProblem(rule, job.name, f"{field}.name"))
 
 
 def _render_schedule(job: Job, schedule: ScheduleTrigger) -> list[str]:
@@ -142,10 +142,8 @@ def render_schedules(catalog: Catalog) -> str:
             logical_id = schedule_logical_id(job, schedule)
             here = f"job {job.name!r} schedule {schedule.name!r}"
             if logical_id in seen:
-                raise CatalogError(
-                    f"{here}: field triggers.schedule[{schedule.name}].name: renders as logical id "
-                    f"{logical_id}, like {seen[logical_id]}; rename one of them"
-                )
+                rule = f"renders as logical id {logical_id}, like {seen[logical_id]}; rename one of them"
+                raise CatalogError(CatalogProblem(rule, job.name, f"triggers.schedule[{schedule.name}].name"))
             seen[logical_id] = here
             blocks.append(_render_schedule(job, schedule))
     header = [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import operator
 import re
 from functools import lru_cache, reduce
@@ -13,15 +14,13 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from jobline.backends import BACKENDS
 from jobline.catalog_base import SECRET_NAME, CatalogModel
-from jobline.errors import CatalogError, UnknownJobError
+from jobline.errors import CatalogError, CatalogProblem, UnknownJobError
+from jobline.schedule_expressions import Expression, time_zone
 
 JOB_NAME_PATTERN = r"^[a-z][a-z0-9-]{0,38}[a-z0-9]$"
 PARAMETER_NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
 ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
 RESERVED_ENV_PREFIX = "JOBLINE_"
-SCHEDULE_EXPRESSION = re.compile(
-    r"^(rate\(\d+ (minute|minutes|hour|hours|day|days)\)|cron\((\S+ ){5}\S+\)|at\(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\))$"
-)
 
 
 class RetryStrategy(CatalogModel):
@@ -31,10 +30,24 @@ class RetryStrategy(CatalogModel):
     max_delay_seconds: int = Field(default=3600, ge=0, le=86_400)
     retry_on_timeout: bool = False
 
+    @model_validator(mode="after")
+    def _interval_fits_cap(self) -> RetryStrategy:
+        # The cap bounds the growth of the delays; an interval above it could never be waited.
+        if self.interval_seconds > self.max_delay_seconds:
+            raise ValueError(
+                f"interval_seconds {self.interval_seconds} is over max_delay_seconds {self.max_delay_seconds}:"
+                " raise max_delay_seconds or shorten the interval"
+            )
+        return self
+
     def delays(self) -> list[int]:
-        """Seconds to wait before attempt 2, 3, ...; the state machine indexes this by attempt."""
+        """Seconds to wait before attempt 2, 3, ...; the state machine indexes this by attempt.
+
+        A Wait state waits whole seconds, so a fractional delay (interval x a fractional backoff)
+        is rounded up: a retry never comes sooner than declared. Rounding to 1e-6 first absorbs
+        float error (100 x 1.1**2 is 121.00000000000001: 121 s, not 122)."""
         return [
-            min(round(self.interval_seconds * self.backoff_rate**k), self.max_delay_seconds)
+            min(math.ceil(round(self.interval_seconds * self.backoff_rate**k, 6)), self.max_delay_seconds)
             for k in range(self.attempts - 1)
         ]
 
@@ -92,11 +105,14 @@ class ScheduleTrigger(CatalogModel):
     @field_validator("expression")
     @classmethod
     def _expression(cls, value: str) -> str:
-        if not SCHEDULE_EXPRESSION.match(value):
-            raise ValueError(
-                f"{value!r} is not a schedule expression: use rate(N minutes|hours|days), "
-                "cron(min hour day-of-month month day-of-week year) or at(yyyy-mm-ddThh:mm:ss)"
-            )
+        """Parsed by the parser the local stack's scheduler fires schedules with."""
+        Expression(value)  # raises ExpressionError, a ValueError
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        time_zone(value)  # raises ExpressionError, a ValueError
         return value
 
 
@@ -194,25 +210,28 @@ class Catalog(CatalogModel):
         raise UnknownJobError(f"unknown job {name!r}: the catalog declares {sorted(j.name for j in self.jobs)}")
 
 
-def _describe(error: dict[str, Any], raw: Any) -> str:
+def _describe(error: dict[str, Any], raw: Any) -> CatalogProblem:
     loc = list(error["loc"])
-    where = "catalog"
+    job = None
     if len(loc) >= 2 and loc[0] == "jobs" and isinstance(loc[1], int):
         try:
-            where = f"job {raw['jobs'][loc[1]].get('name', '#' + str(loc[1]))!r}"
+            job = str(raw["jobs"][loc[1]].get("name", f"#{loc[1]}"))
         except (KeyError, IndexError, TypeError, AttributeError):
-            where = f"job #{loc[1]}"
+            job = f"#{loc[1]}"
         loc = loc[2:]
-    # Discriminated unions add the tag ("batch") to the path; it says nothing to the reader.
-    field = ".".join(str(part) for part in loc if part not in {"batch"}) or "(root)"
-    return f"{where}: field {field}: {error['msg']}"
+    # The discriminated union adds the backend's tag (backend.batch.vcpu); it says nothing to the reader.
+    if len(loc) >= 2 and loc[0] == "backend" and loc[1] in BACKENDS:
+        del loc[1]
+    field = ".".join(str(part) for part in loc) or "(root)"
+    # pydantic prefixes the message of a ValueError raised by a validator; the rule is the message.
+    return CatalogProblem(error["msg"].removeprefix("Value error, "), job, field)
 
 
 def parse_catalog(raw: Any) -> Catalog:
     try:
         return Catalog.model_validate(raw)
     except ValidationError as exc:
-        raise CatalogError("\n".join(_describe(e, raw) for e in exc.errors())) from None
+        raise CatalogError(*(_describe(e, raw) for e in exc.errors())) from None
 
 
 def load_catalog(path: Path) -> Catalog:

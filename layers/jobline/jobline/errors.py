@@ -2,13 +2,35 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 
 class JoblineError(Exception):
     """Base class of every error jobline raises on purpose."""
 
 
+@dataclass(frozen=True)
+class CatalogProblem:
+    """One thing wrong with a catalog: the rule it breaks, and where (job and field), when known."""
+
+    rule: str
+    job: str | None = None  # the job's name, or "#<index>" for a job without one; None: the catalog's
+    field: str | None = None  # dotted path in the job (or the catalog); None: not about one field
+
+    def __str__(self) -> str:
+        if self.field is None:
+            return self.rule if self.job is None else f"job {self.job!r}: {self.rule}"
+        where = "catalog" if self.job is None else f"job {self.job!r}"
+        return f"{where}: field {self.field}: {self.rule}"
+
+
 class CatalogError(JoblineError):
-    """The catalog file is unreadable or invalid; the message names the job and the field."""
+    """The catalog file is unreadable or invalid: `problems` says what, each with its job and field
+    (the message is the problems, one a line)."""
+
+    def __init__(self, *problems: CatalogProblem | str) -> None:
+        self.problems = tuple(p if isinstance(p, CatalogProblem) else CatalogProblem(p) for p in problems)
+        super().__init__("\n".join(map(str, self.problems)))
 
 
 class RejectedInput(JoblineError):

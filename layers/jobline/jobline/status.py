@@ -12,7 +12,6 @@ a late event still fills in its attempt's start, stop, exit code and log stream.
 
 from __future__ import annotations
 
-import importlib
 from enum import StrEnum
 from typing import Any
 
@@ -181,27 +180,3 @@ def _attempt_record(observed: dict[str, Any]) -> dict[str, Any]:
 def _earliest(values: Any) -> Any:
     known = [v for v in values if v is not None]
     return min(known) if known else None
-
-
-# The backend status tables lived here before jobline.backends; these names stay importable
-# (lazily: the backend modules import this one) for code written against the old layout.
-_MOVED = {
-    "jobline.backends.base": ("_RUNTIME_EXCEEDED",),
-    "jobline.backends.batch": (
-        "BATCH_RANK",
-        "BATCH_STATUS",
-        "BATCH_TIMEOUT_REASON",
-        "classify_batch_failure",
-        "map_batch_status",
-    ),
-    "jobline.backends.batch_service": ("SERVICE_RANK", "SERVICE_STATUS", "map_service_status"),
-    "jobline.backends.sagemaker_processing": ("SAGEMAKER_RANK", "SAGEMAKER_STATUS", "map_sagemaker_status"),
-    "jobline.backends.glue": ("GLUE_RANK", "GLUE_STATUS", "map_glue_state"),
-}
-
-
-def __getattr__(name: str) -> Any:
-    for module, names in _MOVED.items():
-        if name in names:
-            return getattr(importlib.import_module(module), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -6,7 +6,13 @@ from typing import Any
 
 import pytest
 
-from jobline.backends.batch import BATCH_RANK, BATCH_STATUS, classify_batch_failure, map_batch_status
+from jobline.backends.batch import (
+    BATCH_RANK,
+    BATCH_STATUS,
+    FARGATE_MEMORY_MIB,
+    classify_batch_failure,
+    map_batch_status,
+)
 from jobline.catalog import parse_catalog
 from jobline.errors import CatalogError, RejectedInput
 from jobline.runs import execution_input
@@ -41,6 +47,30 @@ def test_resources_must_fit_the_capacity(backend: dict[str, Any], expected: str)
         parse_catalog({"jobs": [job("word-count", backend)]})
     assert "job 'word-count'" in str(error.value)
     assert expected in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("vcpu", "memory_mib"), [(0.25, 8192), (0.25, 4096), (1, 1024), (2, 4000), (8, 18432), (16, 36864), (32, 65536)]
+)
+def test_fargate_memory_must_fit_the_vcpu(vcpu: float, memory_mib: int) -> None:
+    with pytest.raises(CatalogError) as error:
+        parse_catalog({"jobs": [job("word-count", {"type": "batch", "vcpu": vcpu, "memory_mib": memory_mib})]})
+    (problem,) = error.value.problems
+    assert (problem.job, problem.field) == ("word-count", "backend.memory_mib")
+    assert f"does not fit Fargate's {vcpu:g} vCPU" in problem.rule
+
+
+def test_every_documented_fargate_size_is_accepted_and_other_capacity_is_not_checked() -> None:
+    """The table AWS documents (Batch API, ResourceRequirement.value): 0.25 vCPU takes 512-2048 MiB,
+    ..., 16 vCPU 32-120 GiB in 8 GiB steps, 32 vCPU 60, 120 or 244 GiB."""
+    assert FARGATE_MEMORY_MIB[0.25] == (512, 1024, 2048)
+    assert FARGATE_MEMORY_MIB[16][0::11] == (32768, 122880)
+    sizes = [(vcpu, memory) for vcpu, memory_sizes in FARGATE_MEMORY_MIB.items() for memory in memory_sizes]
+    jobs = [job(f"fargate-{i}", {"type": "batch", "vcpu": v, "memory_mib": m}) for i, (v, m) in enumerate(sizes)]
+    assert len(parse_catalog({"jobs": jobs}).jobs) == len(sizes)
+    # An explicit queue or the GPU capacity is EC2 compute: its sizes are the instance's business.
+    for backend in ({"job_queue": "arn:queue/ec2"}, {"capacity": "gpu"}):
+        parse_catalog({"jobs": [job("word-count", {"type": "batch", "vcpu": 3, "memory_mib": 5000, **backend})]})
 
 
 def test_capacity_picks_the_queue_and_gpu_jobs_get_the_gpu_definition() -> None:

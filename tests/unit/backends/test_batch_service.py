@@ -39,6 +39,10 @@ RUN_ID = "train-model-0123456789abcdef0123"
             job("train-model", {"type": "batch_service", "training": {**TRAINING, "TrainingJobName": "x"}}),
             "TrainingJobName is set by jobline",
         ),
+        (
+            job("train-model", {"type": "batch_service", "training": {**TRAINING, "RoleArn": "arn:aws:iam::1:role/x"}}),
+            r"field backend.training: jobline passes only the stack's SageMaker execution role",
+        ),
     ],
 )
 def test_training_requests_are_checked_before_anything_runs(spec: dict[str, Any], expected: str) -> None:

@@ -29,7 +29,11 @@ from tests.unit.backends.conftest import BACKENDS, SETTINGS, job, parse, request
         ),
         (
             job("clean-data", {**BACKENDS["clean-data"], "instance_type": "m5.large"}),
-            "field backend.sagemaker_processing",
+            "field backend.instance_type",
+        ),
+        (
+            job("clean-data", {**BACKENDS["clean-data"], "role_arn": "arn:aws:iam::123456789012:role/other"}),
+            r"field backend.role_arn: jobline passes only the stack's SageMaker execution role",
         ),
     ],
 )

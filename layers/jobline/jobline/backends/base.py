@@ -26,10 +26,21 @@ if TYPE_CHECKING:
 RUN_ID_TAG = "jobline:run-id"
 ATTEMPT_TAG = "jobline:attempt"
 _BACKEND_NAME = re.compile(r"^(?P<run_id>[a-z][a-z0-9-]*-[0-9a-f]{20})-(?P<attempt>\d+)$")
+# The one execution role jobline passes to SageMaker: the state machine's iam:PassRole covers the
+# stack's SageMakerExecutionRole alone (template.yaml), so a job naming another role would fail at
+# run time with AccessDenied. The catalog refuses one instead.
+STACK_ROLE_ONLY = (
+    "jobline passes only the stack's SageMaker execution role (its iam:PassRole grant covers that role"
+    " alone); remove {field}, or grant the role in template.yaml and make it the stack's"
+)
 # SageMaker job names are at most 63 characters: "<run id>-<attempt>" must fit.
 SAGEMAKER_NAME_LIMIT = 63
-# Words with which SageMaker and Batch service jobs say a job hit its maximum runtime.
-_RUNTIME_EXCEEDED = ("maxruntimeexceeded", "max runtime", "timeout", "timed out", "duration exceeded")
+# SageMaker's name for a job that its StoppingCondition.MaxRuntimeInSeconds stopped: a training
+# job's SecondaryStatus (https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_DescribeTrainingJob.html),
+# which SageMaker writes into a job's FailureReason and Batch relays in a service job's statusReason.
+# Matched as written (case-sensitive, as the state machine's StringMatches is), never as a loose word:
+# "AlgorithmError: timeout waiting for data" is the job's own failure, not its runtime limit.
+MAX_RUNTIME_EXCEEDED = "MaxRuntimeExceeded"
 
 
 @dataclass(frozen=True)
@@ -149,9 +160,9 @@ def as_event(model: type[EventBridgeModel], source: str, detail_type: str, detai
     )
 
 
-def ran_out_of_time(reason: str | None) -> bool:
-    """Whether a SageMaker (or Batch service job) reason says the job hit its maximum runtime."""
-    return bool(reason) and any(word in reason.lower() for word in _RUNTIME_EXCEEDED)
+def max_runtime_exceeded(reason: str | None) -> bool:
+    """Whether a SageMaker (or Batch service job) reason says SageMaker stopped the job at its maximum runtime."""
+    return bool(reason) and MAX_RUNTIME_EXCEEDED in reason
 
 
 def require_queue(queue: str, job_name: str, needs: str) -> str:

@@ -6,7 +6,7 @@ import json
 from typing import TYPE_CHECKING, Any, Literal
 
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from jobline.backends.base import (
     EventDetail,
@@ -27,7 +27,19 @@ if TYPE_CHECKING:
     from jobline.settings import Settings
 
 TYPE = "batch"
-FARGATE_VCPUS = {0.25, 0.5, 1, 2, 4, 8, 16}
+# The vCPU and memory (MiB) pairs a Fargate job may ask for, as the Batch API documents them
+# (ResourceRequirement.value: https://docs.aws.amazon.com/batch/latest/APIReference/API_ResourceRequirement.html;
+# ECS's task size table agrees: https://docs.aws.amazon.com/AmazonECS/latest/developerguide/fargate-tasks-services.html).
+FARGATE_MEMORY_MIB: dict[float, tuple[int, ...]] = {
+    0.25: (512, 1024, 2048),
+    0.5: tuple(range(1024, 4096 + 1, 1024)),
+    1: tuple(range(2048, 8192 + 1, 1024)),
+    2: tuple(range(4096, 16384 + 1, 1024)),
+    4: tuple(range(8192, 30720 + 1, 1024)),
+    8: tuple(range(16384, 61440 + 1, 4096)),
+    16: tuple(range(32768, 122880 + 1, 8192)),
+    32: (61440, 122880, 249856),
+}
 
 
 class BatchBackend(CatalogModel):
@@ -47,12 +59,35 @@ class BatchBackend(CatalogModel):
     def _capacity_fits_resources(self) -> BatchBackend:
         if self.job_queue is None and self.capacity != "gpu" and self.gpu:
             raise ValueError("gpu > 0 needs capacity: gpu (Fargate has no GPUs) or an explicit job_queue")
-        if self.job_queue is None and self.capacity != "gpu" and self.vcpu not in FARGATE_VCPUS:
-            raise ValueError(f"vcpu {self.vcpu} is not a Fargate size; use one of {sorted(FARGATE_VCPUS)}")
         return self
 
+    @field_validator("vcpu")
+    @classmethod
+    def _fargate_vcpu(cls, vcpu: float, info: ValidationInfo) -> float:
+        if _on_fargate(info) and vcpu not in FARGATE_MEMORY_MIB:
+            raise ValueError(f"vcpu {vcpu:g} is not a Fargate size; use one of {sorted(FARGATE_MEMORY_MIB)}")
+        return vcpu
 
-# AWS Batch job statuses, in the order a job moves through them, and what each means for a run.
+    @field_validator("memory_mib")
+    @classmethod
+    def _fargate_memory(cls, memory_mib: int, info: ValidationInfo) -> int:
+        vcpu = info.data.get("vcpu")  # absent when the vcpu itself was refused
+        if _on_fargate(info) and vcpu in FARGATE_MEMORY_MIB and memory_mib not in (sizes := FARGATE_MEMORY_MIB[vcpu]):
+            raise ValueError(
+                f"{memory_mib} MiB does not fit Fargate's {vcpu:g} vCPU, which takes {sizes[0]}-{sizes[-1]} MiB"
+                f" in the steps AWS documents ({', '.join(map(str, sizes))})"
+            )
+        return memory_mib
+
+
+def _on_fargate(info: ValidationInfo) -> bool:
+    """The stack's on_demand and spot queues are Fargate; an explicit queue's compute is unknown here."""
+    return info.data.get("job_queue") is None and info.data.get("capacity") != "gpu"
+
+
+# AWS Batch job statuses (every JobStatus of the Batch API, checked against botocore's model in
+# tests/unit/backends/test_status_vocabularies.py), in the order a job moves through them, and what
+# each means for a run.
 # Documented in docs/ARCHITECTURE.md ("Status mapping").
 BATCH_RANK = {
     "SUBMITTED": 0,
@@ -71,7 +106,9 @@ BATCH_STATUS = {
     "RUNNING": (RunStatus.RUNNING, Reason.RUNNING),
     "SUCCEEDED": (RunStatus.SUCCEEDED, Reason.COMPLETED),
 }
-# Batch's statusReason when it kills an attempt at Timeout.attemptDurationSeconds.
+# Batch's statusReason when it kills an attempt at Timeout.attemptDurationSeconds; a reason that only
+# mentions a timeout (the job's own message) is not one.
+# https://docs.aws.amazon.com/batch/latest/userguide/job_timeouts.html
 BATCH_TIMEOUT_REASON = "Job attempt duration exceeded timeout"
 
 

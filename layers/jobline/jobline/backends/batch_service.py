@@ -15,17 +15,19 @@ from pydantic import Field, field_validator
 
 from jobline.backends.base import (
     SAGEMAKER_NAME_LIMIT,
+    STACK_ROLE_ONLY,
     AttemptDetail,
     EventDetail,
     Observation,
     RunSpec,
     as_event,
+    max_runtime_exceeded,
     observed,
-    ran_out_of_time,
     require_queue,
     run_attempt_from_name,
     run_attempt_from_tags,
 )
+from jobline.backends.batch import BATCH_TIMEOUT_REASON
 from jobline.catalog_base import CatalogModel
 from jobline.clock import from_epoch_ms, iso_z, now_iso
 from jobline.errors import InvalidArguments
@@ -45,7 +47,7 @@ class BatchServiceBackend(CatalogModel):
     type: Literal["batch_service"]
     job_queue: str | None = Field(default=None, description="Service job queue ARN; default: the stack's")
     training: dict[str, Any] = Field(
-        description="CreateTrainingJob request without TrainingJobName; sent as serviceRequestPayload"
+        description="CreateTrainingJob request without TrainingJobName or RoleArn; sent as serviceRequestPayload"
     )
     scheduling_priority: int | None = Field(default=None, ge=0, le=9999)
     share_identifier: str | None = Field(default=None, max_length=255)
@@ -55,6 +57,8 @@ class BatchServiceBackend(CatalogModel):
     def _payload(cls, training: dict[str, Any]) -> dict[str, Any]:
         if "TrainingJobName" in training:
             raise ValueError("TrainingJobName is set by jobline from the run id; remove it")
+        if "RoleArn" in training:
+            raise ValueError(STACK_ROLE_ONLY.format(field="training.RoleArn"))
         for required in ("AlgorithmSpecification", "ResourceConfig", "OutputDataConfig"):
             if required not in training:
                 raise ValueError(f"the training request needs {required}")
@@ -88,9 +92,19 @@ SERVICE_STATUS = {
 }
 
 
+def ran_out_of_time(status_reason: str | None) -> bool:
+    """A service job ran out of time when Batch ended its attempt at timeoutConfig.attemptDurationSeconds
+    (Batch's own timeout reason, as for container jobs) or SageMaker stopped its training job at
+    StoppingCondition.MaxRuntimeInSeconds (Batch relays SageMaker's MaxRuntimeExceeded)."""
+    if not status_reason:
+        return False
+    return status_reason.startswith(BATCH_TIMEOUT_REASON) or max_runtime_exceeded(status_reason)
+
+
 def map_service_status(status: str, status_reason: str | None) -> tuple[RunStatus, Reason]:
-    """Batch service job statuses. A SageMaker job that was stopped or ran out of time ends FAILED
-    in Batch; the reason tells them apart."""
+    """Batch service job statuses (every ServiceJobStatus of the Batch API). A SageMaker job that was
+    stopped or ran out of time ends FAILED in Batch; the reason tells them apart.
+    https://docs.aws.amazon.com/batch/latest/userguide/service-job-status.html"""
     if status == "FAILED" and ran_out_of_time(status_reason):
         return RunStatus.TIMEOUT, Reason.TIMEOUT
     if status == "FAILED":
@@ -125,7 +139,7 @@ class ServiceJobDetail(EventDetail):
 class TrainingJobDetail(EventDetail):
     TrainingJobName: str
     TrainingJobArn: str | None = None
-    TrainingJobStatus: Literal["InProgress", "Completed", "Failed", "Stopping", "Stopped"]
+    TrainingJobStatus: Literal["InProgress", "Completed", "Failed", "Stopping", "Stopped", "Deleting"]
     SecondaryStatus: str | None = None
     FailureReason: str | None = None
     Tags: dict[str, str] = Field(default_factory=dict)

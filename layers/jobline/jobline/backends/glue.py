@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from botocore.exceptions import ClientError
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from jobline.backends.base import EventDetail, Observation, RunSpec, as_event, observed
 from jobline.catalog_base import SECRET_NAME, CatalogModel
@@ -22,6 +22,11 @@ if TYPE_CHECKING:
 
 TYPE = "glue"
 GLUE_WORKER_TYPES = ("Standard", "G.025X", "G.1X", "G.2X", "G.4X", "G.8X", "Z.2X")
+# StartJobRun's MaxCapacity for a Python shell job (JobCommand.Name "pythonshell"): 0.0625 or 1 DPU.
+# Spark jobs of Glue 2.0 and later cannot set it (they take WorkerType and NumberOfWorkers), and the
+# two are exclusive. https://docs.aws.amazon.com/glue/latest/webapi/API_StartJobRun.html
+PYTHON_SHELL_DPUS = (0.0625, 1.0)
+_SPARK_CAPACITY = ("worker_type", "number_of_workers", "execution_class")
 GLUE_RUN_ID_ARGUMENT = "--jobline_run_id"
 GLUE_ATTEMPT_ARGUMENT = "--jobline_attempt"
 
@@ -33,6 +38,18 @@ class GlueBackend(CatalogModel):
     worker_type: Literal[GLUE_WORKER_TYPES] = "G.1X"  # type: ignore[valid-type]
     number_of_workers: int = Field(default=2, ge=1, le=299)
     execution_class: Literal["STANDARD", "FLEX"] = "STANDARD"
+    max_capacity: Literal[PYTHON_SHELL_DPUS] | None = Field(  # type: ignore[valid-type]
+        default=None, description="DPUs of a Python shell job (0.0625 or 1); instead of the Spark settings above"
+    )
+
+    @model_validator(mode="after")
+    def _one_kind_of_capacity(self) -> GlueBackend:
+        if self.max_capacity is not None and (spark := [f for f in _SPARK_CAPACITY if f in self.model_fields_set]):
+            raise ValueError(
+                f"max_capacity (a Python shell job's DPUs) and {', '.join(spark)} (a Spark job's workers)"
+                " are exclusive in StartJobRun: declare one kind of capacity"
+            )
+        return self
 
     @field_validator("arguments")
     @classmethod
@@ -45,7 +62,9 @@ class GlueBackend(CatalogModel):
         return arguments
 
 
-# Glue job runs (JobRunState, and the `state` of Glue's events).
+# Glue job runs: every JobRunState of the Glue API (tests/unit/backends/test_status_vocabularies.py
+# checks them against botocore's model), the `state` of Glue's events among them.
+# https://docs.aws.amazon.com/glue/latest/dg/aws-glue-api-jobs-runs.html (JobRun structure)
 GLUE_RANK = {
     "WAITING": 0,
     "STARTING": 1,
@@ -56,6 +75,7 @@ GLUE_RANK = {
     "ERROR": 4,
     "TIMEOUT": 4,
     "STOPPED": 4,
+    "EXPIRED": 4,
 }
 GLUE_STATUS = {
     "WAITING": (RunStatus.STARTING, Reason.IN_QUEUE),
@@ -67,6 +87,9 @@ GLUE_STATUS = {
     "ERROR": (RunStatus.FAILED, Reason.JOB_FAILED),
     "TIMEOUT": (RunStatus.TIMEOUT, Reason.TIMEOUT),
     "STOPPED": (RunStatus.STOPPED, Reason.STOPPED_BY_USER),
+    # A run that never got to run in its allowed time (job run queuing): the attempt failed and the
+    # run's retry strategy decides, as for FAILED. Its run time limit is TIMEOUT, a state of its own.
+    "EXPIRED": (RunStatus.FAILED, Reason.JOB_FAILED),
 }
 
 
@@ -77,7 +100,9 @@ def map_glue_state(state: str) -> tuple[RunStatus, Reason]:
 class GlueJobDetail(EventDetail):
     jobName: str
     jobRunId: str
-    state: Literal["WAITING", "STARTING", "RUNNING", "STOPPING", "SUCCEEDED", "FAILED", "ERROR", "TIMEOUT", "STOPPED"]
+    state: Literal[
+        "WAITING", "STARTING", "RUNNING", "STOPPING", "SUCCEEDED", "FAILED", "ERROR", "TIMEOUT", "STOPPED", "EXPIRED"
+    ]
     message: str | None = None
 
 
@@ -102,15 +127,22 @@ class Glue:
         job_name = backend.job_name or settings.glue_job_name
         if not job_name:
             raise RejectedInput(f"job {run.job_name!r} names no Glue job and the stack has no default one")
+        capacity: dict[str, Any]
+        if backend.max_capacity is None:
+            capacity = {
+                "WorkerType": backend.worker_type,
+                "NumberOfWorkers": backend.number_of_workers,
+                "ExecutionClass": backend.execution_class,
+            }
+        else:  # a Python shell job: the state machine's RunPythonShellGlueJob sends MaxCapacity instead
+            capacity = {"MaxCapacity": backend.max_capacity}
         return {
             "glue": {
                 "JobName": job_name,
                 # Glue passes job parameters as --name arguments; the job reads them with getResolvedOptions.
                 "Arguments": {**backend.arguments, **{f"--{k.lower()}": v for k, v in run.environment.items()}},
-                "WorkerType": backend.worker_type,
-                "NumberOfWorkers": backend.number_of_workers,
                 "Timeout": -(-run.timeout_seconds // 60),
-                "ExecutionClass": backend.execution_class,
+                **capacity,
             }
         }
 

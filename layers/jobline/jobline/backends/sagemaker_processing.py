@@ -6,16 +6,17 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from botocore.exceptions import ClientError
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from jobline.backends.base import (
     SAGEMAKER_NAME_LIMIT,
+    STACK_ROLE_ONLY,
     EventDetail,
     Observation,
     RunSpec,
     as_event,
+    max_runtime_exceeded,
     observed,
-    ran_out_of_time,
     run_attempt_from_name,
 )
 from jobline.catalog_base import CatalogModel
@@ -50,10 +51,18 @@ class SageMakerProcessingBackend(CatalogModel):
     instance_count: int = Field(default=1, ge=1, le=100)
     volume_size_gb: int = Field(default=30, ge=1, le=16384)
     network_isolation: bool = False
-    role_arn: str | None = Field(default=None, description="Execution role; default: the stack's SageMaker role")
+    role_arn: str | None = Field(default=None, description="Refused: jobline passes only the stack's role")
+
+    @field_validator("role_arn")
+    @classmethod
+    def _passable_role(cls, role_arn: str | None) -> str | None:
+        if role_arn is not None:
+            raise ValueError(STACK_ROLE_ONLY.format(field="role_arn"))
+        return role_arn
 
 
-# SageMaker processing (and training) job statuses.
+# SageMaker processing job statuses: every ProcessingJobStatus of the SageMaker API (checked against
+# botocore's model in tests/unit/backends/test_status_vocabularies.py).
 SAGEMAKER_RANK = {"InProgress": 0, "Stopping": 1, "Completed": 2, "Failed": 2, "Stopped": 2}
 SAGEMAKER_STATUS = {
     "InProgress": (RunStatus.RUNNING, Reason.RUNNING),
@@ -65,7 +74,9 @@ SAGEMAKER_STATUS = {
 
 
 def map_sagemaker_status(status: str, failure_reason: str | None) -> tuple[RunStatus, Reason]:
-    if status in ("Failed", "Stopped") and ran_out_of_time(failure_reason):
+    """A job that its StoppingCondition stopped says MaxRuntimeExceeded in its reason (FailureReason,
+    else ExitMessage); any other Stopped job was stopped by a StopProcessingJob call."""
+    if status in ("Failed", "Stopped") and max_runtime_exceeded(failure_reason):
         return RunStatus.TIMEOUT, Reason.TIMEOUT
     return SAGEMAKER_STATUS[status]
 
@@ -137,7 +148,7 @@ class SageMakerProcessing:
                     }
                 },
                 "StoppingCondition": {"MaxRuntimeInSeconds": run.timeout_seconds},
-                "RoleArn": backend.role_arn or settings.sagemaker_role_arn,
+                "RoleArn": settings.sagemaker_role_arn,
                 "NetworkConfig": {"EnableNetworkIsolation": backend.network_isolation},
                 "ProcessingInputs": [_channel_input(c) for c in backend.inputs],
                 "ProcessingOutputConfig": {"Outputs": [_channel_output(c) for c in backend.outputs]},
