@@ -53,7 +53,7 @@ class CatalogReport:
 def check_catalog(path: Path) -> CatalogReport:
     try:
         catalog = load_catalog(path)
-        codegen.render_schedules(catalog)
+        codegen.render(catalog, codegen.handwritten_rules(codegen.default_template().read_text()))
     except CatalogError as error:
         return CatalogReport(path, None, problems(str(error)))
     return CatalogReport(path, catalog, [])
