@@ -148,8 +148,12 @@ def adapt_event_pattern_json_types() -> None:
 
 def pattern_matches(pattern: dict[str, Any], event: dict[str, Any]) -> bool:
     """Whether an EventBridge (or Lambda event filter) pattern matches, as the local stack decides:
-    moto's matcher with the adaptations above (install() them first)."""
+    moto's matcher with the adaptations above."""
     from moto.events.models import EventPattern
+
+    from jobline_local.adaptations import install
+
+    install()
 
     return EventPattern.load(json.dumps(pattern)).matches_event(event)
 
