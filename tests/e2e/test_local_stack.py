@@ -69,8 +69,8 @@ def test_duplicate_deliveries_give_one_run_each(stack: Stack) -> None:
     key = f"incoming/{unique('dup')}.csv"
     stack.client("s3").put_object(Bucket=stack.bucket, Key=key, Body=b"one,two\n")
     first = stack.wait_run(lambda r: r["trigger"]["source"] == f"s3://{stack.bucket}/{key}")
-    event = json.loads(first["trigger"]["event"])
-    again = stack.invoke("S3TriggerFunction", event)
+    event = json.loads(first["trigger"]["event"])  # the matched event, as the job sees it
+    again = stack.invoke("S3TriggerFunction", {"job": "word-count", "trigger": 0, "event": event})
     assert again["error"] is None
     assert again["payload"]["runs"] == [{"run_id": first["run_id"], "job": "word-count", "created": False}]
     # SQS: the same message id twice (a redelivery), and the same idempotency key in two messages.
