@@ -1,11 +1,9 @@
-"""S3 `Object Created` (via EventBridge) -> runs of every job whose S3 trigger matches the key."""
+"""S3 `Object Created` (via EventBridge), delivered by the generated rule of one job's S3 trigger -> its run."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools.utilities.parser import parse
-from aws_lambda_powertools.utilities.parser.models import S3EventNotificationEventBridgeModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from jobline import intake, triggers
@@ -16,10 +14,4 @@ from jobline.observability import logger, metrics, tracer
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return intake.handle(
-        event,
-        "s3",
-        lambda deps: triggers.from_s3(
-            parse(event=event, model=S3EventNotificationEventBridgeModel), event, deps.catalog
-        ),
-    )
+    return intake.handle(event, "s3", lambda deps: triggers.from_s3(event, deps.catalog))

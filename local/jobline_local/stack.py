@@ -80,18 +80,14 @@ class Clients:
 
 
 def load_template(path: Path, catalog: Path | None) -> dict[str, Any]:
-    """template.yaml; with a catalog override, its generated schedules are rendered from that
-    catalog exactly as `make generate` would render them."""
+    """template.yaml; with a catalog override, its generated triggers (schedules, S3 and bus
+    rules) are rendered from that catalog exactly as `make generate` would render them."""
     text = path.read_text()
     if catalog is not None:
         from jobline.catalog import load_catalog
         from jobline_tools import codegen
 
-        begin, end = text.find(codegen.BEGIN_MARKER), text.find(codegen.END_MARKER)
-        if begin >= 0 and end > begin:
-            start = text.index("\n", begin) + 1
-            line_start = text.rfind("\n", 0, end) + 1
-            text = text[:start] + codegen.render_schedules(load_catalog(catalog)) + text[line_start:]
+        text = codegen.replace_block(text, codegen.render(load_catalog(catalog), codegen.handwritten_rules(text)))
     return parse_yaml(text)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import fnmatch
+import json
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -198,7 +200,7 @@ def test_sqs_trigger_reports_partial_batch_failures() -> None:
 
 def test_every_eventbridge_rule_event_has_a_dlq_and_a_retry_policy() -> None:
     events = list(_function_events("EventBridgeRule"))
-    assert {f for f, _, _ in events} == {"S3TriggerFunction", "BusTriggerFunction", "StateChangeFunction"}
+    assert {f for f, _, _ in events} == {"StateChangeFunction"}
     for function_id, event_id, props in events:
         where = f"{function_id}.{event_id}"
         assert props.get("DeadLetterConfig") == {"Arn": {"Fn::GetAtt": ["EventDeadLetterQueue", "Arn"]}}, where
@@ -206,7 +208,94 @@ def test_every_eventbridge_rule_event_has_a_dlq_and_a_retry_policy() -> None:
         assert {"MaximumRetryAttempts", "MaximumEventAgeInSeconds"} <= set(retry), where
 
 
-def test_the_event_dlq_admits_exactly_the_generated_rules() -> None:
+RULE_TARGETS = {"s3": "S3TriggerFunction", "bus": "BusTriggerFunction"}
+
+
+def _trigger_rules() -> dict[str, dict[str, Any]]:
+    """The generated S3 and bus trigger rules (jobline_tools.codegen)."""
+    return {k: v for k, v in _resources("AWS::Events::Rule").items() if k.startswith(("S3Rule", "BusRule"))}
+
+
+def _rule_arn(rule: dict[str, Any], token: str) -> str:
+    """The rule's ARN with the stack token (and the pseudo parameters) as fixed strings."""
+    name_template, variables = rule["Properties"]["Name"]["Fn::Sub"]
+    assert variables == {"StackToken": STACK_TOKEN}, "the rule's name must carry the stack token"
+    name = name_template.replace("${StackToken}", token)
+    bus = "JOBBUS/" if rule["Properties"].get("EventBusName") == {"Ref": "JobBus"} else ""
+    return f"arn:PARTITION:events:REGION:ACCOUNT:rule/{bus}{name}"
+
+
+def _arn_pattern(sub: dict[str, Any], token: str) -> str:
+    text, variables = sub["Fn::Sub"]
+    assert variables == {"StackToken": STACK_TOKEN}
+    for name, value in {
+        "${StackToken}": token,
+        "${AWS::Partition}": "PARTITION",
+        "${AWS::Region}": "REGION",
+        "${AWS::AccountId}": "ACCOUNT",
+        "${JobBus}": "JOBBUS",
+    }.items():
+        text = text.replace(name, value)
+    return text
+
+
+STACK_TOKEN = {
+    "Fn::Select": [0, {"Fn::Split": ["-", {"Fn::Select": [2, {"Fn::Split": ["/", {"Ref": "AWS::StackId"}]}]}]}]
+}
+
+
+def test_every_trigger_rule_has_a_dlq_a_retry_policy_and_names_its_job() -> None:
+    rules = _trigger_rules()
+    assert {k[:2] for k in rules} == {"S3", "Bu"}, "the packaged catalog has S3 and bus triggers"
+    for rule_id, rule in rules.items():
+        props = rule["Properties"]
+        kind = "s3" if rule_id.startswith("S3Rule") else "bus"
+        (target,) = props["Targets"]
+        assert target["Arn"] == {"Fn::GetAtt": [RULE_TARGETS[kind], "Arn"]}, rule_id
+        assert target["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": ["EventDeadLetterQueue", "Arn"]}}, rule_id
+        assert {"MaximumRetryAttempts", "MaximumEventAgeInSeconds"} <= set(target["RetryPolicy"]), rule_id
+        template_input = target["InputTransformer"]["InputTemplate"]
+        assert template_input.endswith('"event": <aws.events.event.json>}'), rule_id
+        job = json.loads(template_input.replace("<aws.events.event.json>", "null"))["job"]
+        assert f"-{kind}-{job}-" in props["Name"]["Fn::Sub"][0], rule_id
+        assert props["State"] == "ENABLED"
+        if kind == "s3":
+            assert "EventBusName" not in props  # the default bus, where S3 sends its events
+            assert props["EventPattern"]["source"] == ["aws.s3"]
+            assert props["EventPattern"]["detail-type"] == ["Object Created"]
+            assert props["EventPattern"]["detail"]["bucket"]["name"] == [{"Ref": "InputBucket"}]
+        else:
+            assert props["EventBusName"] == {"Ref": "JobBus"}
+
+
+def test_only_the_trigger_rules_may_invoke_the_trigger_functions_and_use_the_dlq() -> None:
+    """One wildcard statement per function (Lambda's 20 KB function policy, SQS's 8 KB queue
+    policy), held to this stack's rule names: every generated rule fits it, other names do not."""
+    permissions = {
+        p["Properties"]["FunctionName"]["Fn::GetAtt"][0]: p for p in _resources("AWS::Lambda::Permission").values()
+    }
+    policy = resource("EventDeadLetterQueuePolicy")["Properties"]["PolicyDocument"]
+    (dead_letters,) = [s for s in policy["Statement"] if s["Sid"] == "TriggerRuleDeadLetters"]
+    assert dead_letters["Condition"]["StringEquals"] == {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}
+    dlq_patterns = [_arn_pattern(sub, "T0KEN") for sub in dead_letters["Condition"]["ArnLike"]["aws:SourceArn"]]
+    for kind, function in RULE_TARGETS.items():
+        props = permissions[function]["Properties"]
+        assert (props["Principal"], props["Action"]) == ("events.amazonaws.com", "lambda:InvokeFunction")
+        assert props["SourceAccount"] == {"Ref": "AWS::AccountId"}
+        allowed = _arn_pattern(props["SourceArn"], "T0KEN")
+        rules = [r for k, r in _trigger_rules().items() if k.startswith("S3Rule" if kind == "s3" else "BusRule")]
+        assert rules
+        for rule in rules:
+            assert fnmatch.fnmatchcase(_rule_arn(rule, "T0KEN"), allowed)
+            assert not fnmatch.fnmatchcase(_rule_arn(rule, "OTHER"), allowed), "another stack's rule"
+            assert [p for p in dlq_patterns if fnmatch.fnmatchcase(_rule_arn(rule, "T0KEN"), p)]
+        other_kind = next(f for k, f in RULE_TARGETS.items() if k != kind)
+        assert not fnmatch.fnmatchcase(
+            allowed.replace("*", "x"), _arn_pattern(permissions[other_kind]["Properties"]["SourceArn"], "T0KEN")
+        )
+
+
+def test_the_event_dlq_admits_exactly_the_sam_rules() -> None:
     """SAM names each rule <function><event>; the queue policy must follow renames."""
     policies = [
         p["Properties"]["PolicyDocument"]
@@ -214,15 +303,17 @@ def test_the_event_dlq_admits_exactly_the_generated_rules() -> None:
         if {"Ref": "EventDeadLetterQueue"} in p["Properties"]["Queues"]
     ]
     (policy,) = policies
-    by_service = {s["Principal"]["Service"]: s for s in policy["Statement"]}
-    events_statement = by_service["events.amazonaws.com"]
-    source_arns = events_statement["Condition"]["ArnEquals"]["aws:SourceArn"]
+    by_sid = {s["Sid"]: s for s in policy["Statement"]}
+    source_arns = by_sid["EventBridgeRuleDeadLetters"]["Condition"]["ArnEquals"]["aws:SourceArn"]
     expected = [{"Fn::GetAtt": [f + e, "Arn"]} for f, e, _ in _function_events("EventBridgeRule")]
     assert sorted(map(str, source_arns)) == sorted(map(str, expected))
     for statement in policy["Statement"]:
         assert statement["Action"] == "sqs:SendMessage"
         assert "aws:SourceAccount" in statement["Condition"]["StringEquals"]
-    assert "scheduler.amazonaws.com" in by_service
+    assert {s["Principal"]["Service"] for s in policy["Statement"]} == {
+        "events.amazonaws.com",
+        "scheduler.amazonaws.com",
+    }
 
 
 def test_async_function_failures_land_in_the_event_dlq() -> None:
@@ -242,20 +333,6 @@ def test_every_schedule_has_a_dlq_and_a_retry_policy() -> None:
         assert {"MaximumRetryAttempts", "MaximumEventAgeInSeconds"} <= set(target["RetryPolicy"]), schedule_id
         assert target["Arn"] == {"Fn::GetAtt": ["ScheduleTriggerFunction", "Arn"]}
         assert schedule["Properties"]["GroupName"] == {"Ref": "JobSchedulesGroup"}
-
-
-def test_s3_rule_listens_to_the_input_bucket_only() -> None:
-    (props,) = [p for f, _, p in _function_events("EventBridgeRule") if f == "S3TriggerFunction"]
-    assert "EventBusName" not in props  # the default bus, where S3 sends its events
-    assert props["Pattern"]["source"] == ["aws.s3"]
-    assert props["Pattern"]["detail-type"] == ["Object Created"]
-    assert props["Pattern"]["detail"]["bucket"]["name"] == [{"Ref": "InputBucket"}]
-
-
-def test_bus_rule_ignores_joblines_own_notifications() -> None:
-    (props,) = [p for f, _, p in _function_events("EventBridgeRule") if f == "BusTriggerFunction"]
-    assert props["EventBusName"] == {"Ref": "JobBus"}
-    assert props["Pattern"] == {"source": [{"anything-but": ["jobline"]}]}
 
 
 def test_state_change_rules_filter_joblines_job_queues() -> None:

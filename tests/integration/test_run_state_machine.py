@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aws_lambda_powertools.utilities.parser.models import S3EventNotificationEventBridgeModel
 
 from jobline import triggers
 from tests.aws_resources import job_spec
@@ -21,14 +20,13 @@ from tests.integration.conftest import (
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
-S3_EVENT = json.loads((Path(__file__).parents[2] / "events" / "s3-object-created.json").read_text())
+S3_DELIVERY = json.loads((Path(__file__).parents[2] / "events" / "s3-object-created.json").read_text())
 
 
 def s3_request(deps: Any, key: str = "incoming/orders.csv", sequencer: str = "00617F08299329D189") -> Any:
-    event = copy.deepcopy(S3_EVENT)
-    event["detail"]["object"].update(key=key, sequencer=sequencer)
-    parsed = S3EventNotificationEventBridgeModel.model_validate(event)
-    (request,) = triggers.from_s3(parsed, event, deps.catalog)
+    delivery = copy.deepcopy(S3_DELIVERY)
+    delivery["event"]["detail"]["object"].update(key=key, sequencer=sequencer)
+    (request,) = triggers.from_s3(delivery, deps.catalog)
     return request
 
 

@@ -9,7 +9,9 @@ from typing import Any
 import pytest
 from moto import mock_aws
 
+from jobline.event_patterns import OPERATORS, TOP_LEVEL_FIELDS, check
 from jobline_local.adaptations import hooks
+from jobline_local.adaptations.delivery import lambda_target_payload, pattern_matches
 from tests.aws_resources import REGION
 from tests.local.moto_support import client, original
 
@@ -108,3 +110,196 @@ def test_s3_eventbridge_notification() -> None:
         assert "version-id" not in first["detail"]["object"]  # versioning is off
         assert first["detail"]["reason"] == "PutObject"
         assert first["source"] == "aws.s3"
+
+
+# ---------------------------------------------------------------- rule matching
+# EventBridge's documented pattern examples (user guide: "Comparison operators for use in event
+# patterns" eb-create-pattern-operators.html, "Content filtering" eb-event-patterns-content-based-
+# filtering.html, "Arrays in event patterns", "Matching null values and empty strings"), as
+# (pattern, event, EventBridge's answer). The local stack matches rules with moto's matcher;
+# each row is asserted against it, so a moto that matches otherwise fails here.
+EC2 = {
+    "version": "0",
+    "id": "7bf73129-1428-4cd3-a780-95db273d1602",
+    "detail-type": "EC2 Instance State-change Notification",
+    "source": "aws.ec2",
+    "account": "123456789012",
+    "time": "2015-11-11T21:29:54Z",
+    "region": "us-east-1",
+    "resources": ["arn:aws:ec2:us-east-1:123456789012:instance/i-abcd1111"],
+    "detail": {"instance-id": "i-abcd1111", "state": "pending"},
+}
+
+
+def ec2(**detail: Any) -> dict[str, Any]:
+    return EC2 | {"detail": detail}
+
+
+DOCUMENTED = [
+    # exact values, a list is OR, fields are AND; an event array matches on any element
+    ({"source": ["aws.ec2", "aws.fargate"]}, EC2, True),
+    ({"source": ["aws.ec2"], "detail": {"state": ["running"]}}, EC2, False),
+    ({"detail": {"state": ["running"]}}, ec2(state=["initializing", "running"]), True),
+    ({"resources": ["arn:aws:ec2:us-east-1:123456789012:instance/i-abcd1111", "x"]}, EC2, True),
+    ({"detail": {"eventVersion": [""]}}, ec2(eventVersion=""), True),
+    ({"detail": {"responseElements": [None]}}, ec2(responseElements=None), True),
+    ({"detail": {"eventVersion": [None]}}, ec2(eventVersion=""), False),  # null and "" are not interchangeable
+    ({"detail": {"responseElements": [""]}}, ec2(responseElements=None), False),
+    ({"detail": {"severity": {"score": [1]}, "count": [2]}}, ec2(severity={"score": 1}, count=2), True),
+    # prefix / suffix, and with equals-ignore-case
+    ({"time": [{"prefix": "2015-11-11"}]}, EC2, True),
+    ({"region": [{"prefix": "eu-"}]}, EC2, False),
+    ({"detail": {"service": [{"prefix": {"equals-ignore-case": "EventB"}}]}}, ec2(service="eventbridge"), True),
+    ({"detail": {"service": [{"prefix": {"equals-ignore-case": "EventB"}}]}}, ec2(service="my-eventb"), False),
+    ({"detail": {"FileName": [{"suffix": ".png"}]}}, ec2(FileName="a.png"), True),
+    ({"detail": {"FileName": [{"suffix": ".png"}]}}, ec2(FileName="a.PNG"), False),
+    ({"detail": {"FileName": [{"suffix": {"equals-ignore-case": ".png"}}]}}, ec2(FileName="a.PNG"), True),
+    ({"detail": {"state": [{"prefix": "pen"}]}}, ec2(state=5), False),  # prefix only matches strings
+    # equals-ignore-case
+    ({"detail": {"Name": [{"equals-ignore-case": "alice"}]}}, ec2(Name="ALICE"), True),
+    ({"detail": {"Name": [{"equals-ignore-case": "alice"}]}}, ec2(Name="alicia"), False),
+    # wildcard: * is any run of characters (none included); `?` is a plain character; \* a star
+    ({"detail": {"FilePath": [{"wildcard": "dir/*.png"}]}}, ec2(FilePath="dir/a/b.png"), True),
+    ({"detail": {"FilePath": [{"wildcard": "dir/*.png"}]}}, ec2(FilePath="dir/.png"), True),
+    ({"detail": {"FilePath": [{"wildcard": "dir/*.png"}]}}, ec2(FilePath="other/a.png"), False),
+    ({"detail": {"Name": [{"wildcard": "a?c"}]}}, ec2(Name="abc"), False),
+    ({"detail": {"Name": [{"wildcard": "a?c"}]}}, ec2(Name="a?c"), True),
+    ({"detail": {"Name": [{"wildcard": "a\\*c"}]}}, ec2(Name="a*c"), True),
+    ({"detail": {"Name": [{"wildcard": "a\\*c"}]}}, ec2(Name="abc"), False),
+    ({"detail": {"Name": [{"wildcard": "*Title*"}]}}, ec2(Name="My Title Page"), True),
+    # anything-but: a value, a list (all strings or all numbers), a prefix/suffix/ignore-case/wildcard
+    ({"detail": {"state": [{"anything-but": "initializing"}]}}, EC2, True),
+    ({"detail": {"state": [{"anything-but": "pending"}]}}, EC2, False),
+    ({"detail": {"x-limit": [{"anything-but": 123}]}}, ec2(**{"x-limit": 123}), False),
+    ({"detail": {"x-limit": [{"anything-but": 123}]}}, ec2(**{"x-limit": 124}), True),
+    ({"detail": {"state": [{"anything-but": ["stopped", "overloaded"]}]}}, ec2(state="stopped"), False),
+    ({"detail": {"x-limit": [{"anything-but": [100, 200, 300]}]}}, ec2(**{"x-limit": 400}), True),
+    ({"detail": {"state": [{"anything-but": {"prefix": "init"}}]}}, ec2(state="initializing"), False),
+    ({"detail": {"state": [{"anything-but": {"prefix": "init"}}]}}, EC2, True),
+    ({"detail": {"FileName": [{"anything-but": {"suffix": ".png"}}]}}, ec2(FileName="a.png"), False),
+    ({"detail": {"state": [{"anything-but": {"equals-ignore-case": "Pending"}}]}}, EC2, False),
+    ({"detail": {"FilePath": [{"anything-but": {"wildcard": "*/lib/*"}}]}}, ec2(FilePath="a/lib/b"), False),
+    ({"detail": {"FilePath": [{"anything-but": {"wildcard": "*/lib/*"}}]}}, ec2(FilePath="a/bin/b"), True),
+    ({"detail": {"missing": [{"anything-but": "x"}]}}, EC2, False),  # anything-but needs the field
+    # numeric, within -1e9..1e9
+    ({"detail": {"c-count": [{"numeric": [">", 0, "<=", 5]}]}}, ec2(**{"c-count": 5}), True),
+    ({"detail": {"c-count": [{"numeric": [">", 0, "<=", 5]}]}}, ec2(**{"c-count": 0}), False),
+    ({"detail": {"d-count": [{"numeric": ["<", 10]}]}}, ec2(**{"d-count": 9.5}), True),
+    ({"detail": {"x-limit": [{"numeric": ["=", 3.018e2]}]}}, ec2(**{"x-limit": 301.8}), True),
+    ({"detail": {"c-count": [{"numeric": [">", 0]}]}}, ec2(**{"c-count": "5"}), False),  # JSON numbers only
+    # exists: leaves only
+    ({"detail": {"state": [{"exists": True}]}}, EC2, True),
+    ({"detail": {"c-count": [{"exists": False}]}}, EC2, True),
+    ({"detail": {"c-count": [{"exists": True}]}}, ec2(**{"c-count": {"c1": 100}}), False),
+    ({"detail": {"c-count": [{"exists": False}]}}, ec2(**{"c-count": {"c1": 100}}), True),
+    ({"detail": {"responseElements": [{"exists": True}]}}, ec2(responseElements=None), True),
+    # cidr, IPv4 and IPv6
+    ({"detail": {"sourceIPAddress": [{"cidr": "10.0.0.0/24"}]}}, ec2(sourceIPAddress="10.0.0.255"), True),
+    ({"detail": {"sourceIPAddress": [{"cidr": "10.0.0.0/24"}]}}, ec2(sourceIPAddress="10.0.1.0"), False),
+    ({"detail": {"sourceIPAddress": [{"cidr": "2001:db8::/32"}]}}, ec2(sourceIPAddress="2001:db8::1"), True),
+    ({"detail": {"sourceIPAddress": [{"cidr": "10.0.0.0/24"}]}}, ec2(sourceIPAddress="not an ip"), False),
+    # $or, at the top and nested
+    ({"$or": [{"source": ["aws.s3"]}, {"detail-type": ["EC2 Instance State-change Notification"]}]}, EC2, True),
+    ({"$or": [{"source": ["aws.s3"]}, {"detail-type": ["Other"]}]}, EC2, False),
+    ({"detail": {"$or": [{"c-count": [{"numeric": [">", 0]}]}, {"state": ["pending"]}]}}, EC2, True),
+    ({"source": ["aws.ec2"], "$or": [{"detail-type": ["Other"]}, {"detail": {"state": ["stopped"]}}]}, EC2, False),
+]
+# What moto 5.2.5's own matcher answers otherwise (Python's True == 1), fixed by
+# adapt_event_pattern_json_types: JSON booleans are not numbers; cidr matches IP strings only.
+JSON_TYPES = [
+    ({"detail": {"n": [1]}}, ec2(n=True), False),
+    ({"detail": {"n": [True]}}, ec2(n=1), False),
+    ({"detail": {"n": [True]}}, ec2(n=True), True),
+    ({"detail": {"n": [False]}}, ec2(n=[0, False]), True),
+    ({"detail": {"n": [{"numeric": ["=", 1]}]}}, ec2(n=True), False),
+    ({"detail": {"ip": [{"cidr": "0.0.0.0/24"}]}}, ec2(ip=5), False),
+    ({"detail": {"ip": [{"cidr": "0.0.0.0/24"}]}}, ec2(ip=[5, "0.0.0.5"]), True),
+]
+
+
+@pytest.mark.parametrize(("pattern", "event", "expected"), DOCUMENTED + JSON_TYPES)
+def test_rules_match_as_eventbridge_documents(pattern: dict[str, Any], event: dict[str, Any], expected: bool) -> None:
+    if set(pattern) <= TOP_LEVEL_FIELDS | {"$or"}:
+        check(pattern)  # the catalog accepts every documented pattern on the fields it may match
+    assert pattern_matches(pattern, event) is expected
+
+
+def test_the_table_covers_every_operator_the_catalog_accepts() -> None:
+    def operators(node: Any) -> set[str]:
+        if isinstance(node, dict):
+            return {k for k in node if k in OPERATORS} | {o for v in node.values() for o in operators(v)}
+        if isinstance(node, list):
+            return {o for v in node for o in operators(v)}
+        return set()
+
+    assert {o for pattern, _, _ in DOCUMENTED for o in operators(pattern)} == OPERATORS
+
+
+def test_event_pattern_json_types() -> None:
+    from moto.events.models import EventPattern
+
+    flatten = original(EventPattern, "_flatten_dict")
+    filters = original(EventPattern, "_does_item_match_filters")
+    named = original(EventPattern, "_does_item_match_named_filter")
+    pattern = EventPattern.load("{}")
+    # the gap: moto's own functions answer with Python's equality
+    assert filters(pattern, flatten({"n": True})["n"], [1]) is True
+    assert named(True, {"numeric": ["=", 1]}) is True
+    assert named(5, {"cidr": "0.0.0.0/24"}) is True
+    for rule, event, expected in JSON_TYPES:
+        assert pattern_matches(rule, event) is expected, (rule, event)
+
+
+# ---------------------------------------------------------------- InputTransformer
+RULE_ARN = "arn:aws:events:us-east-2:123456789012:rule/example"
+DOC_EVENT = EC2 | {"detail": {"instance-id": "i-0123456789", "state": "RUNNING"}}
+PATHS = {"timestamp": "$.time", "instance": "$.detail.instance-id", "state": "$.detail.state"}
+
+
+@pytest.mark.parametrize(
+    ("template", "expected"),
+    [  # the user guide's "Input transform examples" (eb-transform-target-input.html)
+        ('"instance <instance> is in <state>"', "instance i-0123456789 is in RUNNING"),
+        ('{"instance" : <instance>, "state": <state>}', {"instance": "i-0123456789", "state": "RUNNING"}),
+        (
+            '{"instance" : <instance>, "state": "<state>", '
+            '"instanceStatus": "instance \\"<instance>\\" is in <state>"}',
+            {"instance": "i-0123456789", "state": "RUNNING", "instanceStatus": 'instance "i-0123456789" is in RUNNING'},
+        ),
+        (
+            '{"instance" : <instance>, "state": [ 9, <state>, true ], "Transformed" : "Yes"}',
+            {"instance": "i-0123456789", "state": [9, "RUNNING", True], "Transformed": "Yes"},
+        ),
+        ('"<aws.events.rule-name> triggered"', "example triggered"),
+        (
+            '{"ruleArn" : <aws.events.rule-arn>, "ruleName" : <aws.events.rule-name>, "all": <aws.events.event.json>}',
+            {"ruleArn": RULE_ARN, "ruleName": "example", "all": DOC_EVENT},
+        ),
+        ('{"head": <aws.events.event>}', {"head": {k: v for k, v in DOC_EVENT.items() if k != "detail"}}),
+    ],
+)
+def test_input_transformer_as_eventbridge_documents(template: str, expected: Any) -> None:
+    transformer = {"InputPathsMap": PATHS, "InputTemplate": template}
+    assert lambda_target_payload({"InputTransformer": transformer}, DOC_EVENT, RULE_ARN) == expected
+
+
+def test_moto_lacks_the_input_transformer_jobline_uses() -> None:
+    from moto.events.utils import EventTemplateParser
+
+    template = rule_input_template_for("word-count")
+    with pytest.raises(KeyError):  # moto needs its own ingestion-time field in the event
+        EventTemplateParser.parse(input_template=template, input_paths_map={}, event=dict(DOC_EVENT))
+    with pytest.raises(json.JSONDecodeError):  # and knows no aws.events.event (nor rule-arn, rule-name)
+        EventTemplateParser.parse(
+            input_template='{"head": <aws.events.event>}', input_paths_map={}, event=DOC_EVENT | {"ingestion-time": 0}
+        )
+    delivered = lambda_target_payload({"InputTransformer": {"InputTemplate": template}}, DOC_EVENT, RULE_ARN)
+    assert delivered == {"job": "word-count", "trigger": 0, "event": DOC_EVENT}
+
+
+def rule_input_template_for(job: str) -> str:
+    from jobline.catalog import parse_catalog
+    from jobline_tools.codegen import rule_input_template
+
+    raw = {"jobs": [{"name": job, "description": "d", "backend": {"type": "batch"}}]}
+    return rule_input_template(parse_catalog(raw).jobs[0], 0)

@@ -1,4 +1,5 @@
-"""jobline_tools.codegen: the schedules block of template.yaml is a pure function of the catalog."""
+"""jobline_tools.codegen: the generated block of template.yaml (schedules, S3 and bus trigger rules)
+is a pure function of the catalog."""
 
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ from typing import Any
 import pytest
 import yaml
 
-from jobline.catalog import load_catalog, parse_catalog
+from jobline.catalog import S3Trigger, load_catalog, parse_catalog
 from jobline.errors import CatalogError
 from jobline.settings import PACKAGED_CATALOG
+from jobline_local.adaptations.delivery import pattern_matches
 from jobline_local.deploy.template import parse_yaml
 from jobline_tools import codegen
 from tests.cfn import TEMPLATE
@@ -47,7 +49,7 @@ def _run(capsys: pytest.CaptureFixture[str], *argv: str | Path) -> tuple[int, st
 
 def test_template_block_matches_the_packaged_catalog() -> None:
     """The drift test: template.yaml holds exactly what `make generate` would write."""
-    rendered = codegen.render_schedules(load_catalog(PACKAGED_CATALOG))
+    rendered = codegen.render(load_catalog(PACKAGED_CATALOG), codegen.handwritten_rules(TEMPLATE.read_text()))
     assert codegen.current_block(TEMPLATE.read_text()) == rendered, "run `make generate`"
 
 
@@ -121,7 +123,7 @@ def test_an_unknown_timezone_is_rejected_naming_the_job() -> None:
     raw = _raw_catalog()
     _job(raw, "nightly-report")["triggers"]["schedule"][0]["timezone"] = "Mars/Olympus_Mons"
     with pytest.raises(CatalogError, match=r"nightly-report.*timezone"):
-        codegen.render_schedules(parse_catalog(raw))
+        _render(raw)
 
 
 def test_missing_markers_fail_clearly(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -132,8 +134,12 @@ def test_missing_markers_fail_clearly(tmp_path: Path, capsys: pytest.CaptureFixt
     assert codegen.BEGIN_MARKER in err
 
 
+def _render(raw: dict[str, Any], handwritten: dict[str, int] | None = None) -> str:
+    return codegen.render(parse_catalog(raw), handwritten or {})
+
+
 def _rendered_resources(raw: dict[str, Any]) -> dict[str, Any]:
-    block = codegen.render_schedules(parse_catalog(raw))
+    block = _render(raw)
     return parse_yaml(block) or {}
 
 
@@ -150,7 +156,8 @@ def test_each_schedule_targets_the_trigger_with_the_documented_input() -> None:
     )
     catalog = parse_catalog(raw)
     resources = _rendered_resources(raw)
-    assert list(resources) == ["ScheduleNightlyReportNightly", "ScheduleNightlyReportBackfill"]
+    schedules = [k for k, v in resources.items() if v["Type"] == "AWS::Scheduler::Schedule"]
+    assert schedules == ["ScheduleNightlyReportNightly", "ScheduleNightlyReportBackfill"]
 
     job = catalog.get("nightly-report")
     backfill = job.triggers.schedule[1]
@@ -205,13 +212,105 @@ def test_logical_id_collisions_are_reported() -> None:
     raw["jobs"].append({**_job(raw, "nightly-report"), "name": "nightly"})
     _job(raw, "nightly")["triggers"] = {"schedule": [{"name": "report-nightly", "expression": "rate(1 day)"}]}
     with pytest.raises(CatalogError, match="ScheduleNightlyReportNightly"):
-        codegen.render_schedules(parse_catalog(raw))
+        _render(raw)
 
 
-def test_an_empty_schedule_list_renders_a_valid_block() -> None:
+def test_a_catalog_without_generated_triggers_renders_a_valid_block() -> None:
     raw = _raw_catalog()
     for job in raw["jobs"]:
-        job.get("triggers", {}).pop("schedule", None)
-    block = codegen.render_schedules(parse_catalog(raw))
+        for kind in ("schedule", "s3", "bus"):
+            job.get("triggers", {}).pop(kind, None)
+    block = _render(raw)
     assert block.strip().startswith("#")
     assert _rendered_resources(raw) == {}
+
+
+# ---------------------------------------------------------------- S3 and bus trigger rules
+def _s3_job(*triggers: dict[str, str]) -> dict[str, Any]:
+    return {"name": "drop", "description": "d", "backend": {"type": "batch"}, "triggers": {"s3": list(triggers)}}
+
+
+KEYS = ["incoming/a.csv", "incoming/.csv", "incoming/a.csv.bak", "incoming/sub/b.csv", "other/a.csv", "a.csv"]
+
+
+@pytest.mark.parametrize(
+    ("trigger", "matched"),
+    [
+        ({"prefix": "incoming/"}, {"incoming/a.csv", "incoming/.csv", "incoming/a.csv.bak", "incoming/sub/b.csv"}),
+        ({"suffix": ".csv"}, {"incoming/a.csv", "incoming/.csv", "incoming/sub/b.csv", "other/a.csv", "a.csv"}),
+        ({"prefix": "incoming/", "suffix": ".csv"}, {"incoming/a.csv", "incoming/.csv", "incoming/sub/b.csv"}),
+    ],
+)
+def test_an_s3_rule_matches_exactly_the_keys_its_trigger_watches(trigger: dict[str, str], matched: set[str]) -> None:
+    """Through the local stack's matcher (moto's, checked against EventBridge's documented examples
+    in tests/local/test_delivery.py): keys under a prefix no job watches invoke nothing."""
+    (rule,) = parse_yaml(_render({"jobs": [_s3_job(trigger)]})).values()
+    pattern = json.loads(json.dumps(rule["Properties"]["EventPattern"]).replace('{"Ref": "InputBucket"}', '"in"'))
+    event = {"source": "aws.s3", "detail-type": "Object Created", "detail": {"bucket": {"name": "in"}}}
+    hits = {
+        key for key in KEYS if pattern_matches(pattern, event | {"detail": event["detail"] | {"object": {"key": key}}})
+    }
+    assert hits == matched
+    other_bucket = event | {"detail": {"bucket": {"name": "other"}, "object": {"key": "incoming/a.csv"}}}
+    assert not pattern_matches(pattern, other_bucket)
+
+
+def test_wildcard_characters_in_a_prefix_or_suffix_are_matched_literally() -> None:
+    trigger = S3Trigger(prefix="a*b\\", suffix="*.csv")
+    assert codegen.s3_key_condition(trigger) == [{"wildcard": "a\\*b\\\\*\\*.csv"}]
+    pattern = {"detail": {"object": {"key": codegen.s3_key_condition(trigger)}}}
+    for key, expected in {"a*b\\x*.csv": True, "aXb\\x*.csv": False, "a*b\\x.csv": False}.items():
+        assert pattern_matches(pattern, {"detail": {"object": {"key": key}}}) is expected, key
+
+
+def test_each_rule_names_its_job_and_trigger_and_keeps_the_dlq_and_retry_policy() -> None:
+    raw = {"jobs": [_s3_job({"prefix": "in/"}, {"suffix": ".json"})]}
+    raw["jobs"][0]["triggers"]["bus"] = [
+        {"pattern": {"detail-type": ["Go"]}},
+        {"pattern": {"source": ["acme"], "detail": {"n": [{"numeric": [">", 1]}]}}},
+    ]
+    resources = parse_yaml(_render(raw))
+    assert list(resources) == ["S3RuleDrop0", "S3RuleDrop1", "BusRuleDrop0", "BusRuleDrop1"]
+    for logical_id, resource in resources.items():
+        props = resource["Properties"]
+        kind, index = ("s3" if logical_id.startswith("S3") else "bus"), int(logical_id[-1])
+        assert props["Name"]["Fn::Sub"][0] == f"jl-${{StackToken}}-{kind}-drop-{index}"
+        (target,) = props["Targets"]
+        assert target["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": ["EventDeadLetterQueue", "Arn"]}}
+        assert target["RetryPolicy"] == {"MaximumRetryAttempts": 4, "MaximumEventAgeInSeconds": 3600}
+        placeholder = "<aws.events.event.json>"
+        assert json.loads(target["InputTransformer"]["InputTemplate"].replace(placeholder, "{}")) == {
+            "job": "drop",
+            "trigger": index,
+            "event": {},
+        }
+        assert ("EventBusName" in props) is (kind == "bus")
+    # A pattern that names no source never matches jobline's own notifications; one that does is kept.
+    assert resources["BusRuleDrop0"]["Properties"]["EventPattern"] == {
+        "source": [{"anything-but": ["jobline"]}],
+        "detail-type": ["Go"],
+    }
+    assert resources["BusRuleDrop1"]["Properties"]["EventPattern"] == raw["jobs"][0]["triggers"]["bus"][1]["pattern"]
+
+
+def test_rule_names_fit_eventbridge_at_the_catalog_maximum() -> None:
+    raw = {"jobs": [{**_s3_job(*[{"prefix": f"p{i}/"} for i in range(12)]), "name": "a" * 40}]}
+    for resource in parse_yaml(_render(raw)).values():
+        name = resource["Properties"]["Name"]["Fn::Sub"][0].replace("${StackToken}", "0" * 8)
+        assert len(name) <= 64
+
+
+def test_the_template_counts_its_own_rules_against_the_per_bus_quota() -> None:
+    assert codegen.handwritten_rules(TEMPLATE.read_text()) == {"default": 4}  # the state change rules
+    raw = {"jobs": [_s3_job(*[{"prefix": f"p{i}/"} for i in range(297)])]}
+    _render(raw, {"default": 3})
+    with pytest.raises(CatalogError, match=r"297 generated rules and 4 of the template on the default bus"):
+        _render(raw, {"default": 4})
+
+
+def test_at_most_30_rules_with_wildcards_per_bus() -> None:
+    raw = {"jobs": [_s3_job(*[{"prefix": f"p{i}/", "suffix": ".csv"} for i in range(30)])]}
+    _render(raw)
+    raw["jobs"][0]["triggers"]["s3"].append({"prefix": "p30/", "suffix": ".csv"})
+    with pytest.raises(CatalogError, match=r"31 rules with wildcards .* on the default bus pass EventBridge's 30"):
+        _render(raw)

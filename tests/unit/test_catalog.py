@@ -134,7 +134,7 @@ def test_a_catalog_error_carries_each_problem_with_its_job_field_and_rule() -> N
         ("environment", {"DB_PASSWORD": "x"}, "looks like a secret"),
         ("environment", {"JOBLINE_RUN_ID": "x"}, "prefix is jobline's"),
         ("parameters", {"day": {"required": True}}, "cannot supply required parameters"),
-        ("triggers.bus", [{"pattern": {"account": ["1"]}}], "pattern may only match"),
+        ("triggers.bus", [{"pattern": {"account": ["1"]}}], "pattern.account: a bus trigger may only match"),
     ],
 )
 def test_a_catalog_error_names_the_job_and_the_field(path: str, value: Any, expected: str) -> None:
@@ -142,6 +142,57 @@ def test_a_catalog_error_names_the_job_and_the_field(path: str, value: Any, expe
         parse_catalog(with_change(path, value))
     assert "job 'word-count'" in str(error.value) or "job 'Bad_Name'" in str(error.value)
     assert expected in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("pattern", "rule"),
+    [  # what EventBridge refuses at PutRule, or what the local stack could not evaluate as it does
+        ({"detail": {"s": [{"contains": "x"}]}}, "pattern.detail.s[0].contains: 'contains' is not an EventBridge"),
+        ({"detail": {"s": [{"prefix": ["a", "b"]}]}}, "pattern.detail.s[0].prefix: prefix takes a string"),
+        ({"detail": {"s": [{"prefix": {"ignore-case": "a"}}]}}, "takes a string or {'equals-ignore-case': string}"),
+        ({"detail": {"s": [{"wildcard": "a**b"}]}}, "consecutive wildcard characters"),
+        ({"detail": {"s": [{"wildcard": "a\\?b"}]}}, "a backslash may only escape * or \\"),
+        ({"detail": {"s": [{"anything-but": ["a", 1]}]}}, "only strings or only numbers"),
+        ({"detail": {"s": [{"anything-but": {"exists": True}}]}}, "nests one of prefix, suffix"),
+        ({"detail": {"s": [{"anything-but": True}]}}, "takes a string, a number, a list"),
+        ({"detail": {"n": [{"numeric": ["<", 5, ">", 1]}]}}, "a range is a lower bound then a greater upper"),
+        ({"detail": {"n": [{"numeric": [">", "5"]}]}}, "takes [op, number]"),
+        ({"detail": {"n": [{"numeric": [">", 2e9]}]}}, "outside EventBridge's numeric range"),
+        ({"detail": {"n": [{"exists": "yes"}]}}, "exists: takes true or false"),
+        ({"detail": {"ip": [{"cidr": "10.0.0.1/24"}]}}, "is not a CIDR block"),
+        ({"detail": {"s": [{"prefix": "a", "suffix": "b"}]}}, "exactly one operator"),
+        ({"detail": {"s": []}}, "an empty list matches nothing"),
+        ({"detail": {"s": "x"}}, "must be an object or a list of values"),
+        ({"detail": {"s": [["x"]]}}, "a list inside a list"),
+        ({"detail": {}}, "cannot be empty"),
+        ({"$or": [{"source": ["a"]}]}, "$or takes a list of at least two"),
+        ({"$or": [{"source": ["a"]}, {"account": ["1"]}]}, "pattern.$or[1].account: a bus trigger may only match"),
+        ({"detail": {"Ref": ["x"]}}, "CloudFormation would read the field name 'Ref'"),
+        ({"detail": {"s": ["x" * 2100]}}, "over EventBridge's 2048"),
+    ],
+)
+def test_a_bus_pattern_eventbridge_would_not_evaluate_fails_at_load(pattern: dict[str, Any], rule: str) -> None:
+    with pytest.raises(CatalogError) as error:
+        parse_catalog(with_change("triggers.bus", [{"pattern": pattern}]))
+    message = str(error.value)
+    assert message.startswith("job 'word-count': field triggers.bus.0.pattern: ")
+    assert rule in message
+
+
+def test_every_documented_pattern_form_loads() -> None:
+    """The forms of EventBridge's documented examples (each checked against the local stack's
+    matcher in tests/local/test_delivery.py)."""
+    pattern = {
+        "source": ["acme", {"prefix": "acme."}],
+        "detail-type": [{"anything-but": {"wildcard": "*Test*"}}],
+        "detail": {
+            "a": [{"suffix": {"equals-ignore-case": ".PNG"}}, {"equals-ignore-case": "x"}, None, "", 3, True],
+            "b": [{"numeric": [">", 0, "<=", 5]}, {"numeric": ["=", 3.018e2]}, {"exists": False}],
+            "c": [{"cidr": "2001:db8::/32"}, {"wildcard": "dir/*.png"}, {"anything-but": [100, 200]}],
+            "$or": [{"d": [{"anything-but": {"equals-ignore-case": "a"}}]}, {"e": [{"exists": True}]}],
+        },
+    }
+    assert parse_catalog(with_change("triggers.bus", [{"pattern": pattern}])).jobs[0].triggers.bus[0].pattern == pattern
 
 
 def test_duplicate_job_names_are_rejected() -> None:

@@ -38,27 +38,52 @@ def test_s3_object_created_starts_one_run_and_a_duplicate_none(env: dict[str, An
     assert row["trigger"]["source"] == "s3://jobline-input-bucket/incoming/orders.csv"
 
 
-def test_an_s3_object_no_job_wants_is_rejected_to_the_dlq(env: dict[str, Any]) -> None:
-    event = sample("s3-object-created.json")
-    event["detail"]["object"]["key"] = "elsewhere/photo.png"
-    result = load_handler("s3_trigger").handler(event, LambdaContext())
+@pytest.mark.parametrize(
+    ("sample_name", "change", "code", "reason"),
+    [
+        ("s3-object-created.json", {"job": "no-such-job"}, "UnknownJob", "unknown job 'no-such-job'"),
+        ("s3-object-created.json", {"trigger": 1}, "NoMatchingJob", "declares no triggers.s3[1]"),
+        ("bus-report-requested.json", {"trigger": 3}, "NoMatchingJob", "declares no triggers.bus[3]"),
+        ("bus-report-requested.json", {"job": "csv-word-count"}, "NoMatchingJob", "declares no triggers.bus[0]"),
+    ],
+)
+def test_a_rule_deployed_from_another_catalog_is_rejected_to_the_dlq(
+    env: dict[str, Any], sample_name: str, change: dict[str, Any], code: str, reason: str
+) -> None:
+    """EventBridge matched the event (a generated rule per trigger), so the function only meets a
+    job or trigger it does not know when the template and the code's catalog disagree."""
+    event = sample(sample_name) | change
+    function = "s3_trigger" if sample_name.startswith("s3") else "bus_trigger"
+    result = load_handler(function).handler(event, LambdaContext())
 
     assert result["runs"] == []
     (parked,) = dlq_messages(env)
-    assert parked["code"] == "NoMatchingJob"
-    assert "elsewhere/photo.png" in parked["reason"]
+    assert parked["code"] == code
+    assert reason in parked["reason"]
     assert parked["event"] == event
     assert rows(env) == []
 
 
-def test_a_malformed_s3_event_is_rejected_with_what_is_wrong(env: dict[str, Any]) -> None:
-    event = sample("s3-object-created.json")
-    del event["detail"]["object"]["key"]
-    load_handler("s3_trigger").handler(event, LambdaContext())
+@pytest.mark.parametrize(
+    ("sample_name", "break_it", "where"),
+    [
+        ("s3-object-created.json", lambda e: e["event"]["detail"]["object"].pop("key"), "detail.object.key"),
+        ("s3-object-created.json", lambda e: e.pop("trigger"), "trigger"),
+        ("bus-report-requested.json", lambda e: e["event"].pop("detail-type"), "detail-type"),
+        ("bus-report-requested.json", lambda e: e.update(extra=1), "extra"),
+    ],
+)
+def test_a_malformed_delivery_is_rejected_with_what_is_wrong(
+    env: dict[str, Any], sample_name: str, break_it: Any, where: str
+) -> None:
+    event = sample(sample_name)
+    break_it(event)
+    function = "s3_trigger" if sample_name.startswith("s3") else "bus_trigger"
+    load_handler(function).handler(event, LambdaContext())
 
     (parked,) = dlq_messages(env)
     assert parked["code"] == "MalformedEvent"
-    assert "detail.object.key" in parked["reason"]
+    assert where in parked["reason"]
     assert rows(env) == []
 
 
@@ -66,7 +91,7 @@ def test_a_bus_event_starts_a_run_with_its_arguments_and_its_key(env: dict[str, 
     handler = load_handler("bus_trigger").handler
     event = sample("bus-report-requested.json")
     first = handler(event, LambdaContext())
-    event["id"] = "another-delivery-id"  # a re-sent event with the same request_id
+    event["event"]["id"] = "another-delivery-id"  # a re-sent event with the same request_id
     again = handler(event, LambdaContext())
 
     (run,) = first["runs"]
@@ -74,19 +99,21 @@ def test_a_bus_event_starts_a_run_with_its_arguments_and_its_key(env: dict[str, 
     assert again["runs"][0]["created"] is False
     row = get_deps().table.get_run(run["run_id"])
     assert row["arguments"] == {"day": "2026-11-20"}
+    assert row["trigger"]["source"] == "bus: acme.reports / Report Requested"
 
 
-def test_a_bus_event_that_matches_no_job_is_rejected(env: dict[str, Any]) -> None:
-    event = sample("bus-report-requested.json") | {"source": "acme.unknown"}
+def test_a_bus_event_without_its_idempotency_key_is_rejected(env: dict[str, Any]) -> None:
+    event = sample("bus-report-requested.json")
+    del event["event"]["detail"]["request_id"]
     load_handler("bus_trigger").handler(event, LambdaContext())
     (parked,) = dlq_messages(env)
-    assert parked["code"] == "NoMatchingJob"
-    assert "acme.unknown" in parked["reason"]
+    assert parked["code"] == "MalformedEvent"
+    assert "has no detail.request_id" in parked["reason"]
 
 
 def test_a_bus_event_with_an_oversized_argument_is_rejected(env: dict[str, Any]) -> None:
     event = sample("bus-report-requested.json")
-    event["detail"]["day"] = "x" * 2000
+    event["event"]["detail"]["day"] = "x" * 2000
     result = load_handler("bus_trigger").handler(event, LambdaContext())
     assert result["runs"] == []
     (parked,) = dlq_messages(env)

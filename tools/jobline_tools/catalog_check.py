@@ -49,7 +49,7 @@ class CatalogReport:
 def check_catalog(path: Path) -> CatalogReport:
     try:
         catalog = load_catalog(path)
-        codegen.render_schedules(catalog)
+        codegen.render(catalog, codegen.handwritten_rules(codegen.default_template().read_text()))
     except CatalogError as error:
         return CatalogReport(path, None, [Problem.of(problem) for problem in error.problems])
     return CatalogReport(path, catalog, [])

@@ -1,4 +1,9 @@
-"""The catalog-derived part of template.yaml: one EventBridge Scheduler schedule per schedule trigger.
+"""The catalog-derived part of template.yaml: one EventBridge Scheduler schedule per schedule trigger,
+and one EventBridge rule per S3 trigger (default bus) and per bus trigger (the job bus).
+
+EventBridge does all the matching: each rule carries its trigger's pattern, and its target's
+InputTransformer hands the trigger function `{"job", "trigger", "event"}` (jobline.triggers.
+RuleDelivery), so an object or event no trigger matches invokes nothing.
 
     python -m jobline_tools.codegen write   # rewrite the generated block of template.yaml
     python -m jobline_tools.codegen check   # exit 1 (with a diff) when the block is out of date
@@ -15,16 +20,19 @@ import json
 import os
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from jobline import settings
-from jobline.catalog import Catalog, Job, ScheduleTrigger, load_catalog
+import yaml
+
+from jobline import event_patterns, settings
+from jobline.catalog import BusTrigger, Catalog, Job, S3Trigger, ScheduleTrigger, load_catalog
 from jobline.errors import CatalogError, CatalogProblem
 
-BEGIN_MARKER = "# BEGIN GENERATED: schedules (make generate)"
-END_MARKER = "# END GENERATED: schedules"
+BEGIN_MARKER = "# BEGIN GENERATED: catalog triggers (make generate)"
+END_MARKER = "# END GENERATED: catalog triggers"
 # Resources live one level under `Resources:`.
 RESOURCE_INDENT = "  "
 
@@ -37,6 +45,29 @@ MAX_SCHEDULE_NAME = 64
 MAX_DESCRIPTION = 512
 RETRY_ATTEMPTS = 4
 MAX_EVENT_AGE_SECONDS = 3600
+
+# Generated rule names: `jl-<stack token>-<s3|bus>-<job>-<n>`. The token (the first group of the
+# stack id's UUID) keeps two stacks' rules on the shared default bus apart in 8 characters, where
+# a stack name (up to 128) would not fit a rule name (64). The trigger functions' Lambda
+# permissions and the event DLQ's policy name these prefixes with a wildcard: one statement per
+# function instead of one per rule, because a function policy holds at most 20 KB ("Lambda
+# quotas") and a queue policy 8,192 bytes ("Amazon SQS policy quotas").
+RULE_NAME_PREFIX = "jl-${StackToken}"
+STACK_ID_PREFIX = "!Select [0, !Split ['-', !Select [2, !Split ['/', !Ref AWS::StackId]]]]"
+MAX_RULE_NAME = 64
+# EventBridge quotas (docs.aws.amazon.com/eventbridge/latest/userguide/eb-quota.html): "Number of
+# rules: 300 per event bus" (adjustable; 100 in af-south-1 and eu-south-1), and "Rules containing
+# wildcards: 30 rules per event bus" (not adjustable). The default bus is the account's: other
+# stacks' rules there count too, which no template can see.
+RULES_PER_BUS = 300
+WILDCARD_RULES_PER_BUS = 30
+# The input a rule's target receives. `<aws.events.event.json>` is the whole matched event, detail
+# included, inserted as JSON (EventBridge user guide, "Amazon EventBridge input transformation",
+# predefined variables; only valid as the value of a JSON field, as here).
+EVENT_PLACEHOLDER = "<aws.events.event.json>"
+# A bus pattern that does not name `source` never matches jobline's own run notifications, which
+# the notify function puts on the same bus (source "jobline"): no job is fed back by accident.
+OWN_SOURCE = "jobline"
 
 
 class TemplateBlockError(Exception):
@@ -132,25 +163,190 @@ def _render_schedule(job: Job, schedule: ScheduleTrigger) -> list[str]:
     return [RESOURCE_INDENT + line for line in lines]
 
 
-def render_schedules(catalog: Catalog) -> str:
-    """The text between the markers: one AWS::Scheduler::Schedule per schedule trigger, in catalog order."""
+def rule_input_template(job: Job, index: int) -> str:
+    """The InputTransformer template of a rule: the job, the trigger's index, the matched event."""
+    return json.dumps({"job": job.name, "trigger": index, "event": "EVENT"}).replace('"EVENT"', EVENT_PLACEHOLDER)
+
+
+def _escape_wildcard(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("*", "\\*")
+
+
+def s3_key_condition(trigger: S3Trigger) -> list[dict[str, str]]:
+    """The object key condition: a prefix, a suffix, or both as one wildcard (EventBridge ANDs
+    fields, not two conditions on one field), i.e. `<prefix>*<suffix>` with `*` and `\\` escaped:
+    the key starts with the prefix and then ends with the suffix."""
+    if trigger.prefix and trigger.suffix:
+        return [{"wildcard": f"{_escape_wildcard(trigger.prefix)}*{_escape_wildcard(trigger.suffix)}"}]
+    if trigger.prefix:
+        return [{"prefix": trigger.prefix}]
+    return [{"suffix": trigger.suffix}]
+
+
+def s3_rule_pattern(trigger: S3Trigger, bucket: Any) -> dict[str, Any]:
+    """`bucket` is the input bucket's name: {"Ref": "InputBucket"} in the template."""
+    return {
+        "source": ["aws.s3"],
+        "detail-type": ["Object Created"],
+        "detail": {"bucket": {"name": [bucket]}, "object": {"key": s3_key_condition(trigger)}},
+    }
+
+
+def bus_rule_pattern(trigger: BusTrigger) -> dict[str, Any]:
+    if "source" in trigger.pattern:
+        return dict(trigger.pattern)
+    return {"source": [{"anything-but": [OWN_SOURCE]}], **trigger.pattern}
+
+
+@dataclass(frozen=True)
+class _Rule:
+    kind: str  # "s3" or "bus"
+    job: Job
+    index: int
+    pattern: dict[str, Any]
+
+    @property
+    def logical_id(self) -> str:
+        return f"{self.kind.capitalize()}Rule{camel_case(self.job.name)}{self.index}"
+
+    @property
+    def name(self) -> str:
+        return f"{RULE_NAME_PREFIX}-{self.kind}-{self.job.name}-{self.index}"
+
+    @property
+    def bus(self) -> str:
+        return "JobBus" if self.kind == "bus" else "default"
+
+
+def _rules(catalog: Catalog) -> list[_Rule]:
+    rules = []
+    for job in catalog.jobs:
+        bucket = {"Ref": "InputBucket"}
+        rules += [_Rule("s3", job, i, s3_rule_pattern(t, bucket)) for i, t in enumerate(job.triggers.s3)]
+        rules += [_Rule("bus", job, i, bus_rule_pattern(t)) for i, t in enumerate(job.triggers.bus)]
+    return rules
+
+
+def _render_rule(rule: _Rule) -> list[str]:
+    function = "S3TriggerFunction" if rule.kind == "s3" else "BusTriggerFunction"
+    description = f"jobline: job {rule.job.name}, triggers.{rule.kind}[{rule.index}]"
+    lines = [
+        f"{rule.logical_id}:",
+        "  Type: AWS::Events::Rule",
+        "  Properties:",
+        "    Name: !Sub",
+        f"      - {_scalar(rule.name)}",
+        f"      - StackToken: {STACK_ID_PREFIX}",
+        f"    Description: {_scalar(description)}",
+        *(["    EventBusName: !Ref JobBus"] if rule.bus == "JobBus" else []),
+        "    State: ENABLED",
+        # JSON is YAML: the pattern as data; ensure_ascii keeps it printable.
+        f"    EventPattern: {json.dumps(rule.pattern, ensure_ascii=True)}",
+        "    Targets:",
+        "      - Id: trigger",
+        f"        Arn: !GetAtt {function}.Arn",
+        "        InputTransformer:",
+        f"          InputTemplate: {_scalar(rule_input_template(rule.job, rule.index))}",
+        "        RetryPolicy:",
+        f"          MaximumRetryAttempts: {RETRY_ATTEMPTS}",
+        f"          MaximumEventAgeInSeconds: {MAX_EVENT_AGE_SECONDS}",
+        "        DeadLetterConfig:",
+        "          Arn: !GetAtt EventDeadLetterQueue.Arn",
+    ]
+    return [RESOURCE_INDENT + line for line in lines]
+
+
+def _check_rules(rules: list[_Rule], handwritten: dict[str, int]) -> None:
+    for rule in rules:
+        longest = len(rule.name.replace("${StackToken}", "x" * 8))
+        if longest > MAX_RULE_NAME:  # the catalog's name patterns prevent this
+            problem = f"rule name {rule.name!r} is over {MAX_RULE_NAME} characters"
+            raise CatalogError(CatalogProblem(problem, rule.job.name, f"triggers.{rule.kind}[{rule.index}]"))
+    for bus in ("default", "JobBus"):
+        on_bus = [r for r in rules if r.bus == bus]
+        total = len(on_bus) + handwritten.get(bus, 0)
+        if total > RULES_PER_BUS:
+            problem = (
+                f"{len(on_bus)} generated rules and {handwritten.get(bus, 0)} of the template on the {bus} bus "
+                f"pass EventBridge's {RULES_PER_BUS} rules per bus"
+            )
+            raise CatalogError(CatalogProblem(problem, None, "triggers"))
+        wildcards = [r for r in on_bus if event_patterns.uses_wildcard(r.pattern)]
+        if len(wildcards) > WILDCARD_RULES_PER_BUS:
+            problem = (
+                f"{len(wildcards)} rules with wildcards (S3 triggers with a prefix and a suffix, wildcard "
+                f"patterns) on the {bus} bus pass EventBridge's {WILDCARD_RULES_PER_BUS}"
+            )
+            raise CatalogError(CatalogProblem(problem, None, "triggers"))
+
+
+def handwritten_rules(template_text: str) -> dict[str, int]:
+    """EventBridge rules the template declares outside the generated block, per bus ("default" or
+    the logical id of the bus): they share the per-bus quota with the generated ones."""
+    lines = template_text.splitlines(keepends=True)
+    begin, end = _marker_lines(lines)
+    outside = yaml.load("".join(lines[:begin] + lines[end:]), Loader=_TemplateLoader)  # noqa: S506 - SafeLoader + tags
+    resources = (outside or {}).get("Resources", {})
+    counts: dict[str, int] = {}
+
+    def count(bus: Any) -> None:
+        key = bus["Ref"] if isinstance(bus, dict) and "Ref" in bus else "default" if bus is None else str(bus)
+        counts[key] = counts.get(key, 0) + 1
+
+    for resource in resources.values():
+        props = resource.get("Properties") or {}
+        if resource.get("Type") == "AWS::Events::Rule":
+            count(props.get("EventBusName"))
+        for event in (props.get("Events") or {}).values():
+            if event.get("Type") == "EventBridgeRule":
+                count((event.get("Properties") or {}).get("EventBusName"))
+    return counts
+
+
+class _TemplateLoader(yaml.SafeLoader):
+    """template.yaml's short-form intrinsics (`!Ref X`) read as their long form ({"Ref": "X"})."""
+
+
+def _intrinsic(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
+    name = suffix if suffix in ("Ref", "Condition") else f"Fn::{suffix}"
+    if isinstance(node, yaml.ScalarNode):
+        return {name: loader.construct_scalar(node)}
+    if isinstance(node, yaml.SequenceNode):
+        return {name: loader.construct_sequence(node, deep=True)}
+    return {name: loader.construct_mapping(node, deep=True)}
+
+
+_TemplateLoader.add_multi_constructor("!", _intrinsic)
+
+
+def render(catalog: Catalog, handwritten: dict[str, int]) -> str:
+    """The text between the markers, in catalog order: every schedule (AWS::Scheduler::Schedule),
+    then every S3 and bus trigger rule (AWS::Events::Rule). `handwritten`: handwritten_rules()."""
     seen: dict[str, str] = {}
+
+    def claim(logical_id: str, job: Job, here: str, field: str) -> None:
+        if logical_id in seen:
+            problem = f"renders as logical id {logical_id}, like {seen[logical_id]}; rename one of them"
+            raise CatalogError(CatalogProblem(problem, job.name, field))
+        seen[logical_id] = here
+
     blocks: list[list[str]] = []
     for job in catalog.jobs:
         for schedule in job.triggers.schedule:
             _check_schedule(job, schedule)
-            logical_id = schedule_logical_id(job, schedule)
             here = f"job {job.name!r} schedule {schedule.name!r}"
-            if logical_id in seen:
-                rule = f"renders as logical id {logical_id}, like {seen[logical_id]}; rename one of them"
-                raise CatalogError(CatalogProblem(rule, job.name, f"triggers.schedule[{schedule.name}].name"))
-            seen[logical_id] = here
+            claim(schedule_logical_id(job, schedule), job, here, f"triggers.schedule[{schedule.name}].name")
             blocks.append(_render_schedule(job, schedule))
+    rules = _rules(catalog)
+    _check_rules(rules, handwritten)
+    for rule in rules:
+        claim(rule.logical_id, rule.job, f"job {rule.job.name!r}", f"triggers.{rule.kind}[{rule.index}]")
+        blocks.append(_render_rule(rule))
     header = [
         f"{RESOURCE_INDENT}# Do not edit: rendered from layers/jobline/jobline/jobs.yaml by `make generate`.",
     ]
     if not blocks:
-        header.append(f"{RESOURCE_INDENT}# (the catalog declares no schedule triggers)")
+        header.append(f"{RESOURCE_INDENT}# (the catalog declares no schedule, S3 or bus triggers)")
     lines = list(header)
     for block in blocks:
         lines.append("")
@@ -186,14 +382,14 @@ def block_diff(template_text: str, catalog: Catalog, template_name: str = "templ
     return list(
         difflib.unified_diff(
             current_block(template_text).splitlines(keepends=True),
-            render_schedules(catalog).splitlines(keepends=True),
+            render(catalog, handwritten_rules(template_text)).splitlines(keepends=True),
             fromfile=f"{template_name} (generated block)",
             tofile="rendered from the catalog",
         )
     )
 
 
-def _default_template() -> Path:
+def default_template() -> Path:
     here = Path.cwd() / "template.yaml"
     if here.exists():
         return here
@@ -213,38 +409,48 @@ def _write_atomically(path: Path, text: str) -> None:
         raise
 
 
+def _summary(catalog: Catalog) -> str:
+    triggers = [job.triggers for job in catalog.jobs]
+    counts = (
+        sum(len(t.schedule) for t in triggers),
+        sum(len(t.s3) for t in triggers),
+        sum(len(t.bus) for t in triggers),
+    )
+    return "{} schedules, {} S3 rules, {} bus rules".format(*counts)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m jobline_tools.codegen", description="Render the catalog's schedules into template.yaml."
+        prog="python -m jobline_tools.codegen", description="Render the catalog's triggers into template.yaml."
     )
     parser.add_argument("command", choices=["write", "check"])
     parser.add_argument("--template", type=Path, default=None, help="default: ./template.yaml")
     parser.add_argument("--catalog", type=Path, default=settings.PACKAGED_CATALOG)
     args = parser.parse_args(argv)
-    template: Path = args.template or _default_template()
+    template: Path = args.template or default_template()
 
     try:
         catalog = load_catalog(args.catalog)
         text = template.read_text(encoding="utf-8")
-        count = sum(len(job.triggers.schedule) for job in catalog.jobs)
+        count = _summary(catalog)
         if args.command == "check":
             diff = block_diff(text, catalog, template.name)
             if diff:
                 print(
-                    f"{template}: the generated schedules block is out of date with {args.catalog}; "
+                    f"{template}: the generated triggers block is out of date with {args.catalog}; "
                     "run `make generate` and commit the result.",
                     file=sys.stderr,
                 )
                 sys.stderr.writelines(diff)
                 return 1
-            print(f"{template}: generated schedules block is up to date ({count} schedules)")
+            print(f"{template}: generated triggers block is up to date ({count})")
             return 0
-        new_text = replace_block(text, render_schedules(catalog))
+        new_text = replace_block(text, render(catalog, handwritten_rules(text)))
         if new_text == text:
-            print(f"{template}: already up to date ({count} schedules)")
+            print(f"{template}: already up to date ({count})")
         else:
             _write_atomically(template, new_text)
-            print(f"{template}: wrote {count} schedules")
+            print(f"{template}: wrote {count}")
         return 0
     except CatalogError as exc:
         print(f"{args.catalog}: {exc}", file=sys.stderr)

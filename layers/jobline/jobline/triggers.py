@@ -1,5 +1,7 @@
 """Trigger events, as typed models, and how each becomes run requests of catalog jobs.
 
+Which job an S3 or bus event is for, EventBridge decides: each of those triggers is an EventBridge
+rule (generated from the catalog) whose target input names the job and the trigger.
 A run's identity is deterministic from its trigger, so a duplicate delivery names the same run:
 S3 by bucket, key, version id and sequencer; SQS by the body's idempotency_key or the message
 id; a schedule by its name and scheduled time; a bus event by its idempotency key or event id.
@@ -17,7 +19,6 @@ from aws_lambda_powertools.utilities.parser.models import (
 )
 from pydantic import BaseModel, ConfigDict, Field
 
-from jobline import patterns
 from jobline.catalog import Catalog, Job
 from jobline.errors import MalformedEvent, NoMatchingJob
 
@@ -73,46 +74,59 @@ class ScheduleInput(BaseModel):
     arguments: dict[str, str] = Field(default_factory=dict)
 
 
-def from_s3(event: S3EventNotificationEventBridgeModel, raw: dict[str, Any], catalog: Catalog) -> list[RunRequest]:
-    bucket, obj = event.detail.bucket.name, event.detail.object
-    jobs = [job for job in catalog.jobs if any(t.matches(obj.key) for t in job.triggers.s3)]
-    if not jobs:
-        raise NoMatchingJob(f"no job has an S3 trigger matching s3://{bucket}/{obj.key}")
+class RuleDelivery(BaseModel):
+    """What a generated EventBridge rule hands its trigger function: the job and which of its
+    triggers the rule stands for, and the event EventBridge matched (jobline_tools.codegen renders
+    the rule's InputTransformer)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    job: str = Field(min_length=1)
+    trigger: int = Field(ge=0, description="Index in the job's triggers.s3 or triggers.bus")
+    event: dict[str, Any]
+
+
+def _delivered(raw: dict[str, Any], catalog: Catalog, kind: Literal["s3", "bus"]) -> tuple[Job, int, dict[str, Any]]:
+    delivery = RuleDelivery.model_validate(raw)
+    job = catalog.get(delivery.job)
+    if delivery.trigger >= len(getattr(job.triggers, kind)):
+        # Only a rule deployed from another catalog than the code's (make generate skipped).
+        raise NoMatchingJob(f"job {job.name!r} declares no triggers.{kind}[{delivery.trigger}]")
+    return job, delivery.trigger, delivery.event
+
+
+def from_s3(raw: dict[str, Any], catalog: Catalog) -> list[RunRequest]:
+    """EventBridge matched the object to this job's S3 trigger; the key names the run."""
+    job, _, event = _delivered(raw, catalog, "s3")
+    parsed = S3EventNotificationEventBridgeModel.model_validate(event)
+    bucket, obj = parsed.detail.bucket.name, parsed.detail.object
     trigger = Trigger(
         type="s3",
         key=f"s3:{bucket}:{obj.key}:{obj.version_id or ''}:{obj.sequencer or ''}",
         source=f"s3://{bucket}/{obj.key}",
-        event=raw,
+        event=event,
     )
-    return [RunRequest(job=job, trigger=trigger) for job in jobs]
+    return [RunRequest(job=job, trigger=trigger)]
 
 
-def from_bus(event: EventBridgeModel, raw: dict[str, Any], catalog: Catalog) -> list[RunRequest]:
-    requests = []
-    for job in catalog.jobs:
-        for bus_trigger in job.triggers.bus:
-            if not patterns.matches(bus_trigger.pattern, raw):
-                continue
-            key = f"bus-event:{event.id}"
-            if bus_trigger.idempotency_key:
-                value = patterns.lookup(raw, bus_trigger.idempotency_key)
-                if value is None:
-                    raise MalformedEvent(
-                        f"event {event.id} matches job {job.name!r} but has no {bus_trigger.idempotency_key}"
-                    )
-                key = f"bus:{value}"
-            arguments = {
-                name: _argument(patterns.lookup(raw, path), job.name, name, path)
-                for name, path in bus_trigger.arguments.items()
-                if patterns.lookup(raw, path) is not None
-            }
-            source = f"bus: {event.source} / {event.detail_type}"
-            trigger = Trigger(type="bus", key=key, source=source, event=raw)
-            requests.append(RunRequest(job=job, trigger=trigger, arguments=arguments))
-            break  # one run per job per event, whichever of its bus triggers matched first
-    if not requests:
-        raise NoMatchingJob(f"event {event.id} ({event.source} / {event.detail_type}) matches no job's bus trigger")
-    return requests
+def from_bus(raw: dict[str, Any], catalog: Catalog) -> list[RunRequest]:
+    """EventBridge matched the event to this bus trigger; its paths give the key and the arguments."""
+    job, index, event = _delivered(raw, catalog, "bus")
+    parsed = EventBridgeModel.model_validate(event)
+    bus_trigger = job.triggers.bus[index]
+    key = f"bus-event:{parsed.id}"
+    if bus_trigger.idempotency_key:
+        value = _lookup(event, bus_trigger.idempotency_key)
+        if value is None:
+            raise MalformedEvent(f"event {parsed.id} for job {job.name!r} has no {bus_trigger.idempotency_key}")
+        key = f"bus:{value}"
+    arguments = {
+        name: _argument(_lookup(event, path), job.name, name, path)
+        for name, path in bus_trigger.arguments.items()
+        if _lookup(event, path) is not None
+    }
+    trigger = Trigger(type="bus", key=key, source=f"bus: {parsed.source} / {parsed.detail_type}", event=event)
+    return [RunRequest(job=job, trigger=trigger, arguments=arguments)]
 
 
 def from_schedule(schedule: ScheduleInput, raw: dict[str, Any], catalog: Catalog) -> RunRequest:
@@ -146,3 +160,13 @@ def _argument(value: Any, job: str, name: str, path: str) -> str:
     if isinstance(value, dict | list):
         raise MalformedEvent(f"job {job!r}: argument {name!r} from {path} must be a scalar, got {type(value).__name__}")
     return str(value)
+
+
+def _lookup(event: dict[str, Any], dotted_path: str) -> Any:
+    """The value at a dotted path such as `detail.order.id`, or None."""
+    value: Any = event
+    for part in dotted_path.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    return value

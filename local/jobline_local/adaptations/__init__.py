@@ -6,7 +6,7 @@ moto stops behaving as the adaptation assumes. They live with what they adapt:
 
 - adaptations.stepfunctions_engine: the ASL engine itself (parsing, `.sync` waiting, clients);
 - adaptations.stepfunctions_integrations: its service integrations (Batch, aws-sdk, SageMaker, Glue);
-- adaptations.delivery: event delivery (EventBridge rules to Lambda targets, S3 to EventBridge);
+- adaptations.delivery: event delivery (rule matching, rules to Lambda targets, S3 to EventBridge);
 - adaptations.moto_server: the server's request dispatch;
 - emulated.<service>: a service whose work the local stack does, next to its local compute
   (Batch jobs, Batch service jobs, SageMaker processing, Glue job runs, Lambda Invoke).
@@ -46,6 +46,7 @@ PINNED_MOTO = "5.2.5"
 # client cache must be in place before the SageMaker integration takes its client factory).
 REGISTRY = (
     "jobline_local.adaptations.stepfunctions_integrations:adapt_optimized_integration_casing",
+    "jobline_local.adaptations.delivery:adapt_event_pattern_json_types",
     "jobline_local.adaptations.delivery:adapt_rule_lambda_targets",
     "jobline_local.adaptations.delivery:adapt_s3_eventbridge_notification",
     "jobline_local.emulated.batch:adapt_batch_job_start",

@@ -1,11 +1,13 @@
-"""Adaptations of event delivery: EventBridge rules delivering to Lambda targets (through the
-local Lambda service) and S3's EventBridge notifications, shaped and routed as AWS sends them."""
+"""Adaptations of event delivery: EventBridge rules matching (moto's pattern matcher, with JSON's
+types) and delivering to Lambda targets (through the local Lambda service, InputTransformer as
+EventBridge applies it), and S3's EventBridge notifications, shaped and routed as AWS sends them."""
 
 from __future__ import annotations
 
 import copy
 import itertools
 import json
+import re
 import time
 import uuid
 from datetime import UTC, datetime
@@ -24,11 +26,10 @@ def iso_time(value: Any) -> str:
     return str(value)
 
 
-def lambda_target_payload(target: dict[str, Any], event: dict[str, Any]) -> Any:
+def lambda_target_payload(target: dict[str, Any], event: dict[str, Any], rule_arn: str) -> Any:
     """What an EventBridge rule hands a target: the event (with `time` as AWS writes it), or the
     target's Input, InputPath or InputTransformer applied to it."""
-    from moto.events.utils import EventTemplateParser
-
+    ingested = iso_time(event.get("ingestion-time", event.get("time")))
     event = {k: v for k, v in event.items() if k != "ingestion-time"}
     event["time"] = iso_time(event.get("time"))
     if "Input" in target:
@@ -39,13 +40,122 @@ def lambda_target_payload(target: dict[str, Any], event: dict[str, Any]) -> Any:
         found = [m.value for m in parse(target["InputPath"]).find(event)]
         return found[0] if found else None
     if "InputTransformer" in target:
-        transformer = target["InputTransformer"]
-        return EventTemplateParser.parse(
-            input_template=transformer.get("InputTemplate"),
-            input_paths_map=transformer.get("InputPathsMap", {}),
-            event=event,
-        )
+        return transform_input(target["InputTransformer"], event, rule_arn, ingested)
     return event
+
+
+_PLACEHOLDER = re.compile(r"<([^<>\s]+)>")
+
+
+def transform_input(transformer: dict[str, Any], event: dict[str, Any], rule_arn: str, ingested: str) -> Any:
+    """EventBridge's InputTransformer, which moto 5.2.5's EventTemplateParser only approximates (it
+    lacks aws.events.event, rule-arn and rule-name, needs an ingestion-time and falls back to its
+    own paths map when InputPathsMap is empty). From the EventBridge user guide, "Amazon
+    EventBridge input transformation": InputPathsMap names JSON paths into the event (a path that
+    matches nothing defines no variable); the predefined variables aws.events.rule-arn,
+    rule-name, event.ingestion-time, event (the event without `detail`) and event.json (the whole
+    event); a variable inside a JSON string is inserted as its text, elsewhere as JSON (a string
+    gets its quotes: the guide's "Simple JSON" example)."""
+    from jsonpath_ng.ext import parse
+
+    values: dict[str, Any] = {}
+    for name, path in (transformer.get("InputPathsMap") or {}).items():
+        if found := parse(path).find(event):
+            values[name] = found[0].value
+    values |= {
+        "aws.events.rule-arn": rule_arn,
+        "aws.events.rule-name": rule_arn.rsplit("/", 1)[-1],
+        "aws.events.event.ingestion-time": ingested,
+        "aws.events.event": {k: v for k, v in event.items() if k != "detail"},
+        "aws.events.event.json": event,
+    }
+    template = transformer["InputTemplate"]
+    out, in_string, index = [], False, 0
+    while index < len(template):
+        char = template[index]
+        match = _PLACEHOLDER.match(template, index) if char == "<" else None
+        if match and match[1] in values:
+            value = values[match[1]]
+            out.append(value if in_string and isinstance(value, str) else json.dumps(value, separators=(",", ":")))
+            index = match.end()
+            continue
+        if char == "\\" and in_string:
+            out.append(template[index : index + 2])
+            index += 2
+            continue
+        if char == '"':
+            in_string = not in_string
+        out.append(char)
+        index += 1
+    return json.loads("".join(out))  # a Lambda target takes JSON; anything else is the template's fault
+
+
+class _JsonBool:
+    """A JSON true/false inside moto's matcher: equal only to the same boolean, never a number."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: bool) -> None:
+        self.value = value
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _JsonBool) and other.value is self.value
+
+    def __hash__(self) -> int:
+        return hash(("json-bool", self.value))
+
+
+def _typed(value: Any) -> Any:
+    if isinstance(value, bool):
+        return _JsonBool(value)
+    if isinstance(value, list):
+        return [_typed(v) for v in value]
+    return value
+
+
+def adapt_event_pattern_json_types() -> None:
+    """moto 5.2.5's event pattern matcher compares with Python's `==`, where True == 1: the pattern
+    [1] matches the event value true, [true] matches 1, numeric matches booleans, and cidr reads
+    the number 5 as the address 0.0.0.5. EventBridge matches JSON values by their JSON type (a
+    boolean is no number; cidr matches IP address strings). Keep moto's matcher, with booleans
+    kept apart from numbers (event leaves and exact pattern values) and cidr on strings only."""
+    from moto.events.models import EventPattern
+
+    flatten = EventPattern._flatten_dict
+    match_filters = EventPattern._does_item_match_filters
+    match_named = EventPattern._does_item_match_named_filter
+
+    def flatten_typed(node: Any, prefix: str = "", result: dict[str, Any] | None = None) -> dict[str, Any]:
+        return {key: _typed(value) for key, value in flatten(node, prefix, result).items()}
+
+    def match_typed_filters(self: Any, item: Any, filters: list[Any]) -> bool:
+        items = item if isinstance(item, list) else [item]
+        if any(_JsonBool(f) in items for f in filters if isinstance(f, bool)):
+            return True
+        others = [f for f in filters if not isinstance(f, bool)]
+        return bool(others) and match_filters(self, item, others)
+
+    def match_named_filter(item: Any, pattern: dict[str, Any]) -> bool:
+        if "cidr" in pattern:
+            items = item if isinstance(item, list) else [item]
+            return any(isinstance(i, str) and match_named(i, pattern) for i in items)
+        return match_named(item, pattern)
+
+    replace(EventPattern, "_flatten_dict", staticmethod(flatten_typed))
+    replace(EventPattern, "_does_item_match_filters", match_typed_filters)
+    replace(EventPattern, "_does_item_match_named_filter", staticmethod(match_named_filter))
+
+
+def pattern_matches(pattern: dict[str, Any], event: dict[str, Any]) -> bool:
+    """Whether an EventBridge (or Lambda event filter) pattern matches, as the local stack decides:
+    moto's matcher with the adaptations above."""
+    from moto.events.models import EventPattern
+
+    from jobline_local.adaptations import install
+
+    install()
+
+    return EventPattern.load(json.dumps(pattern)).matches_event(event)
 
 
 def adapt_rule_lambda_targets() -> None:
@@ -65,7 +175,7 @@ def adapt_rule_lambda_targets() -> None:
         others = []
         for target in self.targets:
             if deliver is not None and parse_arn(target["Arn"]).service == "lambda":
-                deliver(self.arn, target, lambda_target_payload(target, original_event))
+                deliver(self.arn, target, lambda_target_payload(target, original_event, self.arn))
             else:
                 others.append(target)
         if others:
