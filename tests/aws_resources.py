@@ -25,6 +25,13 @@ TRAINING_REQUEST = {
     "ResourceConfig": {"InstanceType": "ml.m5.xlarge", "InstanceCount": 1, "VolumeSizeInGB": 30},
     "OutputDataConfig": {"S3OutputPath": "s3://run-data/models/"},
 }
+SAGEMAKER_ROLE = "arn:aws:iam::123456789012:role/sm"
+
+
+def training_job_request(name: str, **members: Any) -> dict[str, Any]:
+    """A complete CreateTrainingJob request - what SageMaker takes, and what a Batch service job's
+    serviceRequestPayload is: TRAINING_REQUEST with its name and role, and `members` on top."""
+    return {"TrainingJobName": name, "RoleArn": SAGEMAKER_ROLE, **TRAINING_REQUEST, **members}
 
 
 def create_run_table(ddb: Any, name: str) -> None:

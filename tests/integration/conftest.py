@@ -20,7 +20,6 @@ from jobline.deps import Deps
 from jobline.settings import Settings
 from jobline_local import adaptations
 from tests.aws_resources import REGION, TEST_ENVIRONMENT, create_batch, create_run_table, create_state_machine
-from tests.local.aws_contracts import aws_contracts  # noqa: F401 - AWS's contracts on every integration test
 
 
 class BatchScript:

@@ -19,7 +19,6 @@ from moto import mock_aws
 from jobline.state_changes import MODELS
 from jobline_local import adaptations, contracts
 from jobline_local.activity import Activity
-from jobline_local.contracts import throttling
 from jobline_local.emulated.batch_service_compute import LocalServiceJobs
 from jobline_local.emulated.glue import LocalGlue
 from jobline_local.emulated.sagemaker_processing import LocalProcessing
@@ -152,13 +151,10 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[boto3.session.Session]:
     for key, value in TEST_ENVIRONMENT.items():
         monkeypatch.setenv(key, value)
     adaptations.install()
-    contracts.install()
-    throttling.configure(None)
-    contracts.record.clear()
+    # The contracts are on for every test (tests/conftest.py); the contract tests let nothing through.
     contracts.record.tolerated = frozenset()
     with mock_aws(config={"batch": {"use_docker": False}, "stepfunctions": {"execute_state_machine": True}}):
         yield boto3.session.Session(region_name=REGION)
-    throttling.configure(None)
 
 
 def client(session: boto3.session.Session, service: str) -> Any:

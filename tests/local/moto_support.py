@@ -122,7 +122,21 @@ PROCESSING_REQUEST = {
 }
 # The same request as an ASL task's parameters, its role taken from the input.
 PROCESSING = {**{k: v for k, v in PROCESSING_REQUEST.items() if k != "RoleArn"}, "RoleArn.$": "$.role"}
-PROCESSING_SYNC = task("arn:aws:states:::sagemaker:createProcessingJob.sync", PROCESSING)
+# Retried as run.asl.json's RunProcessing state retries it: CreateProcessingJob is throttled at
+# AWS's rate (jobline_local.contracts.throttling), and several runs start within a second.
+PROCESSING_RETRY = [
+    {"ErrorEquals": ["SageMaker.ThrottlingException"], "IntervalSeconds": 1, "MaxAttempts": 5, "BackoffRate": 1.5}
+]
+
+
+def processing_sync(name: str) -> dict[str, Any]:
+    """A createProcessingJob.sync task of PROCESSING, named `name`."""
+    states = task("arn:aws:states:::sagemaker:createProcessingJob.sync", {**PROCESSING, "ProcessingJobName": name})
+    states["T"]["Retry"] = PROCESSING_RETRY
+    return states
+
+
+PROCESSING_SYNC = processing_sync("p-1")
 ROLE = {"role": "arn:aws:iam::123456789012:role/sm"}
 
 

@@ -15,9 +15,25 @@ from moto import mock_aws
 
 from jobline.backends.batch_service import map_service_status
 from jobline_local.emulated.batch_service_jobs import batch_backend
-from tests.aws_resources import REGION, create_training_queue
+from tests.aws_resources import REGION, create_training_queue, training_job_request
 from tests.local.moto_support import client, make_service_queue, original
 from tests.waiting import wait_until
+
+
+def training_payload(size: int) -> str:
+    """A complete CreateTrainingJob request whose JSON is `size` bytes: hyperparameters (at most
+    2,500 characters each, CreateTrainingJob's limit) make up the length."""
+    hyperparameters: dict[str, str] = {}
+
+    def text() -> str:
+        return json.dumps(training_job_request("train-1", HyperParameters=hyperparameters))
+
+    while len(text()) < size:
+        key = f"pad-{len(hyperparameters)}"
+        hyperparameters[key] = ""
+        hyperparameters[key] = "y" * min(2500, size - len(text()))
+    assert len(text()) == size
+    return text()
 
 
 def service_job_calls(endpoint: str | None, adapted: dict[str, Any]) -> None:
@@ -33,15 +49,13 @@ def service_job_calls(endpoint: str | None, adapted: dict[str, Any]) -> None:
         "jobName": "train-1",
         "jobQueue": queue,
         "serviceJobType": "SAGEMAKER_TRAINING",
-        "serviceRequestPayload": json.dumps({"x": "y" * (10 * 1024 - 9)}),
+        "serviceRequestPayload": training_payload(10 * 1024),
         "clientToken": "run-1",
         "tags": {"jobline:attempt": "1"},
         "timeoutConfig": {"attemptDurationSeconds": 600},
     }
     assert len(request["serviceRequestPayload"]) == 10 * 1024  # exactly the quota: accepted
     first = batch.submit_service_job(**request)
-    again = batch.submit_service_job(**request)
-    assert first["jobId"] == again["jobId"], "a repeated clientToken made a second job"
     assert first["jobArn"].endswith(f":service-job/{first['jobId']}")
 
     def refused(message: str, **changes: Any) -> None:
@@ -49,8 +63,9 @@ def service_job_calls(endpoint: str | None, adapted: dict[str, Any]) -> None:
             batch.submit_service_job(**{**request, **changes})
         assert caught.value.response["Error"]["Code"] == "ClientException"
 
+    refused("clientToken run-1 and an identical payload was already received")  # the same request again
     refused("already used .* with other parameters", jobName="train-2")
-    refused("10241 bytes; the maximum is 10240", clientToken="run-2", serviceRequestPayload="{" + " " * 10239 + "}")
+    refused("10241 bytes; the maximum is 10240", clientToken="run-2", serviceRequestPayload=training_payload(10241))
     refused("does not exist", clientToken="run-3", jobQueue="nope")
     refused("must be a JSON object", clientToken="run-4", serviceRequestPayload="[]")
 
@@ -93,8 +108,9 @@ def test_batch_service_jobs(adapted: dict[str, Any]) -> None:
     with mock_aws():
         queue = make_service_queue()
         batch = client("batch")
+        payload = json.dumps(training_job_request("j"))
         job_id = batch.submit_service_job(
-            jobName="j", jobQueue=queue, serviceJobType="SAGEMAKER_TRAINING", serviceRequestPayload="{}"
+            jobName="j", jobQueue=queue, serviceJobType="SAGEMAKER_TRAINING", serviceRequestPayload=payload
         )["jobId"]
         assert [j.job_id for j in handed] == [job_id]
         batch.terminate_service_job(jobId=job_id, reason="stop it")
@@ -113,7 +129,7 @@ def test_batch_service_jobs(adapted: dict[str, Any]) -> None:
         )["jobQueueArn"]
         with pytest.raises(ClientError, match="does not match job queue ecs"):
             batch.submit_service_job(
-                jobName="j", jobQueue=ecs_queue, serviceJobType="SAGEMAKER_TRAINING", serviceRequestPayload="{}"
+                jobName="j", jobQueue=ecs_queue, serviceJobType="SAGEMAKER_TRAINING", serviceRequestPayload=payload
             )
         definition = batch.register_job_definition(
             jobDefinitionName="d", type="container", containerProperties={"image": "x", "vcpus": 1, "memory": 512}
@@ -128,14 +144,13 @@ def service_queue(capacity: int = 1) -> str:
 
 
 def submit(queue: str, name: str, runtime: int = 60, **env: str) -> str:
-    payload = {
-        "AlgorithmSpecification": {"TrainingImage": "x"},
-        "ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1},
-        "HyperParameters": {"epochs": "3"},
-        "StoppingCondition": {"MaxRuntimeInSeconds": runtime},
-        "Environment": {"JOBLINE_ATTEMPT": "1", **env},
-        "Tags": [{"Key": "jobline:run-id", "Value": name}, {"Key": "jobline:attempt", "Value": "1"}],
-    }
+    payload = training_job_request(
+        name,
+        HyperParameters={"epochs": "3"},
+        StoppingCondition={"MaxRuntimeInSeconds": runtime},
+        Environment={"JOBLINE_ATTEMPT": "1", **env},
+        Tags=[{"Key": "jobline:run-id", "Value": name}, {"Key": "jobline:attempt", "Value": "1"}],
+    )
     return boto3.client("batch", region_name=REGION).submit_service_job(
         jobName=name,
         jobQueue=queue,

@@ -6,10 +6,10 @@ import json
 
 from boto3.session import Session
 
-from tests.aws_resources import TRAINING_REQUEST, create_training_queue
+from tests.aws_resources import create_training_queue, training_job_request
 from tests.local.conftest import client, refusal
 
-PAYLOAD = json.dumps({**TRAINING_REQUEST, "RoleArn": "arn:aws:iam::123456789012:role/sm", "TrainingJobName": "t-1"})
+PAYLOAD = json.dumps(training_job_request("t-1"))
 
 
 def test_the_same_token_and_payload_twice_is_rejected(aws: Session) -> None:

@@ -88,8 +88,6 @@ def test_every_request_jobline_sends_meets_aws_models_except_the_known_violation
             "-q",
             "-p",
             "no:cacheprovider",
-            "-p",
-            "tests.local.aws_contracts",
             "tests/integration",
             "tests/unit",
             "tests/local/jobline_scenarios.py",

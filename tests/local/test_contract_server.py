@@ -14,7 +14,7 @@ from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_ba
 from werkzeug.serving import make_server
 
 from jobline_local import adaptations, contracts
-from tests.aws_resources import TRAINING_REQUEST, create_training_queue
+from tests.aws_resources import SAGEMAKER_ROLE, TRAINING_REQUEST, create_training_queue, training_job_request
 from tests.local.conftest import NO_RETRY
 
 
@@ -23,8 +23,7 @@ def endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}.items():
         monkeypatch.setenv(key, value)
     adaptations.install()
-    contracts.install()
-    contracts.record.tolerated = frozenset()
+    contracts.record.tolerated = frozenset()  # installed for every test (tests/conftest.py); none let through
     server = make_server("127.0.0.1", 0, DomainDispatcherApplication(create_backend_app), threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -36,12 +35,12 @@ def endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
 def test_the_server_refuses_a_service_job_without_training_job_name(endpoint: str) -> None:
     batch = boto3.client("batch", region_name="us-east-1", endpoint_url=endpoint, config=NO_RETRY)
     queue = create_training_queue(batch)
-    payload = {**TRAINING_REQUEST, "RoleArn": "arn:aws:iam::123456789012:role/sm"}
+    payload = {**TRAINING_REQUEST, "RoleArn": SAGEMAKER_ROLE}
     params = {"jobName": "train-1", "jobQueue": queue, "serviceJobType": "SAGEMAKER_TRAINING"}
     with pytest.raises(ClientError) as caught:
         batch.submit_service_job(**params, serviceRequestPayload=json.dumps(payload))
     error = caught.value.response
     assert (error["Error"]["Code"], error["ResponseMetadata"]["HTTPStatusCode"]) == ("ClientException", 400)
     assert "serviceRequestPayload.TrainingJobName" in error["Error"]["Message"]
-    named = json.dumps({**payload, "TrainingJobName": "train-1"})
+    named = json.dumps(training_job_request("train-1"))
     assert batch.submit_service_job(**params, serviceRequestPayload=named)["jobName"] == "train-1"

@@ -7,10 +7,8 @@ from typing import Any
 
 from boto3.session import Session
 
-from tests.aws_resources import TRAINING_REQUEST, create_training_queue
+from tests.aws_resources import SAGEMAKER_ROLE, TRAINING_REQUEST, create_training_queue, training_job_request
 from tests.local.conftest import client, refusal
-
-ROLE = "arn:aws:iam::123456789012:role/sagemaker"
 
 
 def submit(batch: Any, queue: str, payload: dict[str, Any]) -> dict[str, Any]:
@@ -25,7 +23,7 @@ def submit(batch: Any, queue: str, payload: dict[str, Any]) -> dict[str, Any]:
 def test_a_payload_without_training_job_name_is_refused(aws: Session) -> None:
     batch = client(aws, "batch")
     queue = create_training_queue(batch)
-    error = refusal(batch.submit_service_job, **submit(batch, queue, {**TRAINING_REQUEST, "RoleArn": ROLE}))
+    error = refusal(batch.submit_service_job, **submit(batch, queue, {**TRAINING_REQUEST, "RoleArn": SAGEMAKER_ROLE}))
     assert (error["code"], error["status"]) == ("ClientException", 400)
     assert "Value null at 'serviceRequestPayload.TrainingJobName' failed to satisfy constraint" in error["message"]
 
@@ -33,8 +31,7 @@ def test_a_payload_without_training_job_name_is_refused(aws: Session) -> None:
 def test_a_payload_member_breaking_its_pattern_is_refused(aws: Session) -> None:
     batch = client(aws, "batch")
     queue = create_training_queue(batch)
-    payload = {**TRAINING_REQUEST, "RoleArn": ROLE, "TrainingJobName": "run_1"}
-    error = refusal(batch.submit_service_job, **submit(batch, queue, payload))
+    error = refusal(batch.submit_service_job, **submit(batch, queue, training_job_request("run_1")))
     assert error["code"] == "ClientException"
     assert "'serviceRequestPayload.TrainingJobName'" in error["message"]
     assert "regular expression pattern" in error["message"]
@@ -52,5 +49,5 @@ def test_a_payload_that_is_no_json_object_is_refused(aws: Session) -> None:
 def test_a_complete_create_training_job_payload_is_accepted(aws: Session) -> None:
     batch = client(aws, "batch")
     queue = create_training_queue(batch)
-    payload = {**TRAINING_REQUEST, "RoleArn": ROLE, "TrainingJobName": "run-1-attempt-1"}
+    payload = training_job_request("run-1-attempt-1")
     assert batch.submit_service_job(**submit(batch, queue, payload))["jobName"] == "train-1"

@@ -9,7 +9,7 @@ import pytest
 from boto3.session import Session
 
 from jobline_local.contracts import throttling
-from tests.aws_resources import TRAINING_REQUEST, create_batch, create_training_queue
+from tests.aws_resources import create_batch, create_training_queue, training_job_request
 from tests.local.conftest import client, refusal
 
 ROLE = "arn:aws:iam::123456789012:role/sm"
@@ -22,7 +22,7 @@ def _submit_job(aws: Any) -> tuple[Any, dict[str, Any]]:
 
 def _submit_service_job(aws: Any) -> tuple[Any, dict[str, Any]]:
     batch = client(aws, "batch")
-    payload = {**TRAINING_REQUEST, "RoleArn": ROLE, "TrainingJobName": "t"}
+    payload = training_job_request("t")
     params = {
         "jobName": "j",
         "jobQueue": create_training_queue(batch),
@@ -45,7 +45,7 @@ def _create_processing_job(aws: Any) -> tuple[Any, dict[str, Any]]:
 
 
 def _create_training_job(aws: Any) -> tuple[Any, dict[str, Any]]:
-    params = {**TRAINING_REQUEST, "RoleArn": ROLE, "TrainingJobName": "t-1", "StoppingCondition": {}}
+    params = training_job_request("t-1", StoppingCondition={})
     return client(aws, "sagemaker").create_training_job, params
 
 

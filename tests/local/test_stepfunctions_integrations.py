@@ -11,9 +11,9 @@ import pytest
 from moto import mock_aws
 
 from jobline_local.adaptations import hooks
+from tests.aws_resources import training_job_request
 from tests.local.moto_support import (
     GLUE_SYNC,
-    PROCESSING,
     PROCESSING_SYNC,
     ROLE,
     SFN,
@@ -23,6 +23,7 @@ from tests.local.moto_support import (
     make_glue_job,
     make_service_queue,
     original,
+    processing_sync,
     run_asl,
     task,
     wait_execution,
@@ -96,7 +97,7 @@ def test_sagemaker_processing_sync(monkeypatch: pytest.MonkeyPatch, adapted: dic
         assert output["RoleArn"] == ROLE["role"]
         assert isinstance(output["CreationTime"], int)
 
-        states = task("arn:aws:states:::sagemaker:createProcessingJob.sync", {**PROCESSING, "ProcessingJobName": "p-2"})
+        states = processing_sync("p-2")
         adapted["processing_job"] = lambda job: (
             setattr(job, "processing_job_status", "Failed") or setattr(job, "failure_reason", "AlgorithmError: boom")
         )
@@ -109,7 +110,7 @@ def test_sagemaker_processing_sync(monkeypatch: pytest.MonkeyPatch, adapted: dic
 
         jobs.clear()
         adapted["processing_job"] = jobs.append
-        states = task("arn:aws:states:::sagemaker:createProcessingJob.sync", {**PROCESSING, "ProcessingJobName": "p-3"})
+        states = processing_sync("p-3")
         arn = run_asl(states, "T", ROLE, wait=False)
         wait_until(lambda: jobs)
         client("stepfunctions").stop_execution(executionArn=arn)
@@ -163,7 +164,7 @@ def test_aws_sdk_integrations(monkeypatch: pytest.MonkeyPatch) -> None:
             "JobName": "j",
             "JobQueue": "training",
             "ServiceJobType": "SAGEMAKER_TRAINING",
-            "ServiceRequestPayload": "{}",
+            "ServiceRequestPayload": json.dumps(training_job_request("j")),
             "Tags": {"jobline:attempt": "1"},
         },
     )
