@@ -78,20 +78,6 @@ class ServiceJob:
     def arn(self) -> str:
         return f"arn:aws:batch:{self.region}:{self.account_id}:service-job/{self.job_id}"
 
-    def signature(self) -> tuple[Any, ...]:
-        """What must match for a repeated clientToken to name the same job."""
-        return (
-            self.name,
-            self.queue_arn,
-            self.service_job_type,
-            self.payload,
-            json.dumps(self.retry_strategy, sort_keys=True),
-            json.dumps(self.timeout_config, sort_keys=True),
-            self.scheduling_priority,
-            self.share_identifier,
-            json.dumps(self.tags, sort_keys=True),
-        )
-
     def describe(self) -> dict[str, Any]:
         detail: dict[str, Any] = {
             "attempts": self.attempts,
@@ -242,13 +228,13 @@ def submit_service_job(account_id: str, region: str, params: dict[str, Any]) -> 
         client_token=params.get("clientToken"),
     )
     with state.lock:
+        # A repeat with the same request is refused by jobline_local.contracts.client_token before
+        # it gets here; a token reused with another request is refused too.
         if job.client_token is not None and job.client_token in state.tokens:
-            earlier = state.jobs[state.tokens[job.client_token]]
-            if earlier.signature() != job.signature():
-                raise _client_error(
-                    f"clientToken {job.client_token} was already used for job {earlier.job_id} with other parameters"
-                )
-            return earlier
+            raise _client_error(
+                f"clientToken {job.client_token} was already used for job {state.tokens[job.client_token]}"
+                " with other parameters"
+            )
         state.jobs[job.job_id] = job
         if job.client_token is not None:
             state.tokens[job.client_token] = job.job_id
