@@ -337,6 +337,7 @@ def test_the_trigger_policy_grants_exactly_what_starting_a_run_needs() -> None:
         "states:StartExecution": {str({"Ref": "RunStateMachine"})},
         "sqs:SendMessage": {str({"Fn::GetAtt": ["EventDeadLetterQueue", "Arn"]})},
         "s3:PutObject": {str({"Fn::Sub": "${RunDataBucket.Arn}/trigger-events/*"})},
+        "s3:DeleteObject": {str({"Fn::Sub": "${RunDataBucket.Arn}/trigger-events/*"})},
     }
 
 
