@@ -182,7 +182,8 @@ class RunStarter:
         row = new_row(request, arguments, self._settings, now_iso())
         fields, stored = stored_event(request, self._settings)
         row["trigger"].update(fields)
-        stored_execution_input(request.job, row, self._settings)  # refuses what the backend cannot run, before any write
+        # What the backend cannot run is refused here, before anything is written.
+        stored_execution_input(request.job, row, self._settings)
         if stored is not None:
             self._put_once(stored)
         created = self._table.create_run(row)
