@@ -37,6 +37,8 @@ class Settings(BaseSettings):
     failure_topic_arn: str = Field(default="", description="SNS topic told of FAILED and TIMEOUT runs (optional)")
     # The reconciler looks up runs that have not moved for this long (their events may be lost).
     reconcile_after_seconds: int = Field(default=900, ge=0)
+    # A PENDING row this old has lost its execution's start (a started one moves it on at once).
+    unstarted_after_seconds: int = Field(default=120, ge=0)
 
 
 @lru_cache(maxsize=1)
