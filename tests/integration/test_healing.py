@@ -44,11 +44,8 @@ def failing(client: Any, operation: str, code: str = "ServiceUnavailable") -> It
 
 
 def describe(stack: dict[str, Any], run_id: str) -> dict[str, Any]:
-    return (
-        backends["session"]
-        .client("stepfunctions")
-        .describe_execution(executionArn=execution_arn(backends["settings"], run_id))
-    )
+    sfn = stack["session"].client("stepfunctions")
+    return sfn.describe_execution(executionArn=execution_arn(stack["settings"], run_id))
 
 
 def test_a_run_whose_execution_never_started_is_started(backends: dict[str, Any], script: Script) -> None:  # noqa: F811
@@ -86,10 +83,7 @@ def test_a_run_that_can_no_longer_start_is_ended_visibly(backends: dict[str, Any
     assert row["reason"] == "SubmitFailed: unknown job 'clean-data': the catalog declares []"
 
 
-def test_an_ended_run_whose_waiting_execution_was_never_resumed_is_resumed(
-    backends: dict[str, Any],
-    script: Script,  # noqa: F811
-) -> None:
+def test_an_ended_run_never_resumed_is_resumed(backends: dict[str, Any], script: Script) -> None:  # noqa: F811
     """The service job's terminal event ends the row, but SendTaskSuccess fails on every retry of
     the event: the row is terminal, the execution waits on its token; the sweep resumes it."""
     deps = deps_for(backends, script, "train-model")
@@ -110,10 +104,7 @@ def test_an_ended_run_whose_waiting_execution_was_never_resumed_is_resumed(
     assert reconcile(deps, NOW) == {}  # nothing left to heal
 
 
-def test_an_ended_run_whose_execution_runs_on_is_stopped_and_its_slot_released(
-    backends: dict[str, Any],
-    script: Script,  # noqa: F811
-) -> None:
+def test_an_ended_run_still_executing_is_stopped(backends: dict[str, Any], script: Script) -> None:  # noqa: F811
     """An operator's stop ended the row but StopExecution failed: the sweep stops the execution."""
     script.outcomes = {1: "hold"}
     deps = deps_for(backends, script, "clean-data")
