@@ -24,7 +24,7 @@ from jobline.backends import BACKENDS, RunSpec
 from jobline.catalog import Job
 from jobline.clock import now_iso, parse_iso_z
 from jobline.dal import RunTable
-from jobline.errors import InvalidArguments
+from jobline.errors import InvalidArguments, MalformedEvent
 from jobline.settings import Settings
 from jobline.status import RANK_PENDING, TERMINAL, Reason, RunStatus
 from jobline.triggers import RunRequest
@@ -32,6 +32,7 @@ from jobline.triggers import RunRequest
 # Waiting in a queue is not part of a job's own timeout, so the state machine's guard on one
 # attempt (against a Batch job whose end is never reported) allows this much beyond it.
 QUEUE_ALLOWANCE_SECONDS = 6 * 3600
+TRIGGER_TEXT_LIMIT = 2048  # characters of a trigger's key and of its source kept in the row
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,8 @@ def resolve_arguments(job: Job, supplied: dict[str, str]) -> dict[str, str]:
             if param.required:
                 raise InvalidArguments(f"job {job.name!r} requires parameter {name!r}")
             continue
+        if not _encodable(value):
+            raise InvalidArguments(f"job {job.name!r}: argument {name!r} is not valid Unicode text")
         if len(value) > param.max_length:
             raise InvalidArguments(
                 f"job {job.name!r}: argument {name!r} is {len(value)} characters,"
@@ -69,6 +72,25 @@ def resolve_arguments(job: Job, supplied: dict[str, str]) -> dict[str, str]:
             )
         resolved[name] = value
     return resolved
+
+
+def check_trigger(request: RunRequest) -> None:
+    """What the row keeps of its trigger stays small, so no row nears DynamoDB's 400 KB item limit
+    (the event itself is inlined only when small, else stored in S3)."""
+    for name in ("key", "source"):
+        if len(value := getattr(request.trigger, name)) > TRIGGER_TEXT_LIMIT:
+            raise MalformedEvent(
+                f"the trigger's {name} is {len(value)} characters, over {TRIGGER_TEXT_LIMIT}"
+                " (an idempotency key or name this long identifies nothing)"
+            )
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:  # a lone surrogate, which JSON escapes can carry
+        return False
+    return True
 
 
 def new_row(request: RunRequest, arguments: dict[str, str], settings: Settings, created_at: str) -> dict[str, Any]:
@@ -178,6 +200,7 @@ class RunStarter:
         self._s3 = s3
 
     def start(self, request: RunRequest) -> StartedRun:
+        check_trigger(request)
         arguments = resolve_arguments(request.job, request.arguments)
         row = new_row(request, arguments, self._settings, now_iso())
         fields, stored = stored_event(request, self._settings)
