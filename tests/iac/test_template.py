@@ -168,7 +168,13 @@ def test_run_table() -> None:
 
 def test_every_queue_is_encrypted() -> None:
     queues = _resources("AWS::SQS::Queue")
-    assert set(queues) == {"TriggerQueue", "TriggerDeadLetterQueue", "EventDeadLetterQueue"}
+    assert set(queues) == {
+        "TriggerQueue",
+        "TriggerDeadLetterQueue",
+        "EventDeadLetterQueue",
+        "NotificationRedriveQueue",
+        "NotificationDeadLetterQueue",
+    }
     for queue_id, queue in queues.items():
         props = queue["Properties"]
         assert props.get("SqsManagedSseEnabled") is True or "KmsMasterKeyId" in props, queue_id
