@@ -129,12 +129,12 @@ def test_an_invocation_that_is_no_sqs_batch_is_parked_in_the_event_dlq(env: dict
 
 
 def test_a_rejected_event_too_large_for_sqs_keeps_its_head_size_and_hash(env: dict[str, Any]) -> None:
-    event = sample("bus-report-requested.json") | {"source": "acme.unknown"}
-    event["detail"]["blob"] = HUGE
+    event = sample("bus-report-requested.json") | {"trigger": 7}  # a rule of another catalog
+    event["event"]["detail"]["blob"] = HUGE
     load_handler("bus_trigger").handler(event, LambdaContext())
     message = env["session"].client("sqs").receive_message(QueueUrl=env["dlq"])["Messages"][0]
     parked = json.loads(message["Body"])
     assert parked["code"] == "NoMatchingJob"
     assert parked["event"] is None
     assert parked["event_truncated"]["bytes"] == len(json.dumps(event))
-    assert parked["event_truncated"]["head"].startswith('{"version": "0"')
+    assert parked["event_truncated"]["head"].startswith('{"job": "nightly-report"')

@@ -24,10 +24,10 @@ DUPLICATES = 8
 
 def bus_event(delivery: int, size: int) -> dict[str, Any]:
     """A re-sent `Report Requested` (same request_id, so the same run) with its own id and body."""
-    event = sample("bus-report-requested.json")
-    event["id"] = f"delivery-{delivery}"
-    event["detail"]["note"] = f"{delivery}:" + "x" * size
-    return event
+    delivered = sample("bus-report-requested.json")
+    delivered["event"]["id"] = f"delivery-{delivery}"
+    delivered["event"]["detail"]["note"] = f"{delivery}:" + "x" * size
+    return delivered
 
 
 def deliver_concurrently(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -67,7 +67,7 @@ def test_concurrent_duplicates_make_one_run_holding_the_creators_event(env: dict
 
     creators = [i for i, result in enumerate(results) if result["runs"][0]["created"]]
     assert len(creators) == 1
-    creator_event = events[creators[0]]
+    creator_event = events[creators[0]]["event"]  # the run keeps the matched event, not the rule's wrapper
     (run_id,) = {result["runs"][0]["run_id"] for result in results}
     assert executions(env) == [run_id]
     row = get_deps().table.get_run(run_id)
@@ -91,12 +91,12 @@ def test_a_redelivery_of_the_same_large_event_keeps_its_one_object(env: dict[str
     first, again = handler(event, LambdaContext()), handler(event, LambdaContext())
     assert (first["runs"][0]["created"], again["runs"][0]["created"]) == (True, False)
     (body,) = objects(env).values()
-    assert json.loads(body) == event
+    assert json.loads(body) == event["event"]
 
 
 def test_a_large_event_refused_writes_nothing(env: dict[str, Any]) -> None:
     event = bus_event(1, 10_000)
-    event["detail"]["day"] = "x" * 2000  # over the parameter's max_length
+    event["event"]["detail"]["day"] = "x" * 2000  # over the parameter's max_length
     result = load_handler("bus_trigger").handler(event, LambdaContext())
     assert result["runs"] == []
     assert dlq_messages(env)[0]["code"] == "InvalidArguments"
