@@ -18,7 +18,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from botocore.exceptions import ClientError
 
-from jobline.backends import EVENT_MODELS, AttemptDetail, backend_of_event
+from jobline.backends import EVENT_MODELS, AttemptDetail, Observation, backend_of_event
 from jobline.clock import now_iso
 from jobline.dal import RunTable
 from jobline.errors import MalformedEvent
@@ -69,21 +69,23 @@ def apply_state_change(
     seen = backend_of_event(event).observe(event, glue)
     if seen is None:
         return NOT_JOBLINE
-    if isinstance(seen, AttemptDetail):
-        detail = _changed_at(seen.attempt, lambda row: apply_attempt_detail(row, seen.attempt, seen.name, seen.detail))
-        if (result := table.update_run(seen.run_id, detail, time_left)) is None:
-            return NO_SUCH_RUN
-        return STALE if result[0] == result[1] else Outcome(Effect.APPLIED, f"{seen.name} detail")
-    change = _changed_at(seen.attempt, lambda row: apply_observation(row, seen.observed))
-    result = table.update_run(seen.run_id, change, time_left)
-    if result is None:
+    if (result := table.update_run(seen.run_id, _changed_at(seen.attempt, row_change(seen)), time_left)) is None:
         return NO_SUCH_RUN
+    if isinstance(seen, AttemptDetail):
+        return STALE if result[0] == result[1] else Outcome(Effect.APPLIED, f"{seen.name} detail")
     before, after = result
     resumed = _resume_waiting_execution(after, seen.attempt, sfn)
     if before == after and not resumed:
         return STALE
     statuses = RunStatus(before["status"]), RunStatus(after["status"])
     return Outcome(Effect.APPLIED, f"{statuses[0]} -> {statuses[1]}", *statuses, resumed=resumed)
+
+
+def row_change(seen: Observation | AttemptDetail) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """What one event's news does to its run's row (jobline.status; no I/O)."""
+    if isinstance(seen, AttemptDetail):
+        return lambda row: apply_attempt_detail(row, seen.attempt, seen.name, seen.detail)
+    return lambda row: apply_observation(row, seen.observed)
 
 
 def _changed_at(
