@@ -105,13 +105,16 @@ class RunTable:
             if new == row:
                 return row, row
             version = int(row.get("version", 0))
+            # A row no writer has versioned yet (no `version`) must still have none.
+            expected = {"ConditionExpression": "attribute_not_exists(#v)"}
+            if "version" in row:
+                expected = {"ConditionExpression": "#v = :v", "ExpressionAttributeValues": {":v": {"N": str(version)}}}
             try:
                 self._client.put_item(
                     TableName=self._table,
                     Item=_to_item({**new, "version": version + 1}),
-                    ConditionExpression="#v = :v",
                     ExpressionAttributeNames={"#v": "version"},
-                    ExpressionAttributeValues={":v": {"N": str(version)}},
+                    **expected,
                 )
             except ClientError as error:
                 if not _conditional_failed(error):
