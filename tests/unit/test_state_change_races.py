@@ -69,9 +69,7 @@ def test_many_concurrent_events_for_one_row_converge_to_the_ordered_row(
 
     assert atomic_items["conflicts"] > 0  # the deliveries did race for the row
     assert set(effects) <= {Effect.APPLIED, Effect.UNCHANGED}
-    expected = apply_all(
-        {**new_row(max_attempts=2), "run_id": RUN_ID}, [observe(e, None) for e in events]
-    )
+    expected = apply_all({**new_row(max_attempts=2), "run_id": RUN_ID}, [observe(e, None) for e in events])
     assert stored(table.get_run(RUN_ID) or {}) == stored(expected)
     assert (expected["status"], expected["attempt"]) == ("SUCCEEDED", 2)
 

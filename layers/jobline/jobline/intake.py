@@ -13,6 +13,12 @@ from jobline.errors import MalformedEvent, RejectedInput
 from jobline.observability import count, logger
 from jobline.triggers import RunRequest
 
+# A DLQ record fits any SQS queue (messages of at most 256 KiB unless raised:
+# https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/quotas-messages.html)
+# whatever was refused: a longer event is kept as the start of its JSON text, a reason cut short.
+DLQ_EVENT_LIMIT_CHARS = 96 * 1024
+DLQ_REASON_LIMIT_CHARS = 2048
+
 
 def handle(event: dict[str, Any], source: str, requests: Callable[[Deps], list[RunRequest]]) -> dict[str, Any]:
     """A trigger handler's whole job: the requests its event makes (parsing it on the way), each
@@ -48,7 +54,9 @@ def reject(error: Exception, payload: Any, source: str, deps: Deps, job: str | N
     if isinstance(error, ValidationError):
         error = MalformedEvent(f"malformed {source} event: {_validation_summary(error)}")
     code = error.code if isinstance(error, RejectedInput) else "Rejected"
-    reason = str(error)
+    reason = str(error)[:DLQ_REASON_LIMIT_CHARS]
+    if len(text := json.dumps(payload, default=str)) > DLQ_EVENT_LIMIT_CHARS:
+        payload = {"truncated_json": text[:DLQ_EVENT_LIMIT_CHARS]}
     logger.warning("trigger rejected", extra={"code": code, "reason": reason, "source": source, "job": job})
     count("RejectedTriggers", Source=source, Code=code)
     deps.client("sqs").send_message(
