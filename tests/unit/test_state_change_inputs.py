@@ -94,6 +94,10 @@ def test_no_input_raises_and_the_row_stays_under_the_item_limit(run: dict[str, A
         ({**batch(1, "RUNNING"), "time": "0001-01-01T00:00:00+01:00"}, "time: Value error, time 0001-01-01"),
         (batch(1, "RUNNING") | {"detail": {**batch(1, "RUNNING")["detail"], "startedAt": 10**20}}, "startedAt"),
         (service(7, "RUNNING"), "has attempts 1 to 3, not 7"),
+        (
+            batch(1, "FAILED") | {"detail": {**batch(1, "FAILED")["detail"], "container": {"exitCode": 10**40}}},
+            "container.exitCode",  # DynamoDB numbers have at most 38 digits
+        ),
     ],
 )
 def test_what_is_not_a_state_change_is_rejected_logged_counted_and_parked(

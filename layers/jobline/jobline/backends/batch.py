@@ -92,7 +92,7 @@ def map_batch_status(batch_status: str, status_reason: str | None, exit_code: in
 
 
 class BatchContainer(EventDetail):
-    exitCode: int | None = None
+    exitCode: int | None = Field(default=None, ge=-(2**31), le=2**32)  # a container exit status (int32 in Batch)
     logStreamName: str | None = None
 
 
