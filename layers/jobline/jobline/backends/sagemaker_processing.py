@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Literal
 
-from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from botocore.exceptions import ClientError
 from pydantic import Field, field_validator
 
 from jobline.backends.base import (
     SAGEMAKER_NAME_LIMIT,
     STACK_ROLE_ONLY,
+    EpochMsNumber,
     EventDetail,
     Observation,
     RunSpec,
+    StateChangeEvent,
     as_event,
     max_runtime_exceeded,
     observed,
@@ -87,11 +88,11 @@ class ProcessingJobDetail(EventDetail):
     ProcessingJobStatus: Literal["InProgress", "Completed", "Failed", "Stopping", "Stopped"]
     FailureReason: str | None = None
     ExitMessage: str | None = None
-    ProcessingStartTime: int | float | str | None = None
-    ProcessingEndTime: int | float | str | None = None
+    ProcessingStartTime: EpochMsNumber | str | None = None
+    ProcessingEndTime: EpochMsNumber | str | None = None
 
 
-class ProcessingJobStateChange(EventBridgeModel):
+class ProcessingJobStateChange(StateChangeEvent):
     detail: ProcessingJobDetail  # type: ignore[assignment]
 
 
