@@ -24,7 +24,7 @@ S3_DELIVERY = json.loads((Path(__file__).parents[2] / "events" / "s3-object-crea
 
 
 def s3_request(deps: Any, key: str = "incoming/orders.csv", sequencer: str = "00617F08299329D189") -> Any:
-    delivery = copy.deepcopy(S3_DELIVERY)
+    delivery = copy.deepcopy(S3_DELIVERY) | {"job": deps.catalog.jobs[0].name}  # the rule of the test's job
     delivery["event"]["detail"]["object"].update(key=key, sequencer=sequencer)
     (request,) = triggers.from_s3(delivery, deps.catalog)
     return request
