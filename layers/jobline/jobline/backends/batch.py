@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Any, Literal
 
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
@@ -175,17 +174,14 @@ class Batch:
             settings.gpu_job_definition_arn if backend.capacity == "gpu" else settings.default_job_definition_arn
         )
         return {
-            # ASL has no array concatenation, so the state machine appends JOBLINE_ATTEMPT to this JSON
-            # text with States.Format and parses it back (see BuildAttemptEnvironment in run.asl.json).
-            "environment_tail": "".join(
-                "," + json.dumps({"Name": k, "Value": v}, separators=(",", ":")) for k, v in run.environment.items()
-            ),
             "batch": {
                 "JobQueue": job_queue(backend, run.job_name, settings),
                 "JobDefinition": backend.job_definition or default_definition,
                 "AttemptDurationSeconds": run.timeout_seconds,
                 "ContainerOverrides": overrides,
                 "Parameters": run.arguments,
+                # The state machine appends JOBLINE_ATTEMPT as a list item (BuildAttemptEnvironment).
+                "Environment": [{"Name": k, "Value": v} for k, v in run.environment.items()],
             },
         }
 

@@ -141,7 +141,6 @@ class TrainingJobStateChange(EventBridgeModel):
 
 DETAIL_TYPE = "Batch Service Job State Change"
 TRAINING_DETAIL_TYPE = "SageMaker Training Job State Change"
-ATTEMPT_MARK = "\u0000jobline-attempt\u0000"
 
 
 def _observe_training(event: TrainingJobStateChange) -> AttemptDetail | None:
@@ -157,6 +156,17 @@ def _observe_training(event: TrainingJobStateChange) -> AttemptDetail | None:
     return AttemptDetail(*identity, name="training", detail=detail)
 
 
+def _attempt_request(training: dict[str, Any], run_id: str, attempt: int) -> dict[str, Any]:
+    """One attempt's CreateTrainingJob request, as the state machine builds it from the execution
+    input (PrepareServiceAttempt .. SubmitServiceJob in run.asl.json)."""
+    return {
+        **training,
+        "TrainingJobName": f"{run_id}-{attempt}",
+        "Environment": {**training["Environment"], "JOBLINE_ATTEMPT": str(attempt)},
+        "Tags": [*training["Tags"], {"Key": "jobline:attempt", "Value": str(attempt)}],
+    }
+
+
 class BatchService:
     type = TYPE
     model = BatchServiceBackend
@@ -166,25 +176,19 @@ class BatchService:
     job_console_path = None
 
     def execution_input(self, backend: BatchServiceBackend, run: RunSpec, settings: Settings) -> dict[str, Any]:
-        """The training request goes as serviceRequestPayload, a JSON string with the attempt number in
-        two places (environment and tags): split around them so the state machine can join it."""
+        """The training request as a JSON object: the state machine adds each attempt's values
+        (TrainingJobName, JOBLINE_ATTEMPT, the jobline:attempt tag) by merging objects and serialises
+        it with States.JsonToString, so no value in it can change the request's structure."""
         training = {
             "StoppingCondition": {"MaxRuntimeInSeconds": run.timeout_seconds},
             "RoleArn": settings.sagemaker_role_arn,
             **backend.training,
-            "Environment": {
-                **backend.training.get("Environment", {}),
-                **run.environment,
-                "JOBLINE_ATTEMPT": ATTEMPT_MARK,
-            },
-            "Tags": [
-                *backend.training.get("Tags", []),
-                {"Key": "jobline:run-id", "Value": run.run_id},
-                {"Key": "jobline:attempt", "Value": ATTEMPT_MARK},
-            ],
+            "Environment": {**backend.training.get("Environment", {}), **run.environment},
+            "Tags": [*backend.training.get("Tags", []), {"Key": "jobline:run-id", "Value": run.run_id}],
         }
-        text = json.dumps(training, separators=(",", ":"))
-        longest = len(text.replace(json.dumps(ATTEMPT_MARK)[1:-1], str(run.max_attempts)).encode())
+        # The last attempt's is the longest (the most digits); JSON escapes as States.JsonToString does.
+        last = _attempt_request(training, run.run_id, run.max_attempts)
+        longest = len(json.dumps(last, separators=(",", ":")).encode())
         if longest > SERVICE_PAYLOAD_LIMIT_BYTES:
             raise InvalidArguments(
                 f"job {run.job_name!r}: the training request with this run's environment is {longest} bytes,"
@@ -192,7 +196,7 @@ class BatchService:
             )
         service: dict[str, Any] = {
             "JobQueue": require_queue(backend.job_queue or settings.service_job_queue_arn, run.job_name, "service"),
-            "PayloadParts": text.split(json.dumps(ATTEMPT_MARK)[1:-1]),
+            "Training": training,
             "AttemptDurationSeconds": run.timeout_seconds,
         }
         if backend.scheduling_priority is not None:
