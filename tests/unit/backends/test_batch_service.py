@@ -65,6 +65,12 @@ def test_a_payload_over_10_kib_is_refused_before_submission() -> None:
         execution_input(req, {}, {}, SETTINGS)
 
 
+def test_training_environment_values_over_sagemakers_limit_are_refused_before_submission() -> None:
+    req = request("train-model", environment={"SHORT": "v", "LONG": "v" * 513})
+    with pytest.raises(InvalidArguments, match=r"at most 512 characters: \['LONG'\]"):
+        execution_input(req, {}, {}, SETTINGS)
+
+
 def test_a_service_job_event_ends_the_attempt_and_resumes_the_waiting_execution(table: RunTable) -> None:
     start_row(table, "train-model", RUN_ID, task_token="token-1", task_token_attempt=1)
     sfn = boto3.client("stepfunctions", region_name="us-east-1")

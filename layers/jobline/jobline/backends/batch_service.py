@@ -37,6 +37,9 @@ if TYPE_CHECKING:
 
 TYPE = "batch_service"
 SERVICE_PAYLOAD_LIMIT_BYTES = 10 * 1024  # SubmitServiceJob's serviceRequestPayload quota
+# CreateTrainingJob's Environment (botocore's SageMaker model): at most 100 variables of 512 characters.
+TRAINING_ENVIRONMENT_ENTRIES = 100
+TRAINING_ENVIRONMENT_VALUE_LIMIT = 512
 
 
 class BatchServiceBackend(CatalogModel):
@@ -186,6 +189,17 @@ class BatchService:
             "Environment": {**backend.training.get("Environment", {}), **run.environment},
             "Tags": [*backend.training.get("Tags", []), {"Key": "jobline:run-id", "Value": run.run_id}],
         }
+        environment = training["Environment"]
+        if len(environment) + 1 > TRAINING_ENVIRONMENT_ENTRIES:  # + JOBLINE_ATTEMPT
+            raise InvalidArguments(
+                f"job {run.job_name!r}: {len(environment) + 1} training environment variables,"
+                f" over SageMaker's {TRAINING_ENVIRONMENT_ENTRIES}"
+            )
+        if too_long := sorted(k for k, v in environment.items() if len(v) > TRAINING_ENVIRONMENT_VALUE_LIMIT):
+            raise InvalidArguments(
+                f"job {run.job_name!r}: SageMaker training environment values are at most"
+                f" {TRAINING_ENVIRONMENT_VALUE_LIMIT} characters: {too_long}"
+            )
         # The last attempt's is the longest (the most digits); JSON escapes as States.JsonToString does.
         last = _attempt_request(training, run.run_id, run.max_attempts)
         longest = len(json.dumps(last, separators=(",", ":")).encode())
