@@ -140,4 +140,3 @@ def test_a_batch_jobs_environment_is_the_intended_one(
     # Step Functions' batch:submitJob.sync adds MANAGED_BY_AWS itself (moto's engine does the same).
     environment = [e for e in submitted["overrides"]["environment"] if e["name"] != "MANAGED_BY_AWS"]
     assert environment == [{"name": k, "value": v} for k, v in intended.items()]
-
