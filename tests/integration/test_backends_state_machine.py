@@ -7,6 +7,7 @@ as Batch's event carries it."""
 from __future__ import annotations
 
 import json
+import threading
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -18,6 +19,7 @@ from moto import mock_aws
 from jobline.backends.batch_service import ServiceJobStateChange
 from jobline.catalog import parse_catalog
 from jobline.deps import Deps
+from jobline.operations import Operations
 from jobline.settings import Settings
 from jobline.state_changes import Outcome, apply_state_change
 from jobline.triggers import RunRequest, Trigger
@@ -379,7 +381,8 @@ def test_a_submit_still_throttled_after_its_retries_is_retried_by_the_jobs_strat
     assert (row["status"], row["attempt"]) == ("SUCCEEDED", 2)
     # moto's engine names an error botocore's model lacks (Batch's 429) Batch.BatchException; both are retried.
     throttled = failed_errors(backends, run_id)[:10]
-    assert throttled[:9] == ["Batch.BatchException"] * 9 and throttled[9:] != ["Batch.BatchException"]
+    assert throttled[:9] == ["Batch.BatchException"] * 9
+    assert throttled[9:] != ["Batch.BatchException"]
     assert entered(history(backends, run_id)).count("SubmitFailedRetryable") == 1
 
 
@@ -506,3 +509,39 @@ def test_stopping_an_execution_stops_its_processing_job_and_glue_run(backends: d
         sfn.stop_execution(executionArn=arn, error="Stopped", cause="test")
         status = (lambda j=jobs[-1]: j.processing_job_status) if name == "clean-data" else (lambda j=jobs[-1]: j.status)
         assert wait_until(lambda s=status, want=stopped: s() == want, timeout=10, what=f"{name} to be stopped")
+
+
+def test_stopping_a_service_job_run_before_its_first_event_terminates_its_job(
+    backends: dict[str, Any], script: Script
+) -> None:
+    deps = deps_for(backends, script, "train-model")
+    run_id = start(deps, "stop-before-event")
+    wait_until(lambda: deps.table.get_run(run_id).get("task_token_attempt") == 1, timeout=30, what="the token")
+    (job,) = script.service
+    assert "1" not in deps.table.get_run(run_id)["attempts"]  # no event yet: the job id is the row's
+
+    (stopped,) = Operations(deps).stop_runs([run_id])["stopped"]
+    assert stopped["terminated_backend_job"] == job.job_id
+    assert (job.is_terminated, job.terminate_reason) == (True, "Stopped by user (jobline runs stop)")
+
+
+def test_stopping_a_service_job_run_before_its_job_id_is_stored_finds_the_job(
+    backends: dict[str, Any], script: Script
+) -> None:
+    deps = deps_for(backends, script, "train-model")
+    held, release = [], threading.Event()
+
+    def hold(job: Any) -> None:  # the submit is in flight: its response has not reached the execution
+        held.append(job)
+        release.wait(30)
+
+    adaptations.set_hooks(service_job=hold)
+    run_id = start(deps, "stop-in-flight")
+    try:
+        wait_until(lambda: held, timeout=30, what="the submit")
+        assert "service_job_id" not in deps.table.get_run(run_id)
+        (stopped,) = Operations(deps).stop_runs([run_id])["stopped"]
+    finally:
+        release.set()
+    assert stopped["terminated_backend_job"] == held[0].job_id
+    assert held[0].is_terminated

@@ -195,10 +195,12 @@ class Batch:
         jobs = deps.client("batch").describe_jobs(jobs=[record["backend_job_id"]])["jobs"]
         return jobs and as_event(BatchJobStateChange, "aws.batch", DETAIL_TYPE, jobs[0], now_iso())
 
-    def stop(self, job_id: str, reason: str, deps: Deps) -> bool:
+    def stop(self, row: dict[str, Any], attempt: int, record: dict[str, Any], reason: str, deps: Deps) -> str | None:
         # Step Functions stops a .sync job with its execution; this is belt and braces.
+        if not (job_id := record.get("backend_job_id")):
+            return None
         deps.client("batch").terminate_job(jobId=job_id, reason=reason)
-        return True
+        return str(job_id)
 
 
 BACKEND = Batch()

@@ -170,6 +170,15 @@ def _attempt_request(training: dict[str, Any], run_id: str, attempt: int) -> dic
     }
 
 
+def _find_job(row: dict[str, Any], attempt: int, deps: Deps) -> str | None:
+    """The attempt's service job by its name (JOB_NAME matches without case: compare exactly)."""
+    job = next((j for j in deps.catalog.jobs if j.name == row["job"]), None)  # gone from the catalog since?
+    queue = (job and getattr(job.backend, "job_queue", None)) or deps.settings.service_job_queue_arn
+    name = f"{row['run_id']}-{attempt}"
+    found = deps.client("batch").list_service_jobs(jobQueue=queue, filters=[{"name": "JOB_NAME", "values": [name]}])
+    return next((job["jobId"] for job in found["jobSummaryList"] if job["jobName"] == name), None)
+
+
 class BatchService:
     type = TYPE
     model = BatchServiceBackend
@@ -247,10 +256,19 @@ class BatchService:
         job = deps.client("batch").describe_service_job(jobId=job_id)
         return as_event(ServiceJobStateChange, "aws.batch", DETAIL_TYPE, job, now_iso())
 
-    def stop(self, job_id: str, reason: str, deps: Deps) -> bool:
-        # No .sync integration: stopping the execution leaves the service job running.
+    def stop(self, row: dict[str, Any], attempt: int, record: dict[str, Any], reason: str, deps: Deps) -> str | None:
+        # No .sync integration: stopping the execution leaves the service job running. Before its
+        # first event the attempt's job id is on the row (stored with the task token), or, if the
+        # execution had not stored it yet, the job is found by its name.
+        job_id = (
+            record.get("backend_job_id")
+            or (row.get("service_job_id") if row.get("task_token_attempt") == attempt else None)
+            or _find_job(row, attempt, deps)
+        )
+        if not job_id:
+            return None
         deps.client("batch").terminate_service_job(jobId=job_id, reason=reason)
-        return True
+        return str(job_id)
 
 
 BACKEND = BatchService()
