@@ -34,7 +34,7 @@ from tests.aws_resources import (
     create_training_queue,
 )
 from tests.cfn import ASL
-from tests.integration.conftest import wait_for_execution
+from tests.integration.conftest import executions_end_with_the_test, wait_for_execution
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
@@ -147,7 +147,8 @@ def backends(monkeypatch: pytest.MonkeyPatch, script: Script) -> Iterator[dict[s
             sagemaker_role_arn="arn:aws:iam::123456789012:role/sagemaker",
             glue_job_name="jobline-example",
         )
-        yield {"session": session, "settings": settings, "queue": queue}
+        with executions_end_with_the_test(session, machine):
+            yield {"session": session, "settings": settings, "queue": queue}
 
 
 def deps_for(backends: dict[str, Any], script: Script, name: str, **extra: Any) -> Deps:
