@@ -37,6 +37,7 @@ CHOICE_VARIABLES = {
     "$.described.StatusReason": "service timeout reason",
     "$.failure.job.Container.ExitCode": "exit code",
     "$.retry_on_timeout": "catalog flag",
+    "$.error.Error": "step functions error",
 }
 # Pass states' ResultPath -> what their Result is.
 PASS_RESULTS = {"$.outcome": "outcome", "$.attempt": "first attempt"}
@@ -197,6 +198,8 @@ def _check(literal: Literal, rules: Rules) -> Iterator[str]:
             yield f"status must be one of {sorted(rules.terminal)} and reason a jobline Reason"
     elif kind == "first attempt" and value != 1:
         yield "attempts count from 1 (jobline.status.is_final_attempt compares with max_attempts)"
+    elif kind == "step functions error" and value != "States.TaskFailed":
+        yield "only a job that ran and failed is told apart by its error name (States.TaskFailed)"
     # "catalog flag" literals are booleans of the run input, not rules.
 
 

@@ -4,8 +4,11 @@ against moto's DynamoDB (the run table as template.yaml declares it) and moto's 
 from __future__ import annotations
 
 import json
+import sys
+import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -53,6 +56,40 @@ def batch_script(monkeypatch: pytest.MonkeyPatch) -> BatchScript:
     return script
 
 
+def _parked(thread: threading.Thread) -> bool:
+    """A stopped execution's task waiting for a token makes no call again (its token never comes);
+    nor do the threads that wait for the one waiting (each of them checked too)."""
+    frame = sys._current_frames().get(thread.ident or -1)
+    while frame is not None:
+        code = frame.f_code
+        if code.co_name in ("_eval_wait_for_task_token", "_evaluate_with_timeout") or (
+            code.co_name == "eval" and code.co_filename.endswith("program/program.py")
+        ):
+            return True
+        frame = frame.f_back
+    return False
+
+
+@contextmanager
+def executions_end_with_the_test(session: Any, machine: str) -> Iterator[None]:
+    """Stop the executions a test leaves running and wait for their engine threads: one left going
+    keeps calling AWS from its thread and lands in the next test's moto (same table, and the same
+    run id for the same trigger), moving that test's row under it."""
+    from moto.stepfunctions.parser.utils import TMP_THREADS
+
+    first = len(TMP_THREADS)
+    yield
+    sfn = session.client("stepfunctions")
+    for page in sfn.get_paginator("list_executions").paginate(stateMachineArn=machine, statusFilter="RUNNING"):
+        for execution in page["executions"]:
+            sfn.stop_execution(executionArn=execution["executionArn"], error="TestEnded", cause="the test ended")
+    deadline = time.monotonic() + 60
+    for thread in TMP_THREADS[first:]:
+        while thread.is_alive() and not _parked(thread):
+            assert time.monotonic() < deadline, f"an execution's thread {thread.name} still runs after its test"
+            thread.join(timeout=0.05)
+
+
 @pytest.fixture
 def stack(monkeypatch: pytest.MonkeyPatch, batch_script: BatchScript) -> Iterator[dict[str, Any]]:
     for key, value in TEST_ENVIRONMENT.items():
@@ -74,7 +111,8 @@ def stack(monkeypatch: pytest.MonkeyPatch, batch_script: BatchScript) -> Iterato
             job_queue_spot_arn=queue,
             default_job_definition_arn=definition,
         )
-        yield {"session": session, "settings": settings, "queue": queue}
+        with executions_end_with_the_test(session, machine):
+            yield {"session": session, "settings": settings, "queue": queue}
 
 
 def make_deps(stack: dict[str, Any], jobs: list[dict[str, Any]]) -> Deps:
