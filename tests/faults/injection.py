@@ -61,11 +61,15 @@ class InvocationCrash(BaseException):  # noqa: N818 - it is not an error the cod
 
 
 def injected(error: BaseException | None) -> bool:
-    """Whether an exception is (or was raised because of) an injected fault."""
+    """Whether an exception is (or was raised because of) an injected fault; a Powertools batch
+    error whose every record failed counts when each record's error does."""
     seen = 0
     while error is not None and seen < 20:
         if isinstance(error, InvocationCrash) or getattr(error, "jobline_injected", False):
             return True
+        children = getattr(error, "child_exceptions", None)
+        if children:
+            return all(injected(child[1]) for child in children)
         error = error.__cause__ or error.__context__
         seen += 1
     return False

@@ -53,7 +53,7 @@ class Ledger:
                 raise
             self.failed_invocations += 1
             if not injected(error):
-                self.unhandled.append("".join(traceback.format_exception_only(error)).strip())
+                self.unhandled.append(traceback.format_exception_only(error)[0].strip().splitlines()[0][:300])
             return False, None
 
 
