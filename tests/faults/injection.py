@@ -172,7 +172,10 @@ class Injector:
             raise InvocationCrash(f"invocation died before {service}.{name}")
         code, status = (THROTTLE if rule.kind == "throttle" else SERVER_ERROR)[service]
         error = ClientError(
-            {"Error": {"Code": code, "Message": f"injected {rule.kind}"}, "ResponseMetadata": {"HTTPStatusCode": status}},
+            {
+                "Error": {"Code": code, "Message": f"injected {rule.kind}"},
+                "ResponseMetadata": {"HTTPStatusCode": status, "RequestId": "injected-fault", "HTTPHeaders": {}},
+            },
             name,
         )
         error.jobline_injected = True  # type: ignore[attr-defined]
