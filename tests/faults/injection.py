@@ -27,6 +27,9 @@ from botocore.exceptions import ClientError, ReadTimeoutError
 
 Kind = Literal["throttle", "server_error", "crash", "lost_response"]
 KINDS: tuple[Kind, ...] = ("throttle", "server_error", "crash", "lost_response")
+# Outages worth telling apart: a call refused every time, and a call that runs every time but
+# whose caller never hears back (a 5xx outage or a crash loop behaves as the first).
+OUTAGE_KINDS: tuple[Kind, ...] = ("throttle", "lost_response")
 # Faults the Step Functions service can meet in a Task state (its own process does not crash).
 ENGINE_KINDS: tuple[Kind, ...] = ("throttle", "server_error", "lost_response")
 Origin = Literal["handler", "engine"]
@@ -56,7 +59,7 @@ SERVER_ERROR = {
 }
 
 
-class InvocationCrash(BaseException):  # noqa: N818 - it is not an error the code may handle
+class InvocationCrash(BaseException):
     """The invocation died between two AWS calls (not an Exception: nothing in a handler catches it)."""
 
 

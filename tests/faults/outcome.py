@@ -51,7 +51,7 @@ class Tally:
                 kinds[problem.split(": ", 1)[1].split(":", 1)[0]] += 1
         lines.append(f"total: {totals[0]} tried, {totals[1]} with a fault fired, {totals[2]} healed")
         lines.append(
-            "lost runs {0}, duplicate executions {1}, replaced trigger events {2}, unhandled exceptions {3}".format(
+            "lost runs {}, duplicate executions {}, replaced trigger events {}, unhandled exceptions {}".format(
                 *(kinds.get(k, 0) for k in ("lost run", "duplicate execution", "replaced trigger event", "unhandled"))
             )
         )
@@ -60,27 +60,6 @@ class Tally:
 
 
 TALLY = Tally()
-
-
-def _job_event_variable(value: Any) -> str | None:
-    """JOBLINE_TRIGGER_EVENT or _S3_URI wherever the backend's part of the execution input carries
-    the job's environment (a map, a list of Name/Value pairs, or a pre-joined fragment of one)."""
-    names = ("JOBLINE_TRIGGER_EVENT", "JOBLINE_TRIGGER_EVENT_S3_URI")
-    if isinstance(value, str) and value.startswith(",{"):
-        value = json.loads("[" + value[1:] + "]")
-    if isinstance(value, dict):
-        for key in names:
-            if isinstance(value.get(key), str):
-                return value[key]
-        for name, content in (("name", "value"), ("Name", "Value")):
-            if value.get(name) in names:
-                return value.get(content)
-        value = list(value.values())
-    if isinstance(value, list):
-        for item in value:
-            if (found := _job_event_variable(item)) is not None:
-                return found
-    return None
 
 
 def _stored_event(stack: Stack, value: str) -> Any:
@@ -104,16 +83,21 @@ def run_problems(
     if execution["status"] == "RUNNING":
         problems.append(f"lost run: execution still RUNNING, row {row['status']} ({row['reason']})")
     if row["status"] != expected_status:
-        problems.append(f"wrong outcome: row {row['status']} ({row['reason']}), the job's outcome was {expected_status}")
+        problems.append(
+            f"wrong outcome: row {row['status']} ({row['reason']}), the job's outcome was {expected_status}"
+        )
     if row["backend"] == "batch" and len(stack.compute.submitted(run_id)) > max(1, int(row.get("attempt") or 0)):
-        problems.append(f"duplicate execution: Batch jobs {stack.compute.submitted(run_id)} for {row['attempt']} attempt(s)")
+        problems.append(
+            f"duplicate execution: Batch jobs {stack.compute.submitted(run_id)} for {row['attempt']} attempt(s)"
+        )
     trigger = row["trigger"]
     stored = trigger.get("event") or trigger.get("event_s3_uri")
     if stored is None or _stored_event(stack, stored) != first_event:
         problems.append("replaced trigger event: the row's trigger event is not the first delivery's")
-    seen = _job_event_variable(json.loads(execution["input"]))
-    if seen is None or _stored_event(stack, seen) != first_event:
-        problems.append("replaced trigger event: the execution's trigger event is not the first delivery's")
+    environment = stack.compute.environments.get(run_id)
+    seen = environment and (environment.get("JOBLINE_TRIGGER_EVENT") or environment.get("JOBLINE_TRIGGER_EVENT_S3_URI"))
+    if environment is not None and (not seen or _stored_event(stack, seen) != first_event):
+        problems.append("replaced trigger event: the job's trigger event is not the first delivery's")
     return problems
 
 

@@ -48,7 +48,7 @@ class Ledger:
         try:
             with injector.handling():
                 return True, handler(event, LambdaContext())
-        except BaseException as error:  # noqa: BLE001 - a Lambda invocation error is any exception
+        except BaseException as error:
             if isinstance(error, KeyboardInterrupt | SystemExit):
                 raise
             self.failed_invocations += 1
@@ -108,7 +108,9 @@ def deliver_sqs(
                 waiting.append(message_id)
 
 
-def deliver_stream(ledger: Ledger, injector: Injector, handler: Callable[..., Any], records: list[dict[str, Any]]) -> None:
+def deliver_stream(
+    ledger: Ledger, injector: Injector, handler: Callable[..., Any], records: list[dict[str, Any]]
+) -> None:
     """Stream records in order, retried from the first failure, then past it to the on-failure record."""
     position, retries = 0, 0
     while position < len(records):

@@ -37,7 +37,9 @@ class LogicalTrigger:
 
 
 def _async(handler: str) -> Callable[[Ledger, Injector, Stack, Any], Any]:
-    return lambda ledger, injector, stack, event: deliver_async(ledger, injector, stack.handlers[handler].handler, event)
+    return lambda ledger, injector, stack, event: deliver_async(
+        ledger, injector, stack.handlers[handler].handler, event
+    )
 
 
 def _sqs(ledger: Ledger, injector: Injector, stack: Stack, message: tuple[str, str]) -> None:
@@ -79,7 +81,9 @@ def schedule_fire(stack: Stack, job: str = BATCH_JOB) -> LogicalTrigger:
     if job != BATCH_JOB:  # an unknown job: the schedule's event must end in the event DLQ
         return LogicalTrigger("schedule_trigger", [event], None, event, _async("schedule_trigger"))
     request = triggers.from_schedule(triggers.ScheduleInput.model_validate(event), event, stack.deps.catalog)
-    return LogicalTrigger("schedule_trigger", [event], request.run_id, request.trigger.event, _async("schedule_trigger"))
+    return LogicalTrigger(
+        "schedule_trigger", [event], request.run_id, request.trigger.event, _async("schedule_trigger")
+    )
 
 
 def sqs_message(stack: Stack) -> LogicalTrigger:

@@ -11,7 +11,6 @@ import pytest
 from aws_lambda_powertools.utilities.parser.models import S3EventNotificationEventBridgeModel
 
 from jobline import triggers
-
 from tests.faults.injection import ENGINE_KINDS, Injector, Rule
 from tests.faults.outcome import TALLY, run_problems, unhandled
 from tests.faults.redelivery import Ledger
@@ -47,7 +46,9 @@ def start_run(stack: Stack) -> Any:
 
 def slot_problems(stack: Stack, run_id: str) -> list[str]:
     item = stack.client("dynamodb").get_item(TableName="runs", Key={"pk": {"S": f"SLOT#{BATCH_JOB}"}}).get("Item", {})
-    return ["lost run: the run still holds a concurrency slot"] if run_id in item.get("holders", {}).get("SS", []) else []
+    return (
+        ["lost run: the run still holds a concurrency slot"] if run_id in item.get("holders", {}).get("SS", []) else []
+    )
 
 
 def test_the_enumerated_task_calls_are_the_calls_an_execution_makes(stack: Stack, injector: Injector) -> None:

@@ -76,6 +76,8 @@ def test_a_trigger_survives_a_fault_in_its_handlers_calls(
     ledger = Ledger()
     deliver_all(stack, injector, ledger, trigger)
     problems = outcome(stack, injector, ledger, trigger)
-    TALLY.record(trigger.handler, f"{name} {service}.{operation} {kind}{' outage' if outage else ''}", injector, ledger, problems)
+    TALLY.record(
+        trigger.handler, f"{name} {service}.{operation} {kind}{' outage' if outage else ''}", injector, ledger, problems
+    )
     assert injector.fired, "the fault never fired"
     assert problems == []
