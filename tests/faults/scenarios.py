@@ -50,21 +50,22 @@ def _api(ledger: Ledger, injector: Injector, stack: Stack, request: dict[str, An
     return call_api(ledger, injector, lambda: get_operations().start_run(**request))
 
 
-def s3_drop(stack: Stack, size: int = 0) -> LogicalTrigger:
+def s3_drop(stack: Stack) -> LogicalTrigger:
     n = next(_serial)
     event = json.loads((EVENTS / "s3-object-created.json").read_text())
     event["id"] = f"s3-event-{n}"
-    event["detail"]["object"].update(key=f"incoming/{'x' * size}{n}.csv", sequencer=f"{n:018X}")
+    event["detail"]["object"].update(key=f"incoming/{n}.csv", sequencer=f"{n:018X}")
     (request,) = triggers.from_s3(S3EventNotificationEventBridgeModel.model_validate(event), event, stack.deps.catalog)
     return LogicalTrigger("s3_trigger", [event], request.run_id, request.trigger.event, _async("s3_trigger"))
 
 
-def bus_event(stack: Stack, duplicates: int = 0) -> LogicalTrigger:
-    """A bus event and `duplicates` other events with its idempotency key (same logical trigger)."""
+def bus_event(stack: Stack, duplicates: int = 0, size: int = 0) -> LogicalTrigger:
+    """A bus event and `duplicates` other events with its idempotency key (same logical trigger);
+    `size` pads its detail (over the inline limit, the run's event travels through S3)."""
     n = next(_serial)
     base = json.loads((EVENTS / "bus-report-requested.json").read_text())
     base.update(source="acme.faults", **{"detail-type": "Count Requested"})
-    base["detail"] = {"request_id": f"req-{n}", "note": "first"}
+    base["detail"] = {"request_id": f"req-{n}", "note": "first", "padding": "p" * size}
     events = [base]
     for copy_number in range(duplicates):
         other = copy.deepcopy(base)
@@ -109,8 +110,8 @@ def api_start(stack: Stack) -> LogicalTrigger:
 # run by test_the_enumerated_calls_are_the_calls_each_handler_makes).
 TRIGGERS: dict[str, tuple[Callable[[Stack], LogicalTrigger], list[tuple[str, str]]]] = {
     "s3": (s3_drop, [("dynamodb", "PutItem"), ("stepfunctions", "StartExecution")]),
-    "s3-large-event": (
-        lambda stack: s3_drop(stack, size=7000),
+    "bus-large-event": (
+        lambda stack: bus_event(stack, size=7000),
         [("s3", "PutObject"), ("dynamodb", "PutItem"), ("stepfunctions", "StartExecution")],
     ),
     "bus": (bus_event, [("dynamodb", "PutItem"), ("stepfunctions", "StartExecution")]),
