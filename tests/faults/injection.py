@@ -163,8 +163,9 @@ class Injector:
             return original(client, operation, params)
         rule = self._match(service, name, origin)
         if rule is None or rule.kind == "lost_response":
+            sent = dict(params)  # as the caller passed them (botocore replaces a Body in place)
             response = original(client, operation, params)
-            self._log(service, name, origin, params, reached=True)
+            self._log(service, name, origin, sent, reached=True)
             if rule is not None:
                 error = ReadTimeoutError(endpoint_url=client.meta.endpoint_url)
                 error.jobline_injected = True  # type: ignore[attr-defined]
