@@ -1,4 +1,5 @@
-"""Run table stream -> a `Run State Change` event on the job bus for every run that became final."""
+"""Run table stream -> a `Run State Change` event on the job bus for every run that became final;
+the notification redrive queue -> the events PutEvents refused, sent again."""
 
 from __future__ import annotations
 
@@ -14,4 +15,4 @@ from jobline.observability import logger, metrics, tracer
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return notifications.process_stream(event, notifications.get_notifier())
+    return notifications.process(event, notifications.get_notifier())

@@ -8,7 +8,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from jobline.deps import get_deps
 from jobline.observability import count, logger, metrics, tracer
-from jobline.reconciler import reconcile
+from jobline.reconciler import ERROR, UNCHANGED, reconcile
 
 
 @logger.inject_lambda_context
@@ -16,8 +16,9 @@ from jobline.reconciler import reconcile
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     outcomes = reconcile(get_deps())  # runs not updated for Settings.reconcile_after_seconds
-    healed = {run_id: outcome for run_id, outcome in outcomes.items() if outcome != "unchanged"}
+    failed = {run_id: outcome for run_id, outcome in outcomes.items() if outcome.startswith(ERROR)}
+    healed = {run_id: outcome for run_id, outcome in outcomes.items() if outcome != UNCHANGED and run_id not in failed}
     for run_id, outcome in healed.items():
         logger.info("run healed", extra={"run_id": run_id, "outcome": outcome})
         count("RunsHealed")
-    return {"checked": len(outcomes), "healed": healed}
+    return {"checked": len(outcomes), "healed": healed, "failed": failed}

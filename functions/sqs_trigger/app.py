@@ -1,5 +1,6 @@
 """Messages on the trigger queue -> one run each. Partial batch responses: a message that is
-malformed or names an unknown job fails alone, is retried by SQS and ends in its DLQ."""
+malformed or names an unknown job fails alone (however many others fail with it), is retried by
+SQS and ends in its DLQ. An invocation that is not an SQS batch at all is parked in the event DLQ."""
 
 from __future__ import annotations
 
@@ -10,25 +11,27 @@ from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
-from jobline import triggers
+from jobline import intake, triggers
 from jobline.deps import get_deps
 from jobline.errors import MalformedEvent, RejectedInput
 from jobline.observability import count, logger, metrics, tracer
 
-processor = BatchProcessor(event_type=EventType.SQS, model=SqsRecordModel)
+# Every record failing is still a partial batch response (each id listed), not a Lambda error.
+processor = BatchProcessor(event_type=EventType.SQS, model=SqsRecordModel, raise_on_entire_batch_failure=False)
 
 
 def record_handler(record: SqsRecordModel) -> str:
     deps = get_deps()
     try:
         message = triggers.SqsJobMessage.model_validate_json(record.body)
+        intake.require_unicode(message.model_dump())
         request = triggers.from_sqs(record, message, deps.catalog)
         started = deps.starter.start(request)
     except (ValidationError, RejectedInput) as error:
         code = error.code if isinstance(error, RejectedInput) else MalformedEvent.code
         logger.warning(
             "sqs message rejected; SQS redrives it to the DLQ after maxReceiveCount",
-            extra={"message_id": record.messageId, "code": code, "reason": str(error)},
+            extra={"message_id": record.messageId, "code": code, "reason": str(error)[: intake.REASON_LIMIT]},
         )
         count("RejectedTriggers", Source="sqs", Code=code)
         raise
@@ -39,5 +42,9 @@ def record_handler(record: SqsRecordModel) -> str:
 @logger.inject_lambda_context
 @metrics.log_metrics
 @tracer.capture_lambda_handler
-def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+def handler(event: Any, context: LambdaContext) -> dict[str, Any]:
+    records = event.get("Records") if isinstance(event, dict) else None
+    if not isinstance(records, list) or not all(isinstance(r, dict) and "messageId" in r for r in records):
+        error = MalformedEvent("not an SQS batch: {'Records': [...]}, each record with its messageId")
+        return {"batchItemFailures": [], "rejected": intake.reject(error, event, "sqs", get_deps())}
     return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)

@@ -168,7 +168,13 @@ def test_run_table() -> None:
 
 def test_every_queue_is_encrypted() -> None:
     queues = _resources("AWS::SQS::Queue")
-    assert set(queues) == {"TriggerQueue", "TriggerDeadLetterQueue", "EventDeadLetterQueue"}
+    assert set(queues) == {
+        "TriggerQueue",
+        "TriggerDeadLetterQueue",
+        "EventDeadLetterQueue",
+        "NotificationRedriveQueue",
+        "NotificationDeadLetterQueue",
+    }
     for queue_id, queue in queues.items():
         props = queue["Properties"]
         assert props.get("SqsManagedSseEnabled") is True or "KmsMasterKeyId" in props, queue_id
@@ -337,6 +343,7 @@ def test_the_trigger_policy_grants_exactly_what_starting_a_run_needs() -> None:
         "states:StartExecution": {str({"Ref": "RunStateMachine"})},
         "sqs:SendMessage": {str({"Fn::GetAtt": ["EventDeadLetterQueue", "Arn"]})},
         "s3:PutObject": {str({"Fn::Sub": "${RunDataBucket.Arn}/trigger-events/*"})},
+        "s3:DeleteObject": {str({"Fn::Sub": "${RunDataBucket.Arn}/trigger-events/*"})},
     }
 
 

@@ -222,4 +222,5 @@ def test_the_api_function_has_exactly_its_permissions() -> None:
         "batch:TerminateServiceJob": jobs,
         "s3:GetObject": {str({"Fn::Sub": "${RunDataBucket.Arn}/trigger-events/*"})},
         "s3:PutObject": {str({"Fn::Sub": "${RunDataBucket.Arn}/trigger-events/*"})},
+        "s3:DeleteObject": {str({"Fn::Sub": "${RunDataBucket.Arn}/trigger-events/*"})},
     }

@@ -255,8 +255,8 @@ def test_retry_of_a_run_whose_event_travelled_through_s3_reads_it_back(ops: Oper
     new = ops.retry_run(first)["run_id"]
 
     uri = ops._table.get_run(new)["trigger"]["event_s3_uri"]
-    assert uri == f"s3://run-data/trigger-events/{new}.json"
-    body = env["session"].client("s3").get_object(Bucket="run-data", Key=f"trigger-events/{new}.json")["Body"]
+    assert uri.startswith(f"s3://run-data/trigger-events/{new}/")  # content-addressed, under the new run
+    body = env["session"].client("s3").get_object(Bucket="run-data", Key=uri.removeprefix("s3://run-data/"))["Body"]
     assert json.loads(body.read()) == event
 
 

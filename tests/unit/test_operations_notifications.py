@@ -1,20 +1,21 @@
 """Run State Change notifications from the run table's stream (moto): one event per run that becomes
 final, whoever wrote it, and an SNS message for FAILED and TIMEOUT runs; the template's stream
-mapping passes exactly those records; a failure stops the batch at the failed record."""
+mapping passes exactly those records; an event PutEvents refuses is redriven, never lost."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
 from boto3.dynamodb.types import TypeDeserializer
+from botocore.awsrequest import AWSResponse
 
 from jobline import notifications, patterns
 from jobline import settings as settings_module
 from jobline.catalog import parse_catalog
-from jobline.notifications import Notifier, process_stream
 from jobline.operations import Operations
 from jobline.settings import Settings
 from jobline.status import apply_observation
@@ -50,12 +51,19 @@ def stream_stack(env: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Iterat
     alerts = sqs.create_queue(QueueName="alerts")["QueueUrl"]
     alerts_arn = sqs.get_queue_attributes(QueueUrl=alerts, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=alerts_arn)
-    for key, value in {"RUN_TABLE_NAME": "runs-streamed", "JOB_BUS_NAME": "jobs", "FAILURE_TOPIC_ARN": topic}.items():
+    redrive = sqs.create_queue(QueueName="notification-redrive")["QueueUrl"]
+    variables = {
+        "RUN_TABLE_NAME": "runs-streamed",
+        "JOB_BUS_NAME": "jobs",
+        "FAILURE_TOPIC_ARN": topic,
+        "NOTIFICATION_REDRIVE_QUEUE_URL": redrive,
+    }
+    for key, value in variables.items():
         monkeypatch.setenv(key, value)
     settings_module.get_settings.cache_clear()
     notifications.get_notifier.cache_clear()
     ops = Operations.build(Settings(), parse_catalog({"jobs": [job_spec("word-count")]}), session)
-    yield {"ops": ops, "stream": stream_arn, "seen": seen, "alerts": alerts, "session": session}
+    yield {"ops": ops, "stream": stream_arn, "seen": seen, "alerts": alerts, "redrive": redrive, "session": session}
     notifications.get_notifier.cache_clear()
 
 
@@ -159,32 +167,87 @@ def test_the_stream_mapping_passes_exactly_the_transitions_to_final(stream_stack
     )
 
 
-class FlakyEvents:
-    """PutEvents that refuses the n-th event (1-based), by error or by a failed entry."""
+@contextmanager
+def refusing_put_events(how: str) -> Iterator[None]:
+    """The notifier's PutEvents refuses every event: with an error (after botocore's retries), or
+    with the entry failed in FailedEntryCount."""
+    events = notifications.get_notifier().events
+    if how == "error":
+        response, parsed = AWSResponse("https://events", 503, {}, None), {"Error": {"Code": "ServiceUnavailable"}}
+    else:
+        response = AWSResponse("https://events", 200, {}, None)
+        parsed = {"FailedEntryCount": 1, "Entries": [{"ErrorCode": "InternalFailure", "ErrorMessage": "try again"}]}
 
-    def __init__(self, refuse: int, how: str) -> None:
-        self.refuse, self.how, self.sent = refuse, how, []
+    def refuse(**_: Any) -> tuple[AWSResponse, dict[str, Any]]:
+        return response, parsed
 
-    def put_events(self, Entries: list[dict[str, Any]]) -> dict[str, Any]:  # boto3's name
-        if len(self.sent) + 1 == self.refuse:
-            if self.how == "raise":
-                raise ConnectionError("endpoint unreachable")
-            return {"FailedEntryCount": 1, "Entries": [{"ErrorCode": "InternalFailure", "ErrorMessage": "try again"}]}
-        self.sent.extend(json.loads(entry["Detail"])["run_id"] for entry in Entries)
-        return {"FailedEntryCount": 0, "Entries": [{"EventId": "1"}]}
+    events.meta.events.register("before-call.events.PutEvents", refuse)
+    try:
+        yield
+    finally:
+        events.meta.events.unregister("before-call.events.PutEvents", refuse)
 
 
-@pytest.mark.parametrize("how", ["raise", "failed entry"])
-def test_a_failed_send_stops_the_batch_so_lambda_retries_from_it(stream_stack: dict[str, Any], how: str) -> None:
+def redrive_batch(stack: dict[str, Any]) -> dict[str, Any]:
+    """What the redrive queue's event source hands the function: up to 10 messages, as Lambda shapes them."""
+    sqs = stack["session"].client("sqs")
+    messages = sqs.receive_message(QueueUrl=stack["redrive"], MaxNumberOfMessages=10).get("Messages", [])
+    arn = "arn:aws:sqs:us-east-1:123456789012:notification-redrive"
+    records = [
+        {"messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"], "eventSource": "aws:sqs"}
+        | {"eventSourceARN": arn, "awsRegion": "us-east-1", "attributes": {}, "messageAttributes": {}}
+        for m in messages
+    ]
+    return {"Records": records}
+
+
+@pytest.mark.parametrize("how", ["error", "failed entry"])
+def test_refused_notifications_are_redriven_none_lost_and_copies_share_their_id(
+    stream_stack: dict[str, Any], how: str
+) -> None:
+    runs = make_runs(stream_stack["ops"])
+    records = stream_records(stream_stack)
+    handler = load_handler("notify").handler
+    with refusing_put_events(how):
+        # Every event refused: each is queued for redrive; the stream batch succeeds. The stream
+        # then delivers the batch again (its response was lost): the copies are queued too.
+        assert handler({"Records": records}, LambdaContext()) == {"batchItemFailures": []}
+        assert handler({"Records": records}, LambdaContext()) == {"batchItemFailures": []}
+        assert drain(stream_stack, "seen") == []
+        still_refused = redrive_batch(stream_stack)
+        failed = handler(still_refused, LambdaContext())["batchItemFailures"]
+        assert len(failed) == len(still_refused["Records"]) == 6  # SQS keeps them for another try
+
+    sqs = stream_stack["session"].client("sqs")
+    for record in still_refused["Records"]:  # their visibility timeout passes
+        sqs.change_message_visibility(
+            QueueUrl=stream_stack["redrive"], ReceiptHandle=record["receiptHandle"], VisibilityTimeout=0
+        )
+    redriven = redrive_batch(stream_stack)
+    assert handler(redriven, LambdaContext()) == {"batchItemFailures": []}
+
+    events = drain(stream_stack, "seen")
+    final = {runs["stopped"], runs["failed"], runs["succeeded"]}
+    assert sorted(e["detail"]["run_id"] for e in events) == sorted([*final, *final])  # none lost
+    ids = {e["detail"]["run_id"]: set() for e in events}
+    for event in events:
+        ids[event["detail"]["run_id"]].add(event["detail"]["notification_id"])
+    assert all(len(copies) == 1 for copies in ids.values())  # every copy of one carries one id
+    assert len({next(iter(copies)) for copies in ids.values()}) == 3
+
+
+def test_when_the_redrive_queue_refuses_too_the_stream_retries_from_that_record(stream_stack: dict[str, Any]) -> None:
     make_runs(stream_stack["ops"])
     records = stream_records(stream_stack)
     transitions = [r for r in records if notifications.is_final_transition(*images(r))]
-    events = FlakyEvents(refuse=2, how=how)
-
-    result = process_stream({"Records": records}, Notifier(events=events, sns=None, bus="jobs", failure_topic_arn=""))
-
-    assert result == {"batchItemFailures": [{"itemIdentifier": transitions[1]["dynamodb"]["SequenceNumber"]}]}
-    assert events.sent == [transitions[0]["dynamodb"]["NewImage"]["run_id"]["S"]]
+    sqs = notifications.get_notifier().sqs
+    response = AWSResponse("https://sqs", 503, {}, None)
+    sqs.meta.events.register(
+        "before-call.sqs.SendMessage", lambda **_: (response, {"Error": {"Code": "ServiceUnavailable"}})
+    )
+    with refusing_put_events("error"):
+        result = load_handler("notify").handler({"Records": records}, LambdaContext())
+    assert result == {"batchItemFailures": [{"itemIdentifier": transitions[0]["dynamodb"]["SequenceNumber"]}]}
 
 
 def test_the_template_streams_the_run_table_to_the_notify_function() -> None:
@@ -209,14 +272,24 @@ def test_the_notify_function_may_read_the_stream_and_put_on_the_bus_only() -> No
             actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
             allowed.update(dict.fromkeys(actions, str(statement["Resource"])))
     stream = str({"Fn::GetAtt": ["RunTable", "StreamArn"]})
+    allowed.pop("sqs:SendMessage")  # two statements: see below
     assert allowed == {
         "dynamodb:DescribeStream": stream,
         "dynamodb:GetRecords": stream,
         "dynamodb:GetShardIterator": stream,
         "dynamodb:ListStreams": stream,
         "events:PutEvents": str({"Fn::GetAtt": ["JobBus", "Arn"]}),
-        "sqs:SendMessage": str({"Fn::GetAtt": ["EventDeadLetterQueue", "Arn"]}),
     }
+    sends = [
+        statement["Resource"]
+        for policy in resource("NotifyFunction")["Properties"]["Policies"]
+        for statement in policy["Statement"]
+        if statement["Action"] == "sqs:SendMessage"
+    ]
+    assert sends == [
+        {"Fn::GetAtt": ["EventDeadLetterQueue", "Arn"]},  # the stream mapping's on-failure destination
+        {"Fn::GetAtt": ["NotificationRedriveQueue", "Arn"]},
+    ]
     (statement,) = resource("NotifyFailuresPolicy")["Properties"]["PolicyDocument"]["Statement"]
     assert (statement["Action"], statement["Resource"]) == ("sns:Publish", {"Ref": "RunFailureTopic"})
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable
 from typing import Any
@@ -13,16 +14,35 @@ from jobline.errors import MalformedEvent, RejectedInput
 from jobline.observability import count, logger
 from jobline.triggers import RunRequest
 
+REASON_LIMIT = 2000  # characters of a rejection's reason kept (a reason may quote the input)
+DLQ_MESSAGE_LIMIT = 250_000  # bytes (ASCII): under SQS's 262,144-byte message limit, with room for attributes
 
-def handle(event: dict[str, Any], source: str, requests: Callable[[Deps], list[RunRequest]]) -> dict[str, Any]:
+
+def handle(event: Any, source: str, requests: Callable[[Deps], list[RunRequest]]) -> dict[str, Any]:
     """A trigger handler's whole job: the requests its event makes (parsing it on the way), each
     started, or the event rejected visibly with what was wrong."""
     deps = get_deps()
     try:
+        if not isinstance(event, dict):
+            raise MalformedEvent(f"a {source} event must be a JSON object, got {type(event).__name__}")
+        require_unicode(event)
         wanted = requests(deps)
     except (ValidationError, RejectedInput) as error:
         return {"runs": [], "rejected": [reject(error, event, source, deps)]}
+    except Exception as error:  # parsing and matching call no AWS API: whatever fails here is the input
+        logger.exception("trigger unreadable", extra={"source": source})
+        unreadable = MalformedEvent(f"unreadable {source} event: {type(error).__name__}: {error}")
+        return {"runs": [], "rejected": [reject(unreadable, event, source, deps)]}
     return start_all(wanted, deps, source, event)
+
+
+def require_unicode(value: Any) -> None:
+    """Text must be Unicode that can be encoded (JSON's escapes can carry lone surrogates, which no
+    AWS API can store or send): refused here, before they reach a row, a hash or a request."""
+    try:
+        json.dumps(value, ensure_ascii=False, default=str).encode()
+    except UnicodeEncodeError as error:
+        raise MalformedEvent(f"the event holds text that is not valid Unicode: {error.reason}") from None
 
 
 def start_all(requests: list[RunRequest], deps: Deps, source: str, payload: Any) -> dict[str, Any]:
@@ -48,20 +68,36 @@ def reject(error: Exception, payload: Any, source: str, deps: Deps, job: str | N
     if isinstance(error, ValidationError):
         error = MalformedEvent(f"malformed {source} event: {_validation_summary(error)}")
     code = error.code if isinstance(error, RejectedInput) else "Rejected"
-    reason = str(error)
+    reason = str(error)[:REASON_LIMIT]
     logger.warning("trigger rejected", extra={"code": code, "reason": reason, "source": source, "job": job})
     count("RejectedTriggers", Source=source, Code=code)
     deps.client("sqs").send_message(
         QueueUrl=deps.settings.event_dlq_url,
-        MessageBody=json.dumps(
-            {"source": source, "code": code, "reason": reason, "job": job, "event": payload}, default=str
-        ),
+        MessageBody=dead_letter(source, code, reason, job, payload),
         MessageAttributes={
             "code": {"DataType": "String", "StringValue": code},
             "source": {"DataType": "String", "StringValue": source},
         },
     )
     return {"code": code, "reason": reason, "job": job}
+
+
+def dead_letter(source: str, code: str, reason: str, job: str | None, payload: Any) -> str:
+    """The DLQ record (ASCII JSON: lone surrogates escaped). An event too large for an SQS message
+    (256 KiB, https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/quotas-messages.html)
+    keeps its first part, its size and its SHA-256."""
+    record: dict[str, Any] = {"source": source, "code": code, "reason": reason, "job": job, "event": payload}
+    body = json.dumps(record, default=str)
+    if len(body) <= DLQ_MESSAGE_LIMIT:
+        return body
+    event = json.dumps(payload, default=str)
+    record["event"] = None
+    record["event_truncated"] = {
+        "head": event[: DLQ_MESSAGE_LIMIT // 2],
+        "bytes": len(event),
+        "sha256": hashlib.sha256(event.encode()).hexdigest(),
+    }
+    return json.dumps(record)
 
 
 def _validation_summary(error: ValidationError) -> str:

@@ -1,10 +1,19 @@
-"""Heal runs that lost their state change events (Glue's are best effort; any may be lost).
+"""Heal every partial state a run can be left in by lost events, failed calls and crashes.
 
-A run that is not terminal and has not moved for a while is looked up where it lives: its
-backend job is described and the answer applied as one more observation (through the same
-observers as live events, so the same forward-only rules hold), which also resumes an execution
-still waiting on a service job's task token; a run whose execution ended without recording an
-outcome is ended with the reason why.
+- A live run that has not moved for a while is looked up where it lives: its backend job is
+  described and the answer applied as one more observation (through the same observers as live
+  events, so the same forward-only rules hold), which also resumes an execution still waiting on
+  a service job's task token; a run whose execution ended without recording an outcome is ended
+  with the reason why.
+- A run whose execution never started (StartExecution failed on every delivery, or the
+  invocation died between the row and the start) is started from its stored row, or ended
+  (FAILED, SubmitFailed) when its job can no longer run.
+- A run that ended while its execution still runs (the resumption of a waiting execution failed
+  on every retry, or an operator's stop could not stop it) is resumed with its outcome, or its
+  execution is stopped and its concurrency slot released.
+
+One run that cannot be healed (a describe call refused, say) is logged and counted, and the
+sweep goes on with the others.
 """
 
 from __future__ import annotations
@@ -13,25 +22,52 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from jobline.backends import BACKENDS
 from jobline.clock import iso_z, now_iso
 from jobline.deps import Deps
+from jobline.errors import RejectedInput
+from jobline.observability import count, logger
+from jobline.runs import execution_arn
 from jobline.state_changes import Effect, apply_state_change
-from jobline.status import RunStatus, end_run
+from jobline.status import TERMINAL, Reason, RunStatus, end_run
 
 LIVE_STATUSES = ("PENDING", "STARTING", "RUNNING")
 DEAD_EXECUTION = {"FAILED": "InternalError", "TIMED_OUT": "InternalError", "ABORTED": "Execution stopped"}
+UNCHANGED = "unchanged"
+ERROR = "error: "  # how an outcome says the run could not be healed this time
 
 
 def stale_runs(deps: Deps, older_than: timedelta, now: datetime) -> Iterator[dict[str, Any]]:
-    cutoff = iso_z(now - older_than)
+    """Live runs not updated for `older_than`; PENDING ones sooner (Settings.unstarted_after_seconds):
+    a started execution moves its row on or refreshes it every 15 s while it waits for a slot."""
+    unstarted = min(older_than, timedelta(seconds=deps.settings.unstarted_after_seconds))
     for status in LIVE_STATUSES:
+        cutoff = iso_z(now - (unstarted if status == RunStatus.PENDING else older_than))
         start: dict[str, str] | None = None
         while True:
             rows, start = deps.table.query_runs("by-status", ("status", status), limit=200, start_key=start)
             yield from (row for row in rows if row["updated_at"] < cutoff)
             if start is None:
                 break
+
+
+def ended_runs_still_executing(
+    deps: Deps, older_than: timedelta, now: datetime
+) -> Iterator[tuple[dict[str, Any], str]]:
+    """Runs whose row ended a while ago while their execution still runs, with that execution's
+    ARN. Found from the running executions (one per live run, named after it), so finding them
+    costs what the live runs cost, not what the table holds."""
+    cutoff = now - older_than
+    pages = deps.client("stepfunctions").get_paginator("list_executions")
+    for page in pages.paginate(stateMachineArn=deps.settings.state_machine_arn, statusFilter="RUNNING"):
+        for execution in page["executions"]:
+            if execution["startDate"] >= cutoff:
+                continue
+            row = deps.table.get_run(execution["name"])
+            if row and RunStatus(row["status"]) in TERMINAL and row["updated_at"] < iso_z(cutoff):
+                yield row, execution["executionArn"]
 
 
 def describe_backend(row: dict[str, Any], deps: Deps) -> Any | None:
@@ -45,24 +81,83 @@ def describe_backend(row: dict[str, Any], deps: Deps) -> Any | None:
 
 
 def heal(row: dict[str, Any], deps: Deps) -> str:
+    """A live run that has not moved: described at its backend, started, or ended."""
     sfn = deps.client("stepfunctions")
     if event := describe_backend(row, deps):
         outcome = apply_state_change(event, deps.table, deps.client("glue"), sfn)
         if outcome.effect is not Effect.UNCHANGED:
             return str(outcome)
-    if arn := row.get("execution_arn"):
+    # The execution records its ARN with its first attempt; before that, its name says it.
+    unstarted = int(row.get("attempt") or 0) == 0 and not row.get("execution_arn")
+    arn = execution_arn(deps.settings, row["run_id"]) if unstarted else row.get("execution_arn")
+    if not arn:
+        return UNCHANGED
+    try:
         execution = sfn.describe_execution(executionArn=arn)["status"]
-        if reason := DEAD_EXECUTION.get(execution):
-            status = RunStatus.STOPPED if execution == "ABORTED" else RunStatus.FAILED
-            ended = deps.table.update_run(row["run_id"], lambda r: {**end_run(r, status, reason, now_iso())})
-            return f"ended: execution {execution}" if ended and ended[0] != ended[1] else "unchanged"
-    return "unchanged"
+    except ClientError as error:
+        if not unstarted or error.response["Error"]["Code"] != "ExecutionDoesNotExist":
+            raise
+        return _start(row, deps)
+    if reason := DEAD_EXECUTION.get(execution):
+        status = RunStatus.STOPPED if execution == "ABORTED" else RunStatus.FAILED
+        return _end(row, deps, status, reason, f"ended: execution {execution}")
+    return UNCHANGED
+
+
+def _start(row: dict[str, Any], deps: Deps) -> str:
+    """A row whose execution was never started: start it from the row, or end it visibly."""
+    try:
+        deps.starter.start_stored(deps.catalog.get(row["job"]), row)
+    except RejectedInput as error:  # the job left the catalog, or can no longer run as declared
+        logger.warning("run cannot be started; ended", extra={"run_id": row["run_id"], "reason": str(error)})
+        return _end(row, deps, RunStatus.FAILED, f"{Reason.SUBMIT_FAILED}: {error}", "ended: cannot start")
+    return "started: its execution had never started"
+
+
+def _end(row: dict[str, Any], deps: Deps, status: RunStatus, reason: str, outcome: str) -> str:
+    ended = deps.table.update_run(row["run_id"], lambda r: {**end_run(r, status, reason, now_iso())})
+    return outcome if ended and ended[0] != ended[1] else UNCHANGED
+
+
+def heal_ended(row: dict[str, Any], arn: str, deps: Deps) -> str:
+    """A run that ended while its execution still runs: hand a waiting execution its outcome
+    (describing the backend resumes it, as a state change event would), else stop the execution
+    and release the run's slot, which its own ReleaseSlot will now never do."""
+    sfn = deps.client("stepfunctions")
+    event = describe_backend(row, deps)
+    if event and apply_state_change(event, deps.table, deps.client("glue"), sfn).resumed:
+        return "resumed: its waiting execution was handed the outcome"
+    try:
+        sfn.stop_execution(
+            executionArn=arn,
+            error="jobline.RunEnded",
+            cause=f"the run ended {row['status']} ({row['reason']}) at {row['status_time']}; its execution ran on",
+        )
+    except ClientError as error:
+        if error.response["Error"]["Code"] != "ExecutionDoesNotExist":
+            raise
+    deps.table.release_slot(row["job"], row["run_id"])
+    return f"stopped: the run had ended {row['status']}, its execution ran on"
 
 
 def reconcile(deps: Deps, older_than: timedelta | None = None, now: datetime | None = None) -> dict[str, str]:
     """Heal every stale run (older than Settings.reconcile_after_seconds unless told); returns what
-    happened to each, by run id."""
+    happened to each, by run id ("error: ..." for one that could not be healed this time)."""
     now = now or datetime.now(UTC)
     if older_than is None:
         older_than = timedelta(seconds=deps.settings.reconcile_after_seconds)
-    return {row["run_id"]: heal(row, deps) for row in stale_runs(deps, older_than, now)}
+    outcomes: dict[str, str] = {}
+    for row in stale_runs(deps, older_than, now):
+        outcomes[row["run_id"]] = _guarded(row["run_id"], lambda row=row: heal(row, deps))
+    for row, arn in ended_runs_still_executing(deps, older_than, now):
+        outcomes[row["run_id"]] = _guarded(row["run_id"], lambda row=row, arn=arn: heal_ended(row, arn, deps))
+    return outcomes
+
+
+def _guarded(run_id: str, heal_one: Any) -> str:
+    try:
+        return str(heal_one())
+    except Exception as error:  # one run must not abort the sweep: the next one retries it
+        logger.exception("run could not be healed; retried at the next sweep", extra={"run_id": run_id})
+        count("ReconcileFailures")
+        return f"{ERROR}{type(error).__name__}: {error}"

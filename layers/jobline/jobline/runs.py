@@ -1,12 +1,19 @@
-"""Starting runs: check arguments, write the row once, start the execution once.
+"""Starting runs: check arguments, write the trigger event and the row once, start the execution once.
 
-The row is written (PENDING) before the execution starts, and the execution is named after the
-run, so a duplicate trigger finds the row, starts nothing new and gets the same run id back.
-A crash between the two steps heals on redelivery: the row exists, the start is repeated.
+Everything that can refuse a request is checked before anything is written. A trigger event too
+large to inline is stored first, content-addressed and with S3's conditional write
+(If-None-Match: *), so no object is ever replaced; then the row is written (PENDING) with a
+condition that it does not exist. Whoever creates the row decides the run's trigger event: a
+duplicate delivery removes the object it stored if the row does not point to it, and starts the
+execution with the input built from the stored row, never from its own delivery, so the row, the
+execution and the job all see the creator's event. The execution is named after the run, so it
+starts once. A crash between the row and the start heals on redelivery or at the reconciler's
+next sweep (RunStarter.start_stored).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -17,7 +24,7 @@ from jobline.backends import BACKENDS, RunSpec
 from jobline.catalog import Job
 from jobline.clock import now_iso, parse_iso_z
 from jobline.dal import RunTable
-from jobline.errors import InvalidArguments
+from jobline.errors import InvalidArguments, MalformedEvent
 from jobline.settings import Settings
 from jobline.status import RANK_PENDING, TERMINAL, Reason, RunStatus
 from jobline.triggers import RunRequest
@@ -25,6 +32,16 @@ from jobline.triggers import RunRequest
 # Waiting in a queue is not part of a job's own timeout, so the state machine's guard on one
 # attempt (against a Batch job whose end is never reported) allows this much beyond it.
 QUEUE_ALLOWANCE_SECONDS = 6 * 3600
+TRIGGER_TEXT_LIMIT = 2048  # characters of a trigger's key and of its source kept in the row
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    """A trigger event too large to inline, and the S3 object it is stored as."""
+
+    bucket: str
+    key: str
+    body: bytes
 
 
 @dataclass(frozen=True)
@@ -46,6 +63,8 @@ def resolve_arguments(job: Job, supplied: dict[str, str]) -> dict[str, str]:
             if param.required:
                 raise InvalidArguments(f"job {job.name!r} requires parameter {name!r}")
             continue
+        if not _encodable(value):
+            raise InvalidArguments(f"job {job.name!r}: argument {name!r} is not valid Unicode text")
         if len(value) > param.max_length:
             raise InvalidArguments(
                 f"job {job.name!r}: argument {name!r} is {len(value)} characters,"
@@ -53,6 +72,25 @@ def resolve_arguments(job: Job, supplied: dict[str, str]) -> dict[str, str]:
             )
         resolved[name] = value
     return resolved
+
+
+def check_trigger(request: RunRequest) -> None:
+    """What the row keeps of its trigger stays small, so no row nears DynamoDB's 400 KB item limit
+    (the event itself is inlined only when small, else stored in S3)."""
+    for name in ("key", "source"):
+        if len(value := getattr(request.trigger, name)) > TRIGGER_TEXT_LIMIT:
+            raise MalformedEvent(
+                f"the trigger's {name} is {len(value)} characters, over {TRIGGER_TEXT_LIMIT}"
+                " (an idempotency key or name this long identifies nothing)"
+            )
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:  # a lone surrogate, which JSON escapes can carry
+        return False
+    return True
 
 
 def new_row(request: RunRequest, arguments: dict[str, str], settings: Settings, created_at: str) -> dict[str, Any]:
@@ -83,23 +121,31 @@ def new_row(request: RunRequest, arguments: dict[str, str], settings: Settings, 
     }
 
 
-def trigger_event_variable(request: RunRequest, settings: Settings, s3: Any) -> dict[str, str]:
-    """The trigger event for the job: inline when small, else an S3 reference (never truncated)."""
-    body = json.dumps(request.trigger.event, separators=(",", ":"), default=str)
+def stored_event(request: RunRequest, settings: Settings) -> tuple[dict[str, str], StoredEvent | None]:
+    """The row's `trigger` event fields: the event inline when small, else a reference to the S3
+    object it is stored in (never truncated); and that object, when there is one to write."""
+    body = json.dumps(request.trigger.event, separators=(",", ":"), default=str).encode()
     limit = BACKENDS[request.job.backend.type].inline_event_limit or settings.inline_event_limit_bytes
-    if len(body.encode()) <= limit:
-        return {"JOBLINE_TRIGGER_EVENT": body}
-    key = f"trigger-events/{request.run_id}.json"
-    s3.put_object(Bucket=settings.run_data_bucket, Key=key, Body=body.encode(), ContentType="application/json")
-    return {"JOBLINE_TRIGGER_EVENT_S3_URI": f"s3://{settings.run_data_bucket}/{key}"}
+    if len(body) <= limit:
+        return {"event": body.decode()}, None
+    # Content-addressed: redeliveries of one event share an object, different events never do.
+    key = f"trigger-events/{request.run_id}/{hashlib.sha256(body).hexdigest()[:32]}.json"
+    return {"event_s3_uri": f"s3://{settings.run_data_bucket}/{key}"}, StoredEvent(settings.run_data_bucket, key, body)
 
 
-def job_environment(request: RunRequest, arguments: dict[str, str], event_variable: dict[str, str]) -> dict[str, str]:
+def event_variable(row: dict[str, Any]) -> dict[str, str]:
+    """How the job gets the row's trigger event: inline, or as the URI of its S3 object."""
+    trigger = row["trigger"]
+    if "event_s3_uri" in trigger:
+        return {"JOBLINE_TRIGGER_EVENT_S3_URI": trigger["event_s3_uri"]}
+    return {"JOBLINE_TRIGGER_EVENT": trigger["event"]}
+
+
+def job_environment(job: Job, run_id: str, arguments: dict[str, str], event_variable: dict[str, str]) -> dict[str, str]:
     """What every attempt of the job sees, JOBLINE_ATTEMPT aside (the state machine adds it)."""
-    job = request.job
     return {
         **job.environment,
-        "JOBLINE_RUN_ID": request.run_id,
+        "JOBLINE_RUN_ID": run_id,
         "JOBLINE_JOB_NAME": job.name,
         "JOBLINE_MAX_ATTEMPTS": str(job.retry.attempts),
         **event_variable,
@@ -111,10 +157,20 @@ def execution_input(
     request: RunRequest, arguments: dict[str, str], event_variable: dict[str, str], settings: Settings
 ) -> dict[str, Any]:
     """What the state machine needs for every attempt; per-attempt values are added in ASL."""
-    job = request.job
-    environment = job_environment(request, arguments, event_variable)
+    return _execution_input(request.job, request.run_id, arguments, event_variable, settings)
+
+
+def stored_execution_input(job: Job, row: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    """The execution input of a stored run: its arguments and trigger event as its row holds them."""
+    return _execution_input(job, row["run_id"], row["arguments"], event_variable(row), settings)
+
+
+def _execution_input(
+    job: Job, run_id: str, arguments: dict[str, str], event_variable: dict[str, str], settings: Settings
+) -> dict[str, Any]:
+    environment = job_environment(job, run_id, arguments, event_variable)
     run = RunSpec(
-        run_id=request.run_id,
+        run_id=run_id,
         job_name=job.name,
         timeout_seconds=job.timeout_seconds,
         max_attempts=job.retry.attempts,
@@ -123,7 +179,7 @@ def execution_input(
     )
     backend_input = BACKENDS[job.backend.type].execution_input(job.backend, run, settings)
     return {
-        "run_id": request.run_id,
+        "run_id": run_id,
         "job": job.name,
         "backend": job.backend.type,
         "max_attempts": job.retry.attempts,
@@ -144,34 +200,59 @@ class RunStarter:
         self._s3 = s3
 
     def start(self, request: RunRequest) -> StartedRun:
+        check_trigger(request)
         arguments = resolve_arguments(request.job, request.arguments)
-        event_variable = trigger_event_variable(request, self._settings, self._s3)
-        payload = execution_input(request, arguments, event_variable, self._settings)
         row = new_row(request, arguments, self._settings, now_iso())
-        if (event := event_variable.get("JOBLINE_TRIGGER_EVENT")) is not None:
-            row["trigger"]["event"] = event
-        else:
-            row["trigger"]["event_s3_uri"] = event_variable["JOBLINE_TRIGGER_EVENT_S3_URI"]
+        fields, stored = stored_event(request, self._settings)
+        row["trigger"].update(fields)
+        # What the backend cannot run is refused here, before anything is written.
+        stored_execution_input(request.job, row, self._settings)
+        if stored is not None:
+            self._put_once(stored)
         created = self._table.create_run(row)
+        if not created:
+            row = self._table.get_run(request.run_id) or row
+            if stored is not None and row["trigger"].get("event_s3_uri") != fields["event_s3_uri"]:
+                self._s3.delete_object(Bucket=stored.bucket, Key=stored.key)  # the row keeps the creator's event
         # A redelivered trigger restarts an execution lost to a crash, never one of a run that
         # has ended meanwhile (an operator may stop a run before its execution began).
-        if created or not self._has_ended(request.run_id):
-            self._start_execution(request.run_id, payload)
+        if created or RunStatus(row["status"]) not in TERMINAL:
+            self.start_stored(request.job, row)
         return StartedRun(run_id=request.run_id, job=request.job.name, created=created)
 
-    def _has_ended(self, run_id: str) -> bool:
-        existing = self._table.get_run(run_id)
-        return existing is not None and RunStatus(existing["status"]) in TERMINAL
-
-    def _start_execution(self, run_id: str, payload: dict[str, Any]) -> None:
+    def start_stored(self, job: Job, row: dict[str, Any]) -> None:
+        """Start the execution of a stored run, from what its row holds. Standard workflows run a
+        name once: the same run started again (by a duplicate delivery, by this one before a
+        crash, by the reconciler) raises ExecutionAlreadyExists or returns the same execution."""
+        payload = stored_execution_input(job, row, self._settings)
         try:
             self._sfn.start_execution(
                 stateMachineArn=self._settings.state_machine_arn,
-                name=run_id,
+                name=row["run_id"],
                 input=json.dumps(payload, separators=(",", ":")),
             )
         except ClientError as error:
-            # The same run was started before: by a duplicate delivery, or by this delivery
-            # before a crash. Standard workflows run a name once; nothing more to do.
             if error.response["Error"]["Code"] != "ExecutionAlreadyExists":
                 raise
+
+    def _put_once(self, stored: StoredEvent) -> None:
+        """S3 conditional write: the object is created, never replaced. 412 PreconditionFailed means
+        a delivery of the same event stored it already (same key, same content).
+        https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-writes.html"""
+        try:
+            self._s3.put_object(
+                Bucket=stored.bucket,
+                Key=stored.key,
+                Body=stored.body,
+                ContentType="application/json",
+                IfNoneMatch="*",
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "PreconditionFailed":
+                raise
+
+
+def execution_arn(settings: Settings, run_id: str) -> str:
+    """The ARN of a run's execution (named after the run), known before it exists."""
+    machine = settings.state_machine_arn
+    return f"{machine.replace(':stateMachine:', ':execution:', 1)}:{run_id}"

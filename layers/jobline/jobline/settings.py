@@ -35,8 +35,13 @@ class Settings(BaseSettings):
     job_bus_name: str = Field(default="", description="Where Run State Change notifications go")
     job_log_group_name: str = Field(default="", description="The Batch jobs' log group, for log links")
     failure_topic_arn: str = Field(default="", description="SNS topic told of FAILED and TIMEOUT runs (optional)")
+    notification_redrive_queue_url: str = Field(
+        default="", description="Where Run State Change events PutEvents refused wait to be sent again"
+    )
     # The reconciler looks up runs that have not moved for this long (their events may be lost).
     reconcile_after_seconds: int = Field(default=900, ge=0)
+    # A PENDING row this old has lost its execution's start (a started one moves it on at once).
+    unstarted_after_seconds: int = Field(default=120, ge=0)
 
 
 @lru_cache(maxsize=1)

@@ -1,0 +1,138 @@
+"""Write once, in the right order: whatever the duplicates, the first creator's trigger event is
+what the row, the execution input and the stored S3 object hold; nothing stays written for a
+request that is refused."""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Any
+
+import pytest
+from botocore.awsrequest import AWSResponse
+
+from jobline.catalog import parse_catalog
+from jobline.deps import get_deps
+from jobline.errors import RejectedInput
+from jobline.triggers import RunRequest, Trigger, run_id
+from tests.aws_resources import job_spec
+from tests.unit.conftest import LambdaContext, dlq_messages, executions, load_handler, sample
+
+pytestmark = pytest.mark.usefixtures("env")
+DUPLICATES = 8
+
+
+def bus_event(delivery: int, size: int) -> dict[str, Any]:
+    """A re-sent `Report Requested` (same request_id, so the same run) with its own id and body."""
+    event = sample("bus-report-requested.json")
+    event["id"] = f"delivery-{delivery}"
+    event["detail"]["note"] = f"{delivery}:" + "x" * size
+    return event
+
+
+def deliver_concurrently(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    handler = load_handler("bus_trigger").handler
+    barrier = threading.Barrier(len(events))
+    results: list[dict[str, Any]] = [{} for _ in events]
+
+    def deliver(i: int) -> None:
+        barrier.wait()
+        results[i] = handler(events[i], LambdaContext())
+
+    threads = [threading.Thread(target=deliver, args=(i,)) for i in range(len(events))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
+
+
+def execution_environment(env: dict[str, Any], run_id: str) -> dict[str, str]:
+    sfn = env["session"].client("stepfunctions")
+    arn = f"{env['machine'].replace(':stateMachine:', ':execution:')}:{run_id}"
+    tail = json.loads(sfn.describe_execution(executionArn=arn)["input"])["environment_tail"]
+    return {item["Name"]: item["Value"] for item in json.loads(f"[{tail[1:]}]")}
+
+
+def objects(env: dict[str, Any]) -> dict[str, bytes]:
+    s3 = env["session"].client("s3")
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket="run-data").get("Contents", [])]
+    return {key: s3.get_object(Bucket="run-data", Key=key)["Body"].read() for key in keys}
+
+
+@pytest.mark.parametrize("size", [10, 10_000], ids=["inline", "stored-in-s3"])
+def test_concurrent_duplicates_make_one_run_holding_the_creators_event(env: dict[str, Any], size: int) -> None:
+    events = [bus_event(i, size) for i in range(DUPLICATES)]
+    results = deliver_concurrently(events)
+
+    creators = [i for i, result in enumerate(results) if result["runs"][0]["created"]]
+    assert len(creators) == 1
+    creator_event = events[creators[0]]
+    (run_id,) = {result["runs"][0]["run_id"] for result in results}
+    assert executions(env) == [run_id]
+    row = get_deps().table.get_run(run_id)
+    environment = execution_environment(env, run_id)
+    if size < 6144:
+        assert json.loads(row["trigger"]["event"]) == creator_event
+        assert environment["JOBLINE_TRIGGER_EVENT"] == row["trigger"]["event"]
+        assert objects(env) == {}
+    else:
+        uri = row["trigger"]["event_s3_uri"]
+        assert environment["JOBLINE_TRIGGER_EVENT_S3_URI"] == uri
+        (key, body), *others = objects(env).items()
+        assert others == []  # every duplicate's own object was removed again
+        assert uri == f"s3://run-data/{key}"
+        assert json.loads(body) == creator_event
+
+
+def test_a_redelivery_of_the_same_large_event_keeps_its_one_object(env: dict[str, Any]) -> None:
+    handler = load_handler("bus_trigger").handler
+    event = bus_event(1, 10_000)
+    first, again = handler(event, LambdaContext()), handler(event, LambdaContext())
+    assert (first["runs"][0]["created"], again["runs"][0]["created"]) == (True, False)
+    (body,) = objects(env).values()
+    assert json.loads(body) == event
+
+
+def test_a_large_event_refused_writes_nothing(env: dict[str, Any]) -> None:
+    event = bus_event(1, 10_000)
+    event["detail"]["day"] = "x" * 2000  # over the parameter's max_length
+    result = load_handler("bus_trigger").handler(event, LambdaContext())
+    assert result["runs"] == []
+    assert dlq_messages(env)[0]["code"] == "InvalidArguments"
+    assert objects(env) == {}
+    assert executions(env) == []
+
+
+def test_a_large_event_the_backend_refuses_writes_nothing(env: dict[str, Any]) -> None:
+    """The backend's own checks (here: no GPU queue in this stack) run before anything is written."""
+    job = parse_catalog({"jobs": [job_spec("gpu-job", backend={"type": "batch", "capacity": "gpu", "gpu": 1})]})
+    trigger = Trigger(type="manual", key="manual:1", source="test", event={"big": "x" * 10_000})
+    with pytest.raises(RejectedInput, match="gpu job queue"):
+        get_deps().starter.start(RunRequest(job=job.jobs[0], trigger=trigger))
+    assert objects(env) == {}
+    assert get_deps().table.get_run(run_id("gpu-job", "manual:1")) is None
+
+
+def test_a_row_write_that_fails_leaves_the_object_for_the_redelivery_to_adopt(env: dict[str, Any]) -> None:
+    """DynamoDB throttles the row write: the delivery fails (Lambda retries it), and the retry
+    finds its content-addressed object already stored and writes the row that points to it."""
+    deps = get_deps()
+    client = deps.table._client
+    throttled = AWSResponse("https://dynamodb", 400, {}, None)
+
+    def throttle(**_: Any) -> tuple[AWSResponse, dict[str, Any]]:
+        return throttled, {"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}
+
+    client.meta.events.register("before-call.dynamodb.PutItem", throttle)
+    handler = load_handler("bus_trigger").handler
+    event = bus_event(1, 10_000)
+    with pytest.raises(Exception, match="ThrottlingException"):
+        handler(event, LambdaContext())
+    client.meta.events.unregister("before-call.dynamodb.PutItem", throttle)
+    assert executions(env) == []
+
+    (run,) = handler(event, LambdaContext())["runs"]
+    assert run["created"] is True
+    (key,) = objects(env)
+    assert deps.table.get_run(run["run_id"])["trigger"]["event_s3_uri"] == f"s3://run-data/{key}"
