@@ -59,7 +59,7 @@ def rules() -> Rules:
         "glue": BackendRules(statuses(status.GLUE_RANK, status.GLUE_STATUS), lambda s: status.map_glue_state(s)),
     }
     # The catalog's backend types must be exactly the ones these rules cover.
-    (union, *_) = get_args(catalog.Backend)
+    (union, *_) = get_args(catalog.BackendConfig)
     declared = {get_args(model.model_fields["type"].annotation)[0] for model in get_args(union)}
     assert declared == set(backends), f"backend types {sorted(declared)} vs rules for {sorted(backends)}"
     return Rules(

@@ -16,7 +16,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
-from jobline.state_changes import MODELS
+from jobline.backends import EVENT_MODELS
 from jobline_local import adaptations, contracts
 from jobline_local.activity import Activity
 from jobline_local.contracts import throttling
@@ -111,7 +111,7 @@ def local(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[dict[str,
                     "resources": entry["Resources"],
                     "detail": json.loads(entry["Detail"]),
                 }
-                events.seen.append((entry["DetailType"], MODELS[entry["DetailType"]].model_validate(event)))
+                events.seen.append((entry["DetailType"], EVENT_MODELS[entry["DetailType"]].model_validate(event)))
             return original(self, entries)
 
         monkeypatch.setattr(EventsBackend, "put_events", put_events)

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from jobline.backends.batch_service import ServiceJobStateChange
 from jobline.operations import Operations
 from jobline.reconciler import describe_backend
-from jobline.state_changes import ServiceJobStateChange, apply_state_change
+from jobline.state_changes import apply_state_change
 from tests.integration.test_backends_state_machine import Script, backends, deps_for, script, start  # noqa: F401
 from tests.waiting import wait_until
 

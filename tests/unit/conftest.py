@@ -41,6 +41,9 @@ class LambdaContext:
     invoked_function_arn = f"arn:aws:lambda:{REGION}:123456789012:function:test"
     aws_request_id = "req-1"
 
+    def get_remaining_time_in_millis(self) -> int:
+        return 30_000  # the stack's function timeout
+
 
 TEST_JOBS = [
     job_spec("csv-word-count", triggers={"s3": [{"prefix": "incoming/", "suffix": ".csv"}], "sqs": True}),

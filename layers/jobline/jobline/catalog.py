@@ -47,7 +47,7 @@ class Parameter(CatalogModel):
 
 
 # The `backend:` entry of a job: one model per backend module (jobline.backends), told apart by `type`.
-Backend = Annotated[reduce(operator.or_, (b.model for b in BACKENDS.values())), Field(discriminator="type")]
+BackendConfig = Annotated[reduce(operator.or_, (b.model for b in BACKENDS.values())), Field(discriminator="type")]
 
 
 class S3Trigger(CatalogModel):
@@ -110,7 +110,7 @@ class Triggers(CatalogModel):
 class Job(CatalogModel):
     name: str = Field(pattern=JOB_NAME_PATTERN)
     description: str = Field(min_length=1)
-    backend: Backend
+    backend: BackendConfig
     environment: dict[str, str] = Field(default_factory=dict)
     parameters: dict[str, Parameter] = Field(default_factory=dict)
     timeout_seconds: int = Field(default=3600, ge=60, le=14 * 86_400, description="Per attempt")

@@ -3,11 +3,15 @@
 Items: a run is `pk = RUN#<run id>`; a job's concurrency slots are `pk = SLOT#<job>` (taken and
 released by the state machine; an operator's stop releases its run's slot). Lambda writes use
 optimistic concurrency on `version`; the state machine's direct DynamoDB writes bump the same
-counter, so neither overwrites the other.
+counter, so neither overwrites the other. A write that lost the race reads the row again after an
+exponential backoff with full jitter (https://aws.amazon.com/builders-library/timeouts-retries-and-backoff-with-jitter/),
+for as long as its caller can wait.
 """
 
 from __future__ import annotations
 
+import random
+import time
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
@@ -15,9 +19,15 @@ from typing import Any
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
+from jobline.errors import RowContended
+
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
-MAX_CONFLICT_RETRIES = 8
+# Backoff after the n-th lost race: uniform in [0, min(CAP, BASE * 2**n)] seconds.
+BACKOFF_BASE_SECONDS = 0.02
+BACKOFF_CAP_SECONDS = 1.0
+# How long an update keeps trying when its caller gives no budget of its own.
+DEFAULT_PATIENCE_SECONDS = 10.0
 
 
 def run_key(run_id: str) -> dict[str, Any]:
@@ -40,6 +50,12 @@ def _plain(value: Any) -> Any:
     if isinstance(value, list | set):
         return [_plain(v) for v in value]
     return value
+
+
+def patience(seconds: float) -> Callable[[], float]:
+    """Seconds left of a budget of `seconds` from now."""
+    deadline = time.monotonic() + seconds
+    return lambda: deadline - time.monotonic()
 
 
 def _conditional_failed(error: ClientError) -> bool:
@@ -70,11 +86,18 @@ class RunTable:
         return _from_item(item) if item else None
 
     def update_run(
-        self, run_id: str, change: Callable[[dict[str, Any]], dict[str, Any]]
+        self,
+        run_id: str,
+        change: Callable[[dict[str, Any]], dict[str, Any]],
+        time_left: Callable[[], float] | None = None,
     ) -> tuple[dict[str, Any], dict[str, Any]] | None:
         """Apply `change` to the row under optimistic concurrency. Returns (before, after), or
-        None when the run does not exist."""
-        for _ in range(MAX_CONFLICT_RETRIES):
+        None when the run does not exist. A lost race is retried after a backoff while
+        `time_left()` (seconds; default DEFAULT_PATIENCE_SECONDS from now) has room for it;
+        then RowContended."""
+        time_left = time_left or patience(DEFAULT_PATIENCE_SECONDS)
+        conflicts = 0
+        while True:
             row = self.get_run(run_id)
             if row is None:
                 return None
@@ -82,20 +105,28 @@ class RunTable:
             if new == row:
                 return row, row
             version = int(row.get("version", 0))
+            # A row no writer has versioned yet (no `version`) must still have none.
+            expected = {"ConditionExpression": "attribute_not_exists(#v)"}
+            if "version" in row:
+                expected = {"ConditionExpression": "#v = :v", "ExpressionAttributeValues": {":v": {"N": str(version)}}}
             try:
                 self._client.put_item(
                     TableName=self._table,
                     Item=_to_item({**new, "version": version + 1}),
-                    ConditionExpression="#v = :v",
                     ExpressionAttributeNames={"#v": "version"},
-                    ExpressionAttributeValues={":v": {"N": str(version)}},
+                    **expected,
                 )
             except ClientError as error:
-                if _conditional_failed(error):
-                    continue  # someone else moved the row: read it again and re-apply
-                raise
+                if not _conditional_failed(error):
+                    raise
+                # Someone else moved the row: wait, read it again and re-apply.
+                delay = random.uniform(0, min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2**conflicts))  # noqa: S311 (jitter, not secrecy)
+                conflicts += 1
+                if delay >= time_left():
+                    raise RowContended(f"run {run_id}: still contended after {conflicts} concurrent updates") from None
+                time.sleep(delay)
+                continue
             return row, new
-        raise RuntimeError(f"run {run_id}: gave up after {MAX_CONFLICT_RETRIES} concurrent updates")
 
     def query_runs(
         self,

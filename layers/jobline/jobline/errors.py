@@ -11,6 +11,11 @@ class CatalogError(JoblineError):
     """The catalog file is unreadable or invalid; the message names the job and the field."""
 
 
+class RowContended(JoblineError):
+    """A run row kept changing under concurrent writers for as long as the caller could wait: the
+    update was not made, and the caller hands its input back for redelivery."""
+
+
 class RejectedInput(JoblineError):
     """A trigger or request that jobline refuses. `code` becomes the metric dimension."""
 

@@ -2,7 +2,9 @@
 
 Each backend (jobline.backends) parses its own events and says which run and attempt one is
 about; here the observation moves the run's row forward (jobline.status), and an execution
-waiting on the attempt's task token is resumed.
+waiting on the attempt's task token is resumed. Whatever shape arrives, it is parsed into one of
+the backends' models or refused as MalformedEvent; every string an event puts in the row is
+bounded by the backends (jobline.backends.base.bounded).
 """
 
 from __future__ import annotations
@@ -16,13 +18,11 @@ from typing import Any
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from botocore.exceptions import ClientError
 
-from jobline.backends import EVENT_MODELS, AttemptDetail, backend_of_event
+from jobline.backends import EVENT_MODELS, AttemptDetail, Observation, backend_of_event
 from jobline.clock import now_iso
 from jobline.dal import RunTable
+from jobline.errors import MalformedEvent
 from jobline.status import TERMINAL, RunStatus, apply_attempt_detail, apply_observation
-
-# Every state change event jobline consumes, by detail-type.
-MODELS = EVENT_MODELS
 
 
 class Effect(StrEnum):
@@ -50,24 +50,29 @@ NO_SUCH_RUN = Outcome(Effect.IGNORED, "no such run")
 STALE = Outcome(Effect.UNCHANGED, "duplicate or stale event")
 
 
-def model_for(event: dict[str, Any]) -> type[EventBridgeModel]:
-    """The model for an event's detail-type (a KeyError names an event jobline does not consume)."""
-    return MODELS[event.get("detail-type", "")]
+def parse_event(event: object) -> EventBridgeModel:
+    """A state change event as its backend's model; MalformedEvent (or pydantic's ValidationError,
+    saying what is wrong) for anything else."""
+    if not isinstance(event, dict):
+        raise MalformedEvent(f"a state change event is a JSON object, not {type(event).__name__}")
+    detail_type = event.get("detail-type")
+    if not isinstance(detail_type, str) or detail_type not in EVENT_MODELS:
+        raise MalformedEvent(f"detail-type {detail_type!r:.200} is not a job state change jobline consumes")
+    return EVENT_MODELS[detail_type].model_validate(event)
 
 
-def apply_state_change(event: EventBridgeModel, table: RunTable, glue: Any, sfn: Any) -> Outcome:
-    """Move the run's row forward. `glue` traces Glue events to their run; `sfn` resumes executions."""
+def apply_state_change(
+    event: EventBridgeModel, table: RunTable, glue: Any, sfn: Any, time_left: Callable[[], float] | None = None
+) -> Outcome:
+    """Move the run's row forward. `glue` traces Glue events to their run; `sfn` resumes executions;
+    `time_left` bounds the retries of a contended row (RunTable.update_run)."""
     seen = backend_of_event(event).observe(event, glue)
     if seen is None:
         return NOT_JOBLINE
-    if isinstance(seen, AttemptDetail):
-        change = _changed_at(lambda row: apply_attempt_detail(row, seen.attempt, seen.name, seen.detail))
-        if (result := table.update_run(seen.run_id, change)) is None:
-            return NO_SUCH_RUN
-        return STALE if result[0] == result[1] else Outcome(Effect.APPLIED, f"{seen.name} detail")
-    result = table.update_run(seen.run_id, _changed_at(lambda row: apply_observation(row, seen.observed)))
-    if result is None:
+    if (result := table.update_run(seen.run_id, _changed_at(seen.attempt, row_change(seen)), time_left)) is None:
         return NO_SUCH_RUN
+    if isinstance(seen, AttemptDetail):
+        return STALE if result[0] == result[1] else Outcome(Effect.APPLIED, f"{seen.name} detail")
     before, after = result
     resumed = _resume_waiting_execution(after, seen.attempt, sfn)
     if before == after and not resumed:
@@ -76,8 +81,22 @@ def apply_state_change(event: EventBridgeModel, table: RunTable, glue: Any, sfn:
     return Outcome(Effect.APPLIED, f"{statuses[0]} -> {statuses[1]}", *statuses, resumed=resumed)
 
 
-def _changed_at(change: Callable[[dict[str, Any]], dict[str, Any]]) -> Callable[[dict[str, Any]], dict[str, Any]]:
+def row_change(seen: Observation | AttemptDetail) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """What one event's news does to its run's row (jobline.status; no I/O)."""
+    if isinstance(seen, AttemptDetail):
+        return lambda row: apply_attempt_detail(row, seen.attempt, seen.name, seen.detail)
+    return lambda row: apply_observation(row, seen.observed)
+
+
+def _changed_at(
+    attempt: int, change: Callable[[dict[str, Any]], dict[str, Any]]
+) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """`change`, stamped with the time it changed the row; an attempt the run cannot have (each
+    keeps a record in the row, so unbounded numbers would grow it without end) is refused."""
+
     def apply(row: dict[str, Any]) -> dict[str, Any]:
+        if not 1 <= attempt <= int(row["max_attempts"]):
+            raise MalformedEvent(f"run {row['run_id']} has attempts 1 to {row['max_attempts']}, not {attempt}")
         new = change(row)
         if new != row:
             new["updated_at"] = now_iso()
@@ -103,12 +122,3 @@ def _resume_waiting_execution(row: dict[str, Any], attempt: int, sfn: Any) -> bo
             return False
         raise
     return True
-
-
-def __getattr__(name: str) -> type[EventBridgeModel]:
-    """The event models (BatchJobStateChange, ...) live with their backends; code written when they
-    lived here still finds them by name."""
-    for model in MODELS.values():
-        if model.__name__ == name:
-            return model
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -3,11 +3,13 @@
 Run-level rules only: what each backend's own statuses mean for a run is in its module in
 jobline.backends (its status table and mapping).
 
-A run row only moves forward. Its position is (attempt, rank, event time): a later attempt beats
-an earlier one (a retried job goes RUNNING -> back to queue, so rank alone cannot order events),
-a higher rank beats a lower one within an attempt, and the event time breaks ties. Terminal
-statuses absorb everything after them. Attempt records are merged whatever the run's position, so
-a late event still fills in its attempt's start, stop, exit code and log stream.
+A run row only moves forward. Its position is (attempt, rank, event time, tiebreak): a later
+attempt beats an earlier one (a retried job goes RUNNING -> back to queue, so rank alone cannot
+order events), a higher rank beats a lower one within an attempt, then the event time, then (for
+events in the same second) the backend's own rank within the attempt and a digest of the event's
+detail, so any order of delivery of the same events ends in the same row. Terminal statuses absorb
+everything after them. Attempt records are merged whatever the run's position, so a late event
+still fills in its attempt's start, stop, exit code and log stream.
 """
 
 from __future__ import annotations
@@ -84,17 +86,30 @@ def is_final_attempt(row: dict[str, Any], attempt: int, status: RunStatus) -> bo
     return attempt >= int(row["max_attempts"])
 
 
-def position(row: dict[str, Any]) -> tuple[int, int, str]:
-    return int(row.get("attempt", 0)), int(row["status_rank"]), str(row.get("status_time", ""))
+def position(row: dict[str, Any]) -> tuple[int, int, str, str]:
+    """Where a row stands. `status_tiebreak` ("<backend rank, 4 digits>:<detail digest>") is written
+    with every event that moves the row. The state machine's writes leave it as it was: their
+    times carry milliseconds where events' have whole seconds, so they seldom tie with an event,
+    and when they do the stale tiebreak still orders them the same way whatever the delivery."""
+    return (
+        int(row.get("attempt", 0)),
+        int(row["status_rank"]),
+        str(row.get("status_time", "")),
+        str(row.get("status_tiebreak", "")),
+    )
+
+
+def _order(record: dict[str, Any]) -> tuple[int, str, str]:
+    """An attempt record's (or attempt detail's) order: backend rank, event time, detail digest."""
+    return int(record.get("rank", -1)), str(record.get("event_time", "")), str(record.get("tiebreak", ""))
 
 
 def merge_attempt(record: dict[str, Any] | None, observed: dict[str, Any]) -> dict[str, Any]:
     """Merge one observation of an attempt into its record. The status fields come from the
-    highest (rank, time); every other field keeps any value already known and fills the gaps."""
+    highest (rank, time, tiebreak); every other field keeps any value already known and fills the gaps."""
     if record is None:
         return dict(observed)
-    ahead = (observed["rank"], observed["event_time"]) > (record.get("rank", -1), record.get("event_time", ""))
-    newer, older = (observed, record) if ahead else (record, observed)
+    newer, older = (observed, record) if _order(observed) > _order(record) else (record, observed)
     merged = dict(newer)
     for field, value in older.items():
         if merged.get(field) is None and value is not None:
@@ -104,11 +119,11 @@ def merge_attempt(record: dict[str, Any] | None, observed: dict[str, Any]) -> di
 
 def apply_attempt_detail(row: dict[str, Any], attempt: int, name: str, detail: dict[str, Any]) -> dict[str, Any]:
     """Detail that does not move the run (a service job's SageMaker training, under
-    attempts.N.training): the newest event wins."""
+    attempts.N.training): the highest (rank, time, tiebreak) wins, as in an attempt record."""
     attempts = dict(row.get("attempts") or {})
     record = dict(attempts.get(str(attempt)) or {})
     current = record.get(name)
-    if current is not None and current["event_time"] >= detail["event_time"]:
+    if current is not None and _order(current) >= _order(detail):
         return row
     record[name] = detail
     attempts[str(attempt)] = record
@@ -119,7 +134,8 @@ def apply_observation(row: dict[str, Any], observed: dict[str, Any]) -> dict[str
     """Return the row after one observation of attempt `observed['attempt']` of its run.
 
     `observed` carries: attempt, backend_status, status (RunStatus of the attempt), reason, rank
-    (backend rank within the attempt), event_time (ISO 8601), and the ATTEMPT_FIELDS it knows.
+    (backend rank within the attempt), event_time (ISO 8601), tiebreak (a digest of the event's
+    detail), and the ATTEMPT_FIELDS it knows.
     """
     new = dict(row)
     attempts = dict(row.get("attempts") or {})
@@ -137,7 +153,8 @@ def apply_observation(row: dict[str, Any], observed: dict[str, Any]) -> dict[str
         status, reason, rank = RunStatus.RUNNING, f"{Reason.RETRYING}: attempt {key} {reason}", RANK_RETRYING
     else:
         rank = RUN_RANK[status]
-    candidate = (int(observed["attempt"]), rank, observed["event_time"])
+    tie = f"{int(observed['rank']):04d}:{observed.get('tiebreak', '')}"
+    candidate = (int(observed["attempt"]), rank, observed["event_time"], tie)
     if candidate <= position(row):
         return new
     new.update(
@@ -147,6 +164,7 @@ def apply_observation(row: dict[str, Any], observed: dict[str, Any]) -> dict[str
         attempt=int(observed["attempt"]),
         status_rank=rank,
         status_time=observed["event_time"],
+        status_tiebreak=tie,
     )
     if status in TERMINAL:
         new["ended_at"] = observed["event_time"]
@@ -174,7 +192,7 @@ def stop(row: dict[str, Any], at: str) -> dict[str, Any]:
 
 
 def _attempt_record(observed: dict[str, Any]) -> dict[str, Any]:
-    keep = ("attempt", "backend_status", "status", "reason", "rank", "event_time", *ATTEMPT_FIELDS)
+    keep = ("attempt", "backend_status", "status", "reason", "rank", "event_time", "tiebreak", *ATTEMPT_FIELDS)
     return {k: observed.get(k) for k in keep}
 
 

@@ -14,7 +14,7 @@ from jobline.catalog import parse_catalog
 from jobline.dal import RunTable
 from jobline.runs import new_row
 from jobline.settings import Settings
-from jobline.state_changes import model_for
+from jobline.state_changes import parse_event
 from jobline.triggers import RunRequest, Trigger
 from tests.aws_resources import TRAINING_REQUEST, create_run_table
 from tests.unit.conftest import sample
@@ -52,7 +52,7 @@ def start_row(table: RunTable, name: str, run_id: str, **fields: Any) -> None:
 def parse(event: dict[str, Any] | str) -> Any:
     """An event (or the name of a sample in events/) as the state change handler parses it."""
     event = sample(event) if isinstance(event, str) else event
-    return model_for(event).model_validate(event)
+    return parse_event(event)
 
 
 @pytest.fixture

@@ -129,3 +129,16 @@ def test_training_events_add_detail_without_moving_the_status(table: RunTable) -
 def test_the_status_mapping_covers_every_service_job_status() -> None:
     assert all(isinstance(run_status, RunStatus) for run_status, _ in SERVICE_STATUS.values())
     assert set(SERVICE_STATUS) | {"FAILED"} == set(SERVICE_RANK)  # FAILED is classified by its reason
+
+
+def test_a_training_job_arn_only_in_latest_attempt_is_kept(table: RunTable) -> None:
+    """AWS's "Batch Service Job State Change" events name the SageMaker job in
+    detail.latestAttempt.serviceResourceId while detail.attempts is still empty (a RUNNING job)."""
+    start_row(table, "train-model", RUN_ID)
+    running = sample("batch-service-job-succeeded.json")
+    running["detail"].update(status="RUNNING", attempts=[], stoppedAt=None)
+    apply_state_change(parse(running), table, None, None)
+    row = table.get_run(RUN_ID)
+    assert row is not None
+    arn = sample("batch-service-job-succeeded.json")["detail"]["latestAttempt"]["serviceResourceId"]["value"]
+    assert row["attempts"]["1"]["training_job_arn"] == arn

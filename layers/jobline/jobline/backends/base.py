@@ -7,13 +7,16 @@ observation of a run's attempt, its describe call (for the reconciler) and its s
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Annotated, Any, Protocol
 
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from jobline.clock import iso_z
 from jobline.errors import RejectedInput
@@ -25,11 +28,24 @@ if TYPE_CHECKING:
 
 RUN_ID_TAG = "jobline:run-id"
 ATTEMPT_TAG = "jobline:attempt"
-_BACKEND_NAME = re.compile(r"^(?P<run_id>[a-z][a-z0-9-]*-[0-9a-f]{20})-(?P<attempt>\d+)$")
+# Run ids are "<job name>-<20 hex>" (jobline.triggers.run_id; job names are at most 40 characters),
+# attempts 1..10 (the catalog's RetryStrategy): anything longer is not a name jobline gave.
+_RUN_ID = r"[a-z][a-z0-9-]{0,39}-[0-9a-f]{20}"
+_ATTEMPT = r"[1-9][0-9]{0,3}"
+_BACKEND_NAME = re.compile(rf"(?P<run_id>{_RUN_ID})-(?P<attempt>{_ATTEMPT})")
 # SageMaker job names are at most 63 characters: "<run id>-<attempt>" must fit.
 SAGEMAKER_NAME_LIMIT = 63
 # Words with which SageMaker and Batch service jobs say a job hit its maximum runtime.
 _RUNTIME_EXCEEDED = ("maxruntimeexceeded", "max runtime", "timeout", "timed out", "duration exceeded")
+# Every string an event puts in a run row is cut to this many UTF-8 bytes (with TRUNCATED at its
+# end), so a row of at most 10 attempts stays far below DynamoDB's 400 KB item limit
+# (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/ServiceQuotas.html).
+EVENT_TEXT_LIMIT_BYTES = 1024
+TRUNCATED = "…[truncated]"
+# Epoch milliseconds an event may carry: 1970 to the end of year 9999 (Python's datetime range).
+EPOCH_MS_MAX = 253_402_300_799_999
+EpochMs = Annotated[int, Field(ge=0, le=EPOCH_MS_MAX)]
+EpochMsNumber = Annotated[float, Field(ge=0, le=EPOCH_MS_MAX, allow_inf_nan=False)]
 
 
 @dataclass(frozen=True)
@@ -99,17 +115,53 @@ class EventDetail(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
 
+class StateChangeEvent(EventBridgeModel):
+    """A backend's state change event (EventBridge's envelope; each backend sets `detail`)."""
+
+    @field_validator("time")
+    @classmethod
+    def _in_utc(cls, time: datetime) -> datetime:
+        """EventBridge's `time` is UTC ("Z"); a time that has no UTC form is refused, not crashed on."""
+        try:
+            return time.replace(tzinfo=UTC) if time.tzinfo is None else time.astimezone(UTC)
+        except OverflowError as error:
+            raise ValueError(f"time {time} is out of range") from error
+
+
 def run_attempt_from_name(name: str) -> tuple[str, int] | None:
     """A backend job named `<run id>-<attempt>`, as jobline names them."""
-    if match := _BACKEND_NAME.match(name):
+    if match := _BACKEND_NAME.fullmatch(name):
         return match["run_id"], int(match["attempt"])
     return None
 
 
-def run_attempt_from_tags(tags: Mapping[str, str]) -> tuple[str, int] | None:
-    if RUN_ID_TAG in tags and tags.get(ATTEMPT_TAG, "").isdigit():
-        return tags[RUN_ID_TAG], int(tags[ATTEMPT_TAG])
+def run_attempt(run_id: object, attempt: object) -> tuple[str, int] | None:
+    """A run id and attempt number as jobline writes them (in tags, in Glue arguments), else None."""
+    if isinstance(run_id, str) and isinstance(attempt, str) and re.fullmatch(_RUN_ID, run_id):
+        return (run_id, int(attempt)) if re.fullmatch(_ATTEMPT, attempt) else None
     return None
+
+
+def run_attempt_from_tags(tags: Mapping[str, str]) -> tuple[str, int] | None:
+    return run_attempt(tags.get(RUN_ID_TAG), tags.get(ATTEMPT_TAG))
+
+
+def bounded(value: Any) -> Any:
+    """A string from an event as a row may hold it: valid UTF-8 (a lone surrogate becomes "?") and at
+    most EVENT_TEXT_LIMIT_BYTES, cut with TRUNCATED; anything else as is."""
+    if not isinstance(value, str):
+        return value
+    encoded = value.encode("utf-8", "replace")
+    if len(encoded) <= EVENT_TEXT_LIMIT_BYTES:
+        return encoded.decode("utf-8")
+    room = EVENT_TEXT_LIMIT_BYTES - len(TRUNCATED.encode())
+    return encoded[:room].decode("utf-8", "ignore") + TRUNCATED
+
+
+def tiebreak(event: EventBridgeModel) -> str:
+    """A stable digest of an event's detail: orders two events that agree on everything else."""
+    detail = event.detail.model_dump(mode="json") if isinstance(event.detail, BaseModel) else event.detail
+    return hashlib.sha256(json.dumps(detail, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def observed(
@@ -128,7 +180,8 @@ def observed(
         "reason": mapped[1].value,
         "rank": rank,
         "event_time": iso_z(event.time),
-        **details,
+        "tiebreak": tiebreak(event),
+        **{name: bounded(value) for name, value in details.items()},
     }
 
 

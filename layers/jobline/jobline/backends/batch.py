@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any, Literal
 
-from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from pydantic import Field, model_validator
 
 from jobline.backends.base import (
+    EpochMs,
     EventDetail,
     Observation,
     RunSpec,
+    StateChangeEvent,
     as_event,
     observed,
     require_queue,
@@ -91,14 +92,14 @@ def map_batch_status(batch_status: str, status_reason: str | None, exit_code: in
 
 
 class BatchContainer(EventDetail):
-    exitCode: int | None = None
+    exitCode: int | None = Field(default=None, ge=-(2**31), le=2**32)  # a container exit status (int32 in Batch)
     logStreamName: str | None = None
 
 
 class BatchAttempt(EventDetail):
     container: BatchContainer | None = None
-    startedAt: int | None = None
-    stoppedAt: int | None = None
+    startedAt: EpochMs | None = None
+    stoppedAt: EpochMs | None = None
     statusReason: str | None = None
 
 
@@ -109,13 +110,13 @@ class BatchJobDetail(EventDetail):
     status: Literal["SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING", "SUCCEEDED", "FAILED"]
     statusReason: str | None = None
     attempts: list[BatchAttempt] = Field(default_factory=list)
-    startedAt: int | None = None
-    stoppedAt: int | None = None
+    startedAt: EpochMs | None = None
+    stoppedAt: EpochMs | None = None
     container: BatchContainer | None = None
     tags: dict[str, str] = Field(default_factory=dict)
 
 
-class BatchJobStateChange(EventBridgeModel):
+class BatchJobStateChange(StateChangeEvent):
     detail: BatchJobDetail  # type: ignore[assignment]
 
 

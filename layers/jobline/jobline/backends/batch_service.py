@@ -10,22 +10,26 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any, Literal
 
-from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from pydantic import Field, field_validator
 
 from jobline.backends.base import (
     SAGEMAKER_NAME_LIMIT,
     AttemptDetail,
+    EpochMs,
     EventDetail,
     Observation,
     RunSpec,
+    StateChangeEvent,
     as_event,
+    bounded,
     observed,
     ran_out_of_time,
     require_queue,
     run_attempt_from_name,
     run_attempt_from_tags,
+    tiebreak,
 )
+from jobline.backends.sagemaker_processing import SAGEMAKER_RANK
 from jobline.catalog_base import CatalogModel
 from jobline.clock import from_epoch_ms, iso_z, now_iso
 from jobline.errors import InvalidArguments
@@ -105,8 +109,8 @@ class ServiceResourceId(EventDetail):
 
 class ServiceAttempt(EventDetail):
     serviceResourceId: ServiceResourceId | None = None
-    startedAt: int | None = None
-    stoppedAt: int | None = None
+    startedAt: EpochMs | None = None
+    stoppedAt: EpochMs | None = None
     statusReason: str | None = None
 
 
@@ -118,8 +122,10 @@ class ServiceJobDetail(EventDetail):
     status: Literal["SUBMITTED", "PENDING", "RUNNABLE", "SCHEDULED", "STARTING", "RUNNING", "SUCCEEDED", "FAILED"]
     statusReason: str | None = None
     attempts: list[ServiceAttempt] = Field(default_factory=list)
-    startedAt: int | None = None
-    stoppedAt: int | None = None
+    # The attempt in progress (or the last one): the only place the training job's ARN may be yet.
+    latestAttempt: ServiceAttempt | None = None
+    startedAt: EpochMs | None = None
+    stoppedAt: EpochMs | None = None
 
 
 class TrainingJobDetail(EventDetail):
@@ -131,11 +137,11 @@ class TrainingJobDetail(EventDetail):
     Tags: dict[str, str] = Field(default_factory=dict)
 
 
-class ServiceJobStateChange(EventBridgeModel):
+class ServiceJobStateChange(StateChangeEvent):
     detail: ServiceJobDetail  # type: ignore[assignment]
 
 
-class TrainingJobStateChange(EventBridgeModel):
+class TrainingJobStateChange(StateChangeEvent):
     detail: TrainingJobDetail  # type: ignore[assignment]
 
 
@@ -148,11 +154,13 @@ def _observe_training(event: TrainingJobStateChange) -> AttemptDetail | None:
     if (identity := run_attempt_from_tags(event.detail.Tags)) is None:
         return None
     detail = {
-        "training_job_arn": event.detail.TrainingJobArn,
+        "training_job_arn": bounded(event.detail.TrainingJobArn),
         "training_status": event.detail.TrainingJobStatus,
-        "secondary_status": event.detail.SecondaryStatus,
-        "failure_reason": event.detail.FailureReason,
+        "secondary_status": bounded(event.detail.SecondaryStatus),
+        "failure_reason": bounded(event.detail.FailureReason),
         "event_time": iso_z(event.time),
+        "rank": SAGEMAKER_RANK[event.detail.TrainingJobStatus],
+        "tiebreak": tiebreak(event),
     }
     return AttemptDetail(*identity, name="training", detail=detail)
 
@@ -207,8 +215,10 @@ class BatchService:
         detail = event.detail
         if (identity := run_attempt_from_name(detail.jobName)) is None:
             return None
-        last = detail.attempts[-1] if detail.attempts else None
-        resource = last.serviceResourceId if last else None
+        last = detail.attempts[-1] if detail.attempts else detail.latestAttempt
+        resource = (last.serviceResourceId if last else None) or (
+            detail.latestAttempt.serviceResourceId if detail.latestAttempt else None
+        )
         seen = observed(
             event,
             identity[1],

@@ -6,11 +6,10 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any, Literal
 
-from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from botocore.exceptions import ClientError
 from pydantic import Field, field_validator
 
-from jobline.backends.base import EventDetail, Observation, RunSpec, as_event, observed
+from jobline.backends.base import EventDetail, Observation, RunSpec, StateChangeEvent, as_event, observed, run_attempt
 from jobline.catalog_base import SECRET_NAME, CatalogModel
 from jobline.clock import epoch_ms, from_epoch_ms, now_iso
 from jobline.errors import RejectedInput
@@ -75,13 +74,14 @@ def map_glue_state(state: str) -> tuple[RunStatus, Reason]:
 
 
 class GlueJobDetail(EventDetail):
-    jobName: str
-    jobRunId: str
+    # Glue's limits (GetJobRun: JobName and RunId are 1-255 characters): longer is not a Glue run.
+    jobName: str = Field(min_length=1, max_length=255)
+    jobRunId: str = Field(min_length=1, max_length=255)
     state: Literal["WAITING", "STARTING", "RUNNING", "STOPPING", "SUCCEEDED", "FAILED", "ERROR", "TIMEOUT", "STOPPED"]
     message: str | None = None
 
 
-class GlueJobStateChange(EventBridgeModel):
+class GlueJobStateChange(StateChangeEvent):
     detail: GlueJobDetail  # type: ignore[assignment]
 
 
@@ -123,9 +123,9 @@ class Glue:
                 return None
             raise
         arguments = run.get("Arguments", {})
-        if GLUE_RUN_ID_ARGUMENT not in arguments or not arguments.get(GLUE_ATTEMPT_ARGUMENT, "").isdigit():
+        if (identity := run_attempt(arguments.get(GLUE_RUN_ID_ARGUMENT), arguments.get(GLUE_ATTEMPT_ARGUMENT))) is None:
             return None
-        attempt = int(arguments[GLUE_ATTEMPT_ARGUMENT])
+        run_id, attempt = identity
         seen = observed(
             event,
             attempt,
@@ -137,7 +137,7 @@ class Glue:
             stopped_at=from_epoch_ms(epoch_ms(run.get("CompletedOn"))),
             status_reason=run.get("ErrorMessage") or detail.message,
         )
-        return Observation(arguments[GLUE_RUN_ID_ARGUMENT], attempt, seen)
+        return Observation(run_id, attempt, seen)
 
     def describe(self, row: dict[str, Any], attempt: int, record: dict[str, Any], deps: Deps) -> Any | None:
         glue_job = deps.catalog.get(row["job"]).backend.job_name or deps.settings.glue_job_name

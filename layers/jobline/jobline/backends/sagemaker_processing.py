@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Literal
 
-from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from botocore.exceptions import ClientError
 from pydantic import Field
 
 from jobline.backends.base import (
     SAGEMAKER_NAME_LIMIT,
+    EpochMsNumber,
     EventDetail,
     Observation,
     RunSpec,
+    StateChangeEvent,
     as_event,
     observed,
     ran_out_of_time,
@@ -76,11 +77,11 @@ class ProcessingJobDetail(EventDetail):
     ProcessingJobStatus: Literal["InProgress", "Completed", "Failed", "Stopping", "Stopped"]
     FailureReason: str | None = None
     ExitMessage: str | None = None
-    ProcessingStartTime: int | float | str | None = None
-    ProcessingEndTime: int | float | str | None = None
+    ProcessingStartTime: EpochMsNumber | str | None = None
+    ProcessingEndTime: EpochMsNumber | str | None = None
 
 
-class ProcessingJobStateChange(EventBridgeModel):
+class ProcessingJobStateChange(StateChangeEvent):
     detail: ProcessingJobDetail  # type: ignore[assignment]
 
 
