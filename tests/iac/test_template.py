@@ -22,6 +22,7 @@ FUNCTIONS = {
 ACTIONS_WITHOUT_RESOURCES = {
     "batch:DescribeJobs",
     "batch:DescribeServiceJob",
+    "batch:ListServiceJobs",
     "ecr:GetAuthorizationToken",
     "cloudwatch:PutMetricData",
     "logs:CreateLogDelivery",

@@ -7,6 +7,8 @@ as Batch's event carries it."""
 from __future__ import annotations
 
 import json
+import threading
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,6 +19,7 @@ from moto import mock_aws
 from jobline.backends.batch_service import ServiceJobStateChange
 from jobline.catalog import parse_catalog
 from jobline.deps import Deps
+from jobline.operations import Operations
 from jobline.settings import Settings
 from jobline.state_changes import Outcome, apply_state_change
 from jobline.triggers import RunRequest, Trigger
@@ -280,6 +283,109 @@ def test_a_service_job_that_ran_out_of_time_ends_timeout_both_ways(backends: dic
     assert len(script.service) == 2  # no retry after a timeout
 
 
+class SubmitFaults:
+    """Answers chosen SubmitServiceJob calls with an error, as AWS's endpoint would: after Batch took
+    the request (`lost`: the job exists, its response never arrives) or instead of it (`refuse`)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        from moto.core.responses import BaseResponse
+
+        self.lost: list[str] = []  # job ids whose submit response was lost
+        self.plan: list[tuple[str, int, str]] = []  # (how, HTTP status, error code), one per call
+        inner = BaseResponse.call_action
+
+        def call_action(response_self: Any) -> Any:
+            if not response_self.path.endswith("/v1/submitservicejob") or not self.plan:
+                return inner(response_self)
+            how, status, code = self.plan.pop(0)
+            if how == "lost":
+                accepted = inner(response_self)
+                self.lost.append(json.loads(accepted[2])["jobId"])
+            headers = {
+                "x-amzn-errortype": code,
+                "x-amzn-requestid": str(uuid.uuid4()),
+                "content-type": "application/json",
+            }
+            return status, headers, json.dumps({"__type": code, "message": f"injected {how} {code}"})
+
+        call_action.jobline_contracts = True  # type: ignore[attr-defined]  # contracts stay as installed
+        monkeypatch.setattr(BaseResponse, "call_action", call_action)
+
+
+@pytest.fixture
+def quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    from moto.stepfunctions.parser.asl.component.common.retry import jitter_strategy_decl
+
+    # FULL jitter waits anywhere in [0, interval]: take the short end so the tests stay quick.
+    monkeypatch.setattr(jitter_strategy_decl.random, "uniform", lambda low, high: min(high, 1.0))
+
+
+def failed_errors(backends: dict[str, Any], run_id: str) -> list[str]:
+    return [e["taskFailedEventDetails"]["error"] for e in history(backends, run_id) if "taskFailedEventDetails" in e]
+
+
+def test_a_retried_submit_whose_first_response_was_lost_finds_its_job(
+    backends: dict[str, Any], script: Script, monkeypatch: pytest.MonkeyPatch, quick_retries: None
+) -> None:
+    faults = SubmitFaults(monkeypatch)
+    faults.plan = [("lost", 500, "ServerException")]
+    deps = deps_for(backends, script, "train-model", retry={"attempts": 2, "interval_seconds": 1})
+    run_id = start(deps)
+    row = wait_until(
+        lambda: (r := deps.table.get_run(run_id)).get("task_token_attempt") == 1 and r,
+        timeout=30,
+        what="the execution to wait on the job it submitted",
+    )
+    (job,) = script.service  # submitted once: the retry was refused as the same request
+    assert faults.lost == [job.job_id] == [row["service_job_id"]]
+    # Step Functions retried the lost submit; Batch refused the repeat (clientToken); the job was found.
+    assert failed_errors(backends, run_id) == ["Batch.ServerException", "Batch.ClientException"]
+    assert "FindSubmittedServiceJob" in entered(history(backends, run_id))
+    script.end_service_job(job, "succeed")
+
+    execution, row = run_to_end(backends, deps, run_id)
+    assert execution["status"] == "SUCCEEDED"
+    assert (row["status"], row["attempt"]) == ("SUCCEEDED", 1)
+
+
+def test_a_refused_submit_ends_the_run_without_a_retry(
+    backends: dict[str, Any], script: Script, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    faults = SubmitFaults(monkeypatch)
+    faults.plan = [("refuse", 400, "ClientException")]
+    deps = deps_for(backends, script, "train-model", retry={"attempts": 3, "interval_seconds": 1})
+    run_id = start(deps)
+
+    execution, row = run_to_end(backends, deps, run_id)
+    assert execution["status"] == "FAILED"
+    assert (row["status"], row["reason"], row["attempt"]) == ("FAILED", "SubmitFailed", 1)
+    assert script.service == []
+    assert failed_errors(backends, run_id) == ["Batch.ClientException"]  # no job by its name: a real refusal
+
+
+def test_a_submit_still_throttled_after_its_retries_is_retried_by_the_jobs_strategy(
+    backends: dict[str, Any], script: Script, monkeypatch: pytest.MonkeyPatch, quick_retries: None
+) -> None:
+    faults = SubmitFaults(monkeypatch)
+    faults.plan = [("refuse", 429, "TooManyRequestsException")] * 9  # the first try and its 8 retries
+    deps = deps_for(backends, script, "train-model", retry={"attempts": 2, "interval_seconds": 1})
+    run_id = start(deps)
+    wait_until(lambda: script.service, timeout=60, what="the second attempt's submit")
+    (job,) = script.service
+    assert job.name == f"{run_id}-2"
+    wait_until(lambda: deps.table.get_run(run_id).get("task_token_attempt") == 2, timeout=30, what="the token")
+    script.end_service_job(job, "succeed")
+
+    execution, row = run_to_end(backends, deps, run_id)
+    assert execution["status"] == "SUCCEEDED"
+    assert (row["status"], row["attempt"]) == ("SUCCEEDED", 2)
+    # moto's engine names an error botocore's model lacks (Batch's 429) Batch.BatchException; both are retried.
+    throttled = failed_errors(backends, run_id)[:10]
+    assert throttled[:9] == ["Batch.BatchException"] * 9
+    assert throttled[9:] != ["Batch.BatchException"]
+    assert entered(history(backends, run_id)).count("SubmitFailedRetryable") == 1
+
+
 # ---------------------------------------------------------------- SageMaker processing jobs
 def test_a_processing_job_runs_with_the_runs_request(backends: dict[str, Any], script: Script) -> None:
     deps = deps_for(backends, script, "clean-data")
@@ -403,3 +509,39 @@ def test_stopping_an_execution_stops_its_processing_job_and_glue_run(backends: d
         sfn.stop_execution(executionArn=arn, error="Stopped", cause="test")
         status = (lambda j=jobs[-1]: j.processing_job_status) if name == "clean-data" else (lambda j=jobs[-1]: j.status)
         assert wait_until(lambda s=status, want=stopped: s() == want, timeout=10, what=f"{name} to be stopped")
+
+
+def test_stopping_a_service_job_run_before_its_first_event_terminates_its_job(
+    backends: dict[str, Any], script: Script
+) -> None:
+    deps = deps_for(backends, script, "train-model")
+    run_id = start(deps, "stop-before-event")
+    wait_until(lambda: deps.table.get_run(run_id).get("task_token_attempt") == 1, timeout=30, what="the token")
+    (job,) = script.service
+    assert "1" not in deps.table.get_run(run_id)["attempts"]  # no event yet: the job id is the row's
+
+    (stopped,) = Operations(deps).stop_runs([run_id])["stopped"]
+    assert stopped["terminated_backend_job"] == job.job_id
+    assert (job.is_terminated, job.terminate_reason) == (True, "Stopped by user (jobline runs stop)")
+
+
+def test_stopping_a_service_job_run_before_its_job_id_is_stored_finds_the_job(
+    backends: dict[str, Any], script: Script
+) -> None:
+    deps = deps_for(backends, script, "train-model")
+    held, release = [], threading.Event()
+
+    def hold(job: Any) -> None:  # the submit is in flight: its response has not reached the execution
+        held.append(job)
+        release.wait(30)
+
+    adaptations.set_hooks(service_job=hold)
+    run_id = start(deps, "stop-in-flight")
+    try:
+        wait_until(lambda: held, timeout=30, what="the submit")
+        assert "service_job_id" not in deps.table.get_run(run_id)
+        (stopped,) = Operations(deps).stop_runs([run_id])["stopped"]
+    finally:
+        release.set()
+    assert stopped["terminated_backend_job"] == held[0].job_id
+    assert held[0].is_terminated

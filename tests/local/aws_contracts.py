@@ -16,15 +16,7 @@ from jobline_local import contracts
 from jobline_local.contracts import throttling
 
 # (service, operation, member, rule) of every request jobline sends that AWS's model refuses.
-KNOWN_JOBLINE_VIOLATIONS: frozenset[tuple[str, str, str, str]] = frozenset(
-    {
-        # batch_service: serviceRequestPayload is a complete CreateTrainingJob request, but jobline
-        # never sets its TrainingJobName (issue 9). Built by layers/jobline/jobline/runs.py
-        # _service_input (the catalog even forbids it: catalog.py, BatchServiceBackend.training),
-        # joined by the SubmitServiceJob states of statemachines/run.asl.json.
-        ("batch", "SubmitServiceJob", "serviceRequestPayload.TrainingJobName", "CreateTrainingJob:required"),
-    }
-)
+KNOWN_JOBLINE_VIOLATIONS: frozenset[tuple[str, str, str, str]] = frozenset()
 RECORD_ENV = "JOBLINE_CONTRACTS_RECORD"  # a file: each test appends what the contracts saw
 
 

@@ -34,6 +34,7 @@ PYTHON_OPERATIONS = {
     ("batch", "DescribeServiceJob"),
     ("batch", "TerminateJob"),
     ("batch", "TerminateServiceJob"),
+    ("batch", "ListServiceJobs"),
     ("sagemaker", "DescribeProcessingJob"),
     ("glue", "GetJobRun"),
     ("glue", "GetJobRuns"),
@@ -46,6 +47,7 @@ ASL_OPERATIONS = {
     ("batch", "SubmitJob"),  # batch:submitJob.sync (then DescribeJobs; TerminateJob when stopped)
     ("batch", "SubmitServiceJob"),  # aws-sdk:batch:submitServiceJob
     ("batch", "DescribeServiceJob"),  # aws-sdk:batch:describeServiceJob
+    ("batch", "ListServiceJobs"),  # aws-sdk:batch:listServiceJobs (a retried submit refused as a repeat)
     ("dynamodb", "GetItem"),  # dynamodb:getItem
     ("dynamodb", "UpdateItem"),  # dynamodb:updateItem, aws-sdk:dynamodb:updateItem.waitForTaskToken
     ("glue", "StartJobRun"),  # glue:startJobRun.sync (then GetJobRun; BatchStopJobRun when stopped)
@@ -66,6 +68,7 @@ def test_the_asl_operations_are_every_task_resource_of_the_state_machine() -> No
     }
     assert resources == {
         "arn:aws:states:::aws-sdk:batch:describeServiceJob",
+        "arn:aws:states:::aws-sdk:batch:listServiceJobs",
         "arn:aws:states:::aws-sdk:batch:submitServiceJob",
         "arn:aws:states:::aws-sdk:batch:terminateServiceJob",
         "arn:aws:states:::aws-sdk:dynamodb:updateItem.waitForTaskToken",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
@@ -54,11 +53,11 @@ def test_arguments_are_checked_against_declared_parameters() -> None:
         resolve_arguments(job, {"day": "x" * 11})
 
 
-def test_the_environment_tail_is_the_jobs_environment_as_json_fragments() -> None:
+def test_the_batch_environment_is_the_jobs_environment_as_list_items() -> None:
     req = request(environment={"LOG_LEVEL": "debug"})
     payload = execution_input(req, {"output_prefix": "x/"}, {"JOBLINE_TRIGGER_EVENT": "{}"}, SETTINGS)
-    # The state machine prepends JOBLINE_ATTEMPT and parses "[<attempt>" + tail + "]".
-    parsed = json.loads('[{"Name":"JOBLINE_ATTEMPT","Value":"1"}' + payload["environment_tail"] + "]")
+    # The state machine appends JOBLINE_ATTEMPT as one more item (BuildAttemptEnvironment).
+    parsed = [{"Name": "JOBLINE_ATTEMPT", "Value": "1"}, *payload["batch"]["Environment"]]
     env = {item["Name"]: item["Value"] for item in parsed}
     assert env == {
         "JOBLINE_ATTEMPT": "1",

@@ -185,17 +185,18 @@ class Operations:
                 raise
 
     def _terminate_attempt(self, row: dict[str, Any]) -> dict[str, Any]:
-        record = (row.get("attempts") or {}).get(str(row.get("attempt")), {})
-        job_id, backend = record.get("backend_job_id"), BACKENDS.get(row.get("backend", ""))
-        if not (job_id and backend):
+        attempt = int(row.get("attempt") or 0)
+        record = (row.get("attempts") or {}).get(str(attempt), {})
+        backend = BACKENDS.get(row.get("backend", ""))
+        if not (attempt and backend):
             return {}
         try:
             # Step Functions stops the .sync backends' jobs with the execution; each backend says.
-            if not backend.stop(job_id, STOP_REASON, self._deps):
-                return {}
+            job_id = backend.stop(row, attempt, record, STOP_REASON, self._deps)
         except ClientError as error:
-            return {"warning": f"stopped, but terminating backend job {job_id} failed: {error}"}
-        return {"terminated_backend_job": job_id}
+            job = record.get("backend_job_id") or f"of attempt {attempt}"
+            return {"warning": f"stopped, but terminating backend job {job} failed: {error}"}
+        return {"terminated_backend_job": job_id} if job_id else {}
 
     def _trigger_event(self, row: dict[str, Any]) -> dict[str, Any]:
         trigger = row.get("trigger") or {}

@@ -279,6 +279,23 @@ def terminate_service_job(account_id: str, region: str, job_id: str, reason: str
         job.finish("FAILED", reason)
 
 
+def _job_name_filter(filters: list[dict[str, Any]]) -> Any:
+    """ListServiceJobs' JOB_NAME filter (the only one jobline uses): a case-insensitive match, or a
+    prefix when the value ends with '*'; with a filter, jobStatus is ignored (Batch API reference,
+    ListServiceJobs, filters)."""
+    if len(filters) > 1:
+        raise _client_error("Only one filter can be used at a time")
+    if not filters:
+        return None
+    (only,) = filters
+    if only.get("name") != "JOB_NAME" or len(only.get("values") or []) != 1:
+        raise _client_error(f"filter {only.get('name')} with one value is not supported by the local stack")
+    value = only["values"][0].lower()
+    if value.endswith("*"):
+        return lambda name: name.lower().startswith(value[:-1])
+    return lambda name: name.lower() == value
+
+
 def adapt_batch_service_jobs() -> None:
     """moto 5.2.5 has no Batch service jobs: no service environments, no SAGEMAKER_TRAINING job
     queues, no SubmitServiceJob / DescribeServiceJob / ListServiceJobs / TerminateServiceJob.
@@ -415,10 +432,12 @@ def adapt_batch_service_jobs() -> None:
         backend = batch_backend(self.current_account, self.region)
         queue = _service_queue(backend, params["jobQueue"]) if params.get("jobQueue") else None
         status = params.get("jobStatus")
+        named = _job_name_filter(params.get("filters") or [])
         jobs = [
             j
             for j in list(state.jobs.values())
-            if (queue is None or j.queue_arn == queue.arn) and (status is None or j.status == status)
+            if (queue is None or j.queue_arn == queue.arn)
+            and (named(j.name) if named else status is None or j.status == status)
         ]
         jobs.sort(key=lambda j: j.created_at, reverse=True)
         start = int(params.get("nextToken") or 0)

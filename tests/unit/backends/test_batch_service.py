@@ -46,22 +46,28 @@ def test_training_requests_are_checked_before_anything_runs(spec: dict[str, Any]
         parse_catalog({"jobs": [spec]})
 
 
-def test_a_training_request_becomes_a_payload_with_the_attempt_in_it() -> None:
+def test_a_training_request_is_a_json_object_the_state_machine_completes() -> None:
     req = request("train-model")
     service = execution_input(req, {}, {"JOBLINE_TRIGGER_EVENT": "{}"}, SETTINGS)["service"]
     assert service["JobQueue"] == SETTINGS.service_job_queue_arn
-    parts = service["PayloadParts"]
-    payload = json.loads(parts[0] + "2" + parts[1] + "2" + parts[2])  # what States.Format builds
-    assert payload["Environment"]["JOBLINE_ATTEMPT"] == "2"
-    assert payload["Environment"]["JOBLINE_RUN_ID"] == req.run_id
-    assert {"Key": "jobline:attempt", "Value": "2"} in payload["Tags"]
-    assert payload["RoleArn"] == SETTINGS.sagemaker_role_arn
-    assert payload["StoppingCondition"] == {"MaxRuntimeInSeconds": 3600}
+    training = service["Training"]  # each attempt's values are added in ASL (tests/integration)
+    assert "TrainingJobName" not in training
+    assert "JOBLINE_ATTEMPT" not in training["Environment"]
+    assert training["Environment"]["JOBLINE_RUN_ID"] == req.run_id
+    assert training["Tags"] == [{"Key": "jobline:run-id", "Value": req.run_id}]
+    assert training["RoleArn"] == SETTINGS.sagemaker_role_arn
+    assert training["StoppingCondition"] == {"MaxRuntimeInSeconds": 3600}
 
 
 def test_a_payload_over_10_kib_is_refused_before_submission() -> None:
     req = request("train-model", environment={f"VAR_{i}": "v" * 200 for i in range(60)})
     with pytest.raises(InvalidArguments, match="over the 10240-byte serviceRequestPayload limit"):
+        execution_input(req, {}, {}, SETTINGS)
+
+
+def test_training_environment_values_over_sagemakers_limit_are_refused_before_submission() -> None:
+    req = request("train-model", environment={"SHORT": "v", "LONG": "v" * 513})
+    with pytest.raises(InvalidArguments, match=r"at most 512 characters: \['LONG'\]"):
         execution_input(req, {}, {}, SETTINGS)
 
 

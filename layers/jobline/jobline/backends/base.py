@@ -104,8 +104,9 @@ class Backend(Protocol):
         """The attempt's backend job now, as one of this backend's events; None if there is none."""
         ...
 
-    def stop(self, job_id: str, reason: str, deps: Deps) -> bool:
-        """Stop an attempt's backend job; False when stopping the execution stops it already."""
+    def stop(self, row: dict[str, Any], attempt: int, record: dict[str, Any], reason: str, deps: Deps) -> str | None:
+        """Stop the attempt's backend job: the id of the job terminated, or None when there is none
+        yet or stopping the execution stops it already."""
         ...
 
 

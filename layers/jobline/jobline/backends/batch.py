@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, model_validator
@@ -176,17 +175,14 @@ class Batch:
             settings.gpu_job_definition_arn if backend.capacity == "gpu" else settings.default_job_definition_arn
         )
         return {
-            # ASL has no array concatenation, so the state machine appends JOBLINE_ATTEMPT to this JSON
-            # text with States.Format and parses it back (see BuildAttemptEnvironment in run.asl.json).
-            "environment_tail": "".join(
-                "," + json.dumps({"Name": k, "Value": v}, separators=(",", ":")) for k, v in run.environment.items()
-            ),
             "batch": {
                 "JobQueue": job_queue(backend, run.job_name, settings),
                 "JobDefinition": backend.job_definition or default_definition,
                 "AttemptDurationSeconds": run.timeout_seconds,
                 "ContainerOverrides": overrides,
                 "Parameters": run.arguments,
+                # The state machine appends JOBLINE_ATTEMPT as a list item (BuildAttemptEnvironment).
+                "Environment": [{"Name": k, "Value": v} for k, v in run.environment.items()],
             },
         }
 
@@ -200,10 +196,12 @@ class Batch:
         jobs = deps.client("batch").describe_jobs(jobs=[record["backend_job_id"]])["jobs"]
         return jobs and as_event(BatchJobStateChange, "aws.batch", DETAIL_TYPE, jobs[0], now_iso())
 
-    def stop(self, job_id: str, reason: str, deps: Deps) -> bool:
+    def stop(self, row: dict[str, Any], attempt: int, record: dict[str, Any], reason: str, deps: Deps) -> str | None:
         # Step Functions stops a .sync job with its execution; this is belt and braces.
+        if not (job_id := record.get("backend_job_id")):
+            return None
         deps.client("batch").terminate_job(jobId=job_id, reason=reason)
-        return True
+        return str(job_id)
 
 
 BACKEND = Batch()

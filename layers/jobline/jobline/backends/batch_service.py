@@ -41,6 +41,9 @@ if TYPE_CHECKING:
 
 TYPE = "batch_service"
 SERVICE_PAYLOAD_LIMIT_BYTES = 10 * 1024  # SubmitServiceJob's serviceRequestPayload quota
+# CreateTrainingJob's Environment (botocore's SageMaker model): at most 100 variables of 512 characters.
+TRAINING_ENVIRONMENT_ENTRIES = 100
+TRAINING_ENVIRONMENT_VALUE_LIMIT = 512
 
 
 class BatchServiceBackend(CatalogModel):
@@ -147,7 +150,6 @@ class TrainingJobStateChange(StateChangeEvent):
 
 DETAIL_TYPE = "Batch Service Job State Change"
 TRAINING_DETAIL_TYPE = "SageMaker Training Job State Change"
-ATTEMPT_MARK = "\u0000jobline-attempt\u0000"
 
 
 def _observe_training(event: TrainingJobStateChange) -> AttemptDetail | None:
@@ -165,6 +167,26 @@ def _observe_training(event: TrainingJobStateChange) -> AttemptDetail | None:
     return AttemptDetail(*identity, name="training", detail=detail)
 
 
+def _attempt_request(training: dict[str, Any], run_id: str, attempt: int) -> dict[str, Any]:
+    """One attempt's CreateTrainingJob request, as the state machine builds it from the execution
+    input (PrepareServiceAttempt .. SubmitServiceJob in run.asl.json)."""
+    return {
+        **training,
+        "TrainingJobName": f"{run_id}-{attempt}",
+        "Environment": {**training["Environment"], "JOBLINE_ATTEMPT": str(attempt)},
+        "Tags": [*training["Tags"], {"Key": "jobline:attempt", "Value": str(attempt)}],
+    }
+
+
+def _find_job(row: dict[str, Any], attempt: int, deps: Deps) -> str | None:
+    """The attempt's service job by its name (JOB_NAME matches without case: compare exactly)."""
+    job = next((j for j in deps.catalog.jobs if j.name == row["job"]), None)  # gone from the catalog since?
+    queue = (job and getattr(job.backend, "job_queue", None)) or deps.settings.service_job_queue_arn
+    name = f"{row['run_id']}-{attempt}"
+    found = deps.client("batch").list_service_jobs(jobQueue=queue, filters=[{"name": "JOB_NAME", "values": [name]}])
+    return next((job["jobId"] for job in found["jobSummaryList"] if job["jobName"] == name), None)
+
+
 class BatchService:
     type = TYPE
     model = BatchServiceBackend
@@ -174,25 +196,30 @@ class BatchService:
     job_console_path = None
 
     def execution_input(self, backend: BatchServiceBackend, run: RunSpec, settings: Settings) -> dict[str, Any]:
-        """The training request goes as serviceRequestPayload, a JSON string with the attempt number in
-        two places (environment and tags): split around them so the state machine can join it."""
+        """The training request as a JSON object: the state machine adds each attempt's values
+        (TrainingJobName, JOBLINE_ATTEMPT, the jobline:attempt tag) by merging objects and serialises
+        it with States.JsonToString, so no value in it can change the request's structure."""
         training = {
             "StoppingCondition": {"MaxRuntimeInSeconds": run.timeout_seconds},
             "RoleArn": settings.sagemaker_role_arn,
             **backend.training,
-            "Environment": {
-                **backend.training.get("Environment", {}),
-                **run.environment,
-                "JOBLINE_ATTEMPT": ATTEMPT_MARK,
-            },
-            "Tags": [
-                *backend.training.get("Tags", []),
-                {"Key": "jobline:run-id", "Value": run.run_id},
-                {"Key": "jobline:attempt", "Value": ATTEMPT_MARK},
-            ],
+            "Environment": {**backend.training.get("Environment", {}), **run.environment},
+            "Tags": [*backend.training.get("Tags", []), {"Key": "jobline:run-id", "Value": run.run_id}],
         }
-        text = json.dumps(training, separators=(",", ":"))
-        longest = len(text.replace(json.dumps(ATTEMPT_MARK)[1:-1], str(run.max_attempts)).encode())
+        environment = training["Environment"]
+        if len(environment) + 1 > TRAINING_ENVIRONMENT_ENTRIES:  # + JOBLINE_ATTEMPT
+            raise InvalidArguments(
+                f"job {run.job_name!r}: {len(environment) + 1} training environment variables,"
+                f" over SageMaker's {TRAINING_ENVIRONMENT_ENTRIES}"
+            )
+        if too_long := sorted(k for k, v in environment.items() if len(v) > TRAINING_ENVIRONMENT_VALUE_LIMIT):
+            raise InvalidArguments(
+                f"job {run.job_name!r}: SageMaker training environment values are at most"
+                f" {TRAINING_ENVIRONMENT_VALUE_LIMIT} characters: {too_long}"
+            )
+        # The last attempt's is the longest (the most digits); JSON escapes as States.JsonToString does.
+        last = _attempt_request(training, run.run_id, run.max_attempts)
+        longest = len(json.dumps(last, separators=(",", ":")).encode())
         if longest > SERVICE_PAYLOAD_LIMIT_BYTES:
             raise InvalidArguments(
                 f"job {run.job_name!r}: the training request with this run's environment is {longest} bytes,"
@@ -200,7 +227,7 @@ class BatchService:
             )
         service: dict[str, Any] = {
             "JobQueue": require_queue(backend.job_queue or settings.service_job_queue_arn, run.job_name, "service"),
-            "PayloadParts": text.split(json.dumps(ATTEMPT_MARK)[1:-1]),
+            "Training": training,
             "AttemptDurationSeconds": run.timeout_seconds,
         }
         if backend.scheduling_priority is not None:
@@ -239,10 +266,19 @@ class BatchService:
         job = deps.client("batch").describe_service_job(jobId=job_id)
         return as_event(ServiceJobStateChange, "aws.batch", DETAIL_TYPE, job, now_iso())
 
-    def stop(self, job_id: str, reason: str, deps: Deps) -> bool:
-        # No .sync integration: stopping the execution leaves the service job running.
+    def stop(self, row: dict[str, Any], attempt: int, record: dict[str, Any], reason: str, deps: Deps) -> str | None:
+        # No .sync integration: stopping the execution leaves the service job running. Before its
+        # first event the attempt's job id is on the row (stored with the task token), or, if the
+        # execution had not stored it yet, the job is found by its name.
+        job_id = (
+            record.get("backend_job_id")
+            or (row.get("service_job_id") if row.get("task_token_attempt") == attempt else None)
+            or _find_job(row, attempt, deps)
+        )
+        if not job_id:
+            return None
         deps.client("batch").terminate_service_job(jobId=job_id, reason=reason)
-        return True
+        return str(job_id)
 
 
 BACKEND = BatchService()

@@ -150,8 +150,8 @@ class Glue:
                 return as_event(GlueJobStateChange, "aws.glue", DETAIL_TYPE, detail, now_iso())
         return None
 
-    def stop(self, job_id: str, reason: str, deps: Deps) -> bool:
-        return False  # Step Functions stops a .sync Glue job run with its execution
+    def stop(self, row: dict[str, Any], attempt: int, record: dict[str, Any], reason: str, deps: Deps) -> str | None:
+        return None  # Step Functions stops a .sync Glue job run with its execution
 
 
 BACKEND = Glue()

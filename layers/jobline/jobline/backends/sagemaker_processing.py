@@ -173,8 +173,8 @@ class SageMakerProcessing:
         job = {k: epoch_ms(v) for k, v in job.items()}
         return as_event(ProcessingJobStateChange, "aws.sagemaker", DETAIL_TYPE, job, now_iso())
 
-    def stop(self, job_id: str, reason: str, deps: Deps) -> bool:
-        return False  # Step Functions stops a .sync processing job with its execution
+    def stop(self, row: dict[str, Any], attempt: int, record: dict[str, Any], reason: str, deps: Deps) -> str | None:
+        return None  # Step Functions stops a .sync processing job with its execution
 
 
 BACKEND = SageMakerProcessing()
