@@ -148,6 +148,15 @@ class Stack:
         with contextlib.suppress(AssertionError):
             wait_until(settled, timeout, what=f"the executions of {run_ids} to end")
 
+    def drain(self, queue_url: str) -> dict[str, str]:
+        """Every message on a queue, by id (received and deleted), to hand to a function."""
+        sqs, messages = self.client("sqs"), {}
+        while received := sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages"):
+            for message in received:
+                messages[message["MessageId"]] = message["Body"]
+                sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+        return messages
+
     def dlq_bodies(self) -> list[dict[str, Any]]:
         """Every message on the event DLQ (received and deleted: each case reads its own)."""
         sqs, bodies = self.client("sqs"), []
@@ -186,6 +195,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         session.client("s3").create_bucket(Bucket="run-data")
         event_dlq = session.client("sqs").create_queue(QueueName="event-dlq")["QueueUrl"]
         session.client("events").create_event_bus(Name="jobline-jobs")
+        redrive = session.client("sqs").create_queue(QueueName="notification-redrive")["QueueUrl"]
         environment = {
             "RUN_TABLE_NAME": "runs",
             "STATE_MACHINE_ARN": machine,
@@ -198,8 +208,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             "SAGEMAKER_ROLE_ARN": "arn:aws:iam::123456789012:role/sagemaker",
             "JOB_BUS_NAME": "jobline-jobs",
             "CATALOG_PATH": str(catalog),
-            # The reconciler's sweep comes after the deliveries: every live row is due.
+            "NOTIFICATION_REDRIVE_QUEUE_URL": redrive,
+            # The reconciler's sweep comes after the deliveries: every live row is due (settings
+            # a branch does not know are ignored).
             "RECONCILE_AFTER_SECONDS": "0",
+            "UNSTARTED_AFTER_SECONDS": "0",
         }
         for key, value in environment.items():
             patches.setenv(key, value)

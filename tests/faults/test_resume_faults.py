@@ -13,7 +13,7 @@ import pytest
 from jobline import triggers
 from tests.faults.injection import KINDS, OUTAGE_KINDS, Injector, Rule
 from tests.faults.outcome import TALLY, run_problems, unhandled
-from tests.faults.redelivery import Ledger, deliver_async, deliver_stream
+from tests.faults.redelivery import Ledger, deliver_async, deliver_sqs, deliver_stream
 from tests.faults.stack import SERVICE_JOB, Stack
 from tests.faults.test_trigger_faults import SCHEDULED_EVENT, sweep
 from tests.waiting import wait_until
@@ -181,6 +181,9 @@ def test_a_final_run_is_announced_once_under_a_fault(stack: Stack, injector: Inj
     ledger = Ledger()
     deliver_stream(ledger, injector, stack.handlers["notify"].handler, [stream_record(row, n)])
     sweep(ledger, injector, stack)
+    # A branch that queues refused notifications for redrive: the queue's event source feeds them back.
+    redrive = stack.drain(stack.client("sqs").get_queue_url(QueueName="notification-redrive")["QueueUrl"])
+    deliver_sqs(ledger, injector, stack.handlers["notify"].handler, redrive)
     sent = [e for call in injector.made("events", "PutEvents") for e in call["Entries"] if row["run_id"] in e["Detail"]]
     problems = unhandled(ledger)
     if not sent:
