@@ -1,0 +1,30 @@
+"""The fault suite's fixtures (one moto stack for the session, a fresh injector per case) and the
+tally of faults tried and healed, printed at the end of the run."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.faults.injection import Injector, installed
+from tests.faults.outcome import TALLY
+from tests.faults.stack import stack  # noqa: F401 - the session's moto stack
+
+
+@pytest.fixture
+def injector() -> Iterator[Injector]:
+    with installed(Injector()) as fresh:
+        yield fresh
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if not TALLY.tried:
+        return
+    terminalreporter.section("fault injection: tried and healed")
+    for line in TALLY.lines():
+        terminalreporter.write_line(line)
+    for handler, problems in sorted(TALLY.problems.items()):
+        for problem in problems[:40]:
+            terminalreporter.write_line(f"  [{handler}] {problem}")
