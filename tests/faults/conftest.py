@@ -1,4 +1,4 @@
-"""The fault suite's fixtures (one moto stack for the session, a fresh injector per case) and the
+"""The fault suite's fixtures (one moto stack for the suite, a fresh injector per case) and the
 tally of faults tried and healed, printed at the end of the run."""
 
 from __future__ import annotations

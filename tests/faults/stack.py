@@ -167,7 +167,8 @@ class Stack:
         return bodies
 
 
-@pytest.fixture(scope="session")
+# Package scope: the moto stack ends with the fault suite, so no later test meets its resources.
+@pytest.fixture(scope="package")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     patches = pytest.MonkeyPatch()
     compute = Compute()
