@@ -11,11 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aws_lambda_powertools.utilities.parser.models import (
-    EventBridgeModel,
-    S3EventNotificationEventBridgeModel,
-    SqsRecordModel,
-)
+from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
 
 from jobline import triggers
 from jobline.operations import get_operations
@@ -52,27 +48,27 @@ def _api(ledger: Ledger, injector: Injector, stack: Stack, request: dict[str, An
 
 def s3_drop(stack: Stack) -> LogicalTrigger:
     n = next(_serial)
-    event = json.loads((EVENTS / "s3-object-created.json").read_text())
-    event["id"] = f"s3-event-{n}"
-    event["detail"]["object"].update(key=f"incoming/{n}.csv", sequencer=f"{n:018X}")
-    (request,) = triggers.from_s3(S3EventNotificationEventBridgeModel.model_validate(event), event, stack.deps.catalog)
-    return LogicalTrigger("s3_trigger", [event], request.run_id, request.trigger.event, _async("s3_trigger"))
+    delivery = json.loads((EVENTS / "s3-object-created.json").read_text()) | {"job": BATCH_JOB, "trigger": 0}
+    delivery["event"]["id"] = f"s3-event-{n}"
+    delivery["event"]["detail"]["object"].update(key=f"incoming/{n}.csv", sequencer=f"{n:018X}")
+    (request,) = triggers.from_s3(delivery, stack.deps.catalog)
+    return LogicalTrigger("s3_trigger", [delivery], request.run_id, request.trigger.event, _async("s3_trigger"))
 
 
 def bus_event(stack: Stack, duplicates: int = 0, size: int = 0) -> LogicalTrigger:
     """A bus event and `duplicates` other events with its idempotency key (same logical trigger);
     `size` pads its detail (over the inline limit, the run's event travels through S3)."""
     n = next(_serial)
-    base = json.loads((EVENTS / "bus-report-requested.json").read_text())
-    base.update(source="acme.faults", **{"detail-type": "Count Requested"})
-    base["detail"] = {"request_id": f"req-{n}", "note": "first", "padding": "p" * size}
+    base = json.loads((EVENTS / "bus-report-requested.json").read_text()) | {"job": BATCH_JOB, "trigger": 0}
+    base["event"].update(source="acme.faults", **{"detail-type": "Count Requested"})
+    base["event"]["detail"] = {"request_id": f"req-{n}", "note": "first", "padding": "p" * size}
     events = [base]
     for copy_number in range(duplicates):
         other = copy.deepcopy(base)
-        other.update(id=f"bus-{n}-{copy_number}", time=f"2026-11-21T01:00:{copy_number + 1:02d}Z")
-        other["detail"]["note"] = f"duplicate {copy_number}"
+        other["event"].update(id=f"bus-{n}-{copy_number}", time=f"2026-11-21T01:00:{copy_number + 1:02d}Z")
+        other["event"]["detail"]["note"] = f"duplicate {copy_number}"
         events.append(other)
-    (request,) = triggers.from_bus(EventBridgeModel.model_validate(base), base, stack.deps.catalog)
+    (request,) = triggers.from_bus(base, stack.deps.catalog)
     return LogicalTrigger("bus_trigger", events, request.run_id, request.trigger.event, _async("bus_trigger"))
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from aws_lambda_powertools.utilities.parser.models import S3EventNotificationEventBridgeModel
 
 from jobline import triggers
 from tests.faults.injection import ENGINE_KINDS, Injector, Rule
@@ -37,9 +36,7 @@ def start_run(stack: Stack) -> Any:
     a run an earlier case left holding a slot must not make this one wait."""
     stack.client("dynamodb").delete_item(TableName="runs", Key={"pk": {"S": f"SLOT#{BATCH_JOB}"}})
     trigger = s3_drop(stack)
-    (request,) = triggers.from_s3(
-        S3EventNotificationEventBridgeModel.model_validate(trigger.events[0]), trigger.events[0], stack.deps.catalog
-    )
+    (request,) = triggers.from_s3(trigger.events[0], stack.deps.catalog)
     stack.deps.starter.start(request)
     return trigger
 
