@@ -49,9 +49,8 @@ def _api(ledger: Ledger, injector: Injector, stack: Stack, request: dict[str, An
 def s3_drop(stack: Stack) -> LogicalTrigger:
     n = next(_serial)
     delivery = json.loads((EVENTS / "s3-object-created.json").read_text()) | {"job": BATCH_JOB, "trigger": 0}
-    event = delivery["event"]
-    event["id"] = f"s3-event-{n}"
-    event["detail"]["object"].update(key=f"incoming/{n}.csv", sequencer=f"{n:018X}")
+    delivery["event"]["id"] = f"s3-event-{n}"
+    delivery["event"]["detail"]["object"].update(key=f"incoming/{n}.csv", sequencer=f"{n:018X}")
     (request,) = triggers.from_s3(delivery, stack.deps.catalog)
     return LogicalTrigger("s3_trigger", [delivery], request.run_id, request.trigger.event, _async("s3_trigger"))
 
@@ -60,19 +59,17 @@ def bus_event(stack: Stack, duplicates: int = 0, size: int = 0) -> LogicalTrigge
     """A bus event and `duplicates` other events with its idempotency key (same logical trigger);
     `size` pads its detail (over the inline limit, the run's event travels through S3)."""
     n = next(_serial)
-    base = json.loads((EVENTS / "bus-report-requested.json").read_text())["event"]
-    base.update(source="acme.faults", **{"detail-type": "Count Requested"})
-    base["detail"] = {"request_id": f"req-{n}", "note": "first", "padding": "p" * size}
+    base = json.loads((EVENTS / "bus-report-requested.json").read_text()) | {"job": BATCH_JOB, "trigger": 0}
+    base["event"].update(source="acme.faults", **{"detail-type": "Count Requested"})
+    base["event"]["detail"] = {"request_id": f"req-{n}", "note": "first", "padding": "p" * size}
     events = [base]
     for copy_number in range(duplicates):
         other = copy.deepcopy(base)
-        other.update(id=f"bus-{n}-{copy_number}", time=f"2026-11-21T01:00:{copy_number + 1:02d}Z")
-        other["detail"]["note"] = f"duplicate {copy_number}"
+        other["event"].update(id=f"bus-{n}-{copy_number}", time=f"2026-11-21T01:00:{copy_number + 1:02d}Z")
+        other["event"]["detail"]["note"] = f"duplicate {copy_number}"
         events.append(other)
-    # As the job's bus rule delivers them (jobline_tools.codegen: {job, trigger, event}).
-    deliveries = [{"job": BATCH_JOB, "trigger": 0, "event": event} for event in events]
-    (request,) = triggers.from_bus(deliveries[0], stack.deps.catalog)
-    return LogicalTrigger("bus_trigger", deliveries, request.run_id, request.trigger.event, _async("bus_trigger"))
+    (request,) = triggers.from_bus(base, stack.deps.catalog)
+    return LogicalTrigger("bus_trigger", events, request.run_id, request.trigger.event, _async("bus_trigger"))
 
 
 def schedule_fire(stack: Stack, job: str = BATCH_JOB) -> LogicalTrigger:

@@ -121,6 +121,29 @@ def test_an_ended_run_still_executing_is_stopped(backends: dict[str, Any], scrip
     assert deps.table.get_run(run_id)["status"] == "STOPPED"
 
 
+def test_an_ended_run_still_holding_its_slot_releases_it(backends: dict[str, Any], script: Script) -> None:  # noqa: F811
+    """The execution ended between RecordOutcome and ReleaseSlot (a ReleaseSlot failing past its
+    retries): the row is terminal and the run still holds a slot; the sweep releases it."""
+    deps = deps_for(backends, script, "clean-data")
+    run_id = start(deps, "slot-kept")
+    assert wait_for_execution(backends, run_id, timeout=60)["status"] == "SUCCEEDED"
+    ddb = backends["session"].client("dynamodb")
+    ddb.update_item(  # what AcquireSlot left and ReleaseSlot never took back
+        TableName="runs",
+        Key={"pk": {"S": "SLOT#clean-data"}},
+        UpdateExpression="ADD #h :run",
+        ExpressionAttributeNames={"#h": "holders"},
+        ExpressionAttributeValues={":run": {"SS": [run_id]}},
+    )
+    assert deps.table.slot_holders("clean-data") == [run_id]
+
+    assert reconcile(deps, NOW) == {run_id: "released: the run had ended SUCCEEDED holding a concurrency slot"}
+
+    assert deps.table.slot_holders("clean-data") == []
+    assert reconcile(deps, NOW) == {}
+    assert deps.table.get_run(run_id)["status"] == "SUCCEEDED"
+
+
 def test_a_run_that_cannot_be_described_does_not_abort_the_sweep(backends: dict[str, Any], script: Script) -> None:  # noqa: F811
     script.outcomes = {1: "hold"}
     deps = deps_for(backends, script, "clean-data")

@@ -18,6 +18,7 @@ REGISTERED = {
     },
     "adaptations.stepfunctions_integrations": {
         "adapt_optimized_integration_casing",
+        "adapt_batch_sync_poll_retries",
         "adapt_sagemaker_processing_sync",
         "adapt_glue_sync",
         "adapt_aws_sdk_integrations",
@@ -85,6 +86,7 @@ def test_pins_the_moto_it_was_written_for() -> None:
         "_eval_sync",
         "state_task_service_for",
         "_sync_to_start_job_run",
+        "_build_sync_resolver",
         "_SERVICE_ERROR_NAMES",
         "createserviceenvironment",
         "describeserviceenvironments",

@@ -198,3 +198,52 @@ def test_aws_sdk_integrations(monkeypatch: pytest.MonkeyPatch) -> None:
         assert (output["JobName"], output["Status"], output["RetryStrategy"]) == ("j", "SUBMITTED", {"Attempts": 1})
         assert output["Tags"] == {"jobline:attempt": "1"}  # a map: keys are data, not members
         assert run_asl(missing, "T")["failures"][0]["error"] == "Batch.ClientException"
+
+
+def test_batch_sync_polls_through_transient_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A throttle, a 5xx or a lost response of the .sync task's own DescribeJobs does not fail the
+    task (AWS watches the job itself); a refusal still does."""
+    from botocore.client import BaseClient
+    from botocore.exceptions import ClientError, ReadTimeoutError
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_batch import (
+        StateTaskServiceBatch,
+    )
+
+    faults: list[Exception] = []
+    make_api_call = BaseClient._make_api_call
+
+    def failing_describe(self: Any, operation: str, params: dict[str, Any]) -> Any:
+        if operation == "DescribeJobs" and faults:
+            raise faults.pop(0)
+        return make_api_call(self, operation, params)
+
+    def refused(code: str, status: int) -> ClientError:
+        error = {"Code": code, "Message": "injected"}
+        metadata = {"HTTPStatusCode": status, "RequestId": "injected", "HTTPHeaders": {}}
+        return ClientError({"Error": error, "ResponseMetadata": metadata}, "DescribeJobs")
+
+    monkeypatch.setattr(BaseClient, "_make_api_call", failing_describe)
+    hooks["batch_job"] = lambda job: finish(job, 0)
+    with mock_aws(config=SFN):
+        queue, definition = make_batch()
+        parameters = {"JobName": "job-1", "JobQueue": queue, "JobDefinition": definition}
+        submit = task("arn:aws:states:::batch:submitJob.sync", parameters)
+        with monkeypatch.context() as pristine:
+            name = "_build_sync_resolver"
+            pristine.setattr(StateTaskServiceBatch, name, original(StateTaskServiceBatch, name))
+            faults[:] = [refused("TooManyRequestsException", 429)]
+            failed = run_asl(submit, "T")
+            assert failed["failures"][0]["error"] == "Batch.TooManyRequestsException", failed["failures"]
+
+        faults[:] = [
+            refused("TooManyRequestsException", 429),
+            refused("ServerException", 500),
+            ReadTimeoutError(endpoint_url="http://batch"),
+        ]
+        succeeded = run_asl(submit, "T")
+        assert succeeded["status"] == "SUCCEEDED", succeeded
+        assert faults == []
+        assert len(client("batch").list_jobs(jobQueue=queue, jobStatus="SUCCEEDED")["jobSummaryList"]) == 2
+
+        faults[:] = [refused("ClientException", 400)]
+        assert run_asl(submit, "T")["failures"][0]["error"] == "Batch.ClientException"

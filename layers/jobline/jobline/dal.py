@@ -174,6 +174,17 @@ class RunTable:
         next_key = {k: rows[-1][k] for k in ("pk", attribute, "created_at")} if more and rows else None
         return rows, next_key
 
+    def slot_holders(self, job: str) -> list[str]:
+        """The run ids holding one of the job's concurrency slots (AcquireSlot's set)."""
+        item = self._client.get_item(
+            TableName=self._table,
+            Key={"pk": {"S": f"SLOT#{job}"}},
+            ConsistentRead=True,
+            ProjectionExpression="#h",
+            ExpressionAttributeNames={"#h": "holders"},
+        ).get("Item", {})
+        return sorted(item.get("holders", {}).get("SS", []))
+
     def release_slot(self, job: str, run_id: str) -> None:
         """Take the run out of its job's concurrency slot holders (idempotent, like ReleaseSlot)."""
         try:

@@ -11,6 +11,9 @@
 - A run that ended while its execution still runs (the resumption of a waiting execution failed
   on every retry, or an operator's stop could not stop it) is resumed with its outcome, or its
   execution is stopped and its concurrency slot released.
+- A run that ended a while ago but still holds a concurrency slot (its execution failed or was
+  stopped between RecordOutcome and ReleaseSlot) is taken out of the slot's holders; otherwise
+  the job's next runs would wait for that slot for good.
 
 One run that cannot be healed (a describe call refused, say) is logged and counted, and the
 sweep goes on with the others.
@@ -68,6 +71,33 @@ def ended_runs_still_executing(
             row = deps.table.get_run(execution["name"])
             if row and RunStatus(row["status"]) in TERMINAL and row["updated_at"] < iso_z(cutoff):
                 yield row, execution["executionArn"]
+
+
+def slots_held_by_ended_runs(deps: Deps, older_than: timedelta, now: datetime) -> Iterator[dict[str, Any]]:
+    """Rows of runs that ended before `older_than` and still hold a slot of their catalog job
+    (a holder whose row is gone holds nothing a sweep could check, and is left)."""
+    cutoff = iso_z(now - older_than)
+    for job in deps.catalog.jobs:
+        for run_id in deps.table.slot_holders(job.name):
+            row = deps.table.get_run(run_id)
+            if row and RunStatus(row["status"]) in TERMINAL and row["updated_at"] < cutoff:
+                yield row
+
+
+def heal_slot(row: dict[str, Any], deps: Deps) -> str:
+    """Release the slot of an ended run unless its execution still runs (heal_ended stops that
+    one and releases the slot itself once the run has been over for a while)."""
+    arn = row.get("execution_arn") or execution_arn(deps.settings, row["run_id"])
+    try:
+        status = deps.client("stepfunctions").describe_execution(executionArn=arn)["status"]
+    except ClientError as error:
+        if error.response["Error"]["Code"] != "ExecutionDoesNotExist":
+            raise
+        status = "NONE"
+    if status == "RUNNING":
+        return UNCHANGED
+    deps.table.release_slot(row["job"], row["run_id"])
+    return f"released: the run had ended {row['status']} holding a concurrency slot"
 
 
 def describe_backend(row: dict[str, Any], deps: Deps) -> Any | None:
@@ -151,6 +181,9 @@ def reconcile(deps: Deps, older_than: timedelta | None = None, now: datetime | N
         outcomes[row["run_id"]] = _guarded(row["run_id"], lambda row=row: heal(row, deps))
     for row, arn in ended_runs_still_executing(deps, older_than, now):
         outcomes[row["run_id"]] = _guarded(row["run_id"], lambda row=row, arn=arn: heal_ended(row, arn, deps))
+    for row in slots_held_by_ended_runs(deps, older_than, now):
+        if row["run_id"] not in outcomes:
+            outcomes[row["run_id"]] = _guarded(row["run_id"], lambda row=row: heal_slot(row, deps))
     return outcomes
 
 

@@ -46,6 +46,7 @@ PINNED_MOTO = "5.2.5"
 # client cache must be in place before the SageMaker integration takes its client factory).
 REGISTRY = (
     "jobline_local.adaptations.stepfunctions_integrations:adapt_optimized_integration_casing",
+    "jobline_local.adaptations.stepfunctions_integrations:adapt_batch_sync_poll_retries",
     "jobline_local.adaptations.delivery:adapt_event_pattern_json_types",
     "jobline_local.adaptations.delivery:adapt_rule_lambda_targets",
     "jobline_local.adaptations.delivery:adapt_s3_eventbridge_notification",

@@ -269,3 +269,57 @@ def adapt_aws_sdk_integrations() -> None:
     names = dict(state_task_service_aws_sdk._SERVICE_ERROR_NAMES)
     names.update({"batch": "Batch", "sagemaker": "SageMaker", "glue": "Glue", "s3": "S3", "sqs": "Sqs"})
     replace(state_task_service_aws_sdk, "_SERVICE_ERROR_NAMES", names)
+
+
+# Throttling codes of the services whose `.sync` jobs the engine polls (each API reference's
+# Common Errors); any 5xx is transient too.
+POLL_THROTTLES = frozenset({"TooManyRequestsException", "ThrottlingException", "Throttling"})
+
+
+def _transient(error: Exception) -> bool:
+    from botocore.exceptions import ClientError, ConnectionError, HTTPClientError
+
+    if isinstance(error, HTTPClientError | ConnectionError):  # a timeout or a dropped connection
+        return True
+    if isinstance(error, ClientError):
+        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        return status >= 500 or error.response["Error"]["Code"] in POLL_THROTTLES
+    return False
+
+
+def polling_through_transient_errors(resolve: Callable[[], Any]) -> Callable[[], Any]:
+    """A `.sync` resolver whose poll, on a throttle, a 5xx or a lost response, polls again at the
+    next tick instead of failing the task; any other error still fails it."""
+    import logging
+
+    def poll() -> Any:
+        try:
+            return resolve()
+        except Exception as error:
+            if not _transient(error):
+                raise
+            logging.getLogger(__name__).warning("a .sync poll failed, polling again: %r", error)
+            return None
+
+    if hasattr(resolve, "abandon"):
+        poll.abandon = resolve.abandon  # type: ignore[attr-defined]
+    return poll
+
+
+def adapt_batch_sync_poll_retries() -> None:
+    """For batch:submitJob.sync, AWS Step Functions submits the job, then watches it itself
+    ("Run a Job (.sync)": the task waits for the job to complete); a throttle or a 5xx of that
+    internal watch is the service's own business and is not the task's error (only the job's
+    end, or the task's timeout, ends the task). moto 5.2.5 polls DescribeJobs in the task and lets
+    any poll error fail the task, so the state's Retry resubmits: a second Batch job for one
+    attempt. Poll through transient errors; TimeoutSeconds still bounds the wait."""
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_batch import (
+        StateTaskServiceBatch,
+    )
+
+    moto_build = StateTaskServiceBatch._build_sync_resolver
+
+    def build_sync_resolver(self: Any, *args: Any, **kwargs: Any) -> Callable[[], Any]:
+        return polling_through_transient_errors(moto_build(self, *args, **kwargs))
+
+    replace(StateTaskServiceBatch, "_build_sync_resolver", build_sync_resolver)
