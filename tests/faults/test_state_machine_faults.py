@@ -58,9 +58,21 @@ def test_the_enumerated_task_calls_are_the_calls_an_execution_makes(stack: Stack
     assert run_problems(stack, trigger.run_id, trigger.event, Ledger()) == []
 
 
+# Open gap (issue 10, docs/ARCHITECTURE.md "Delivery guarantees and healing"): Batch SubmitJob has no
+# idempotency token, so a SubmitJob whose response is lost cannot be retried without a second job; the
+# attempt ends SubmitFailed while its job runs. strict: the case fails the suite the day it heals.
+KNOWN_GAPS = {"SubmitAttempt-SubmitJob-lost_response"}
+
+
+def _case(call: tuple[Any, ...], kind: Any) -> Any:
+    case_id = f"{call[0]}-{call[2]}-{kind}"
+    gap = pytest.mark.xfail(strict=True, reason="SubmitJob has no idempotency token (open gap)")
+    return pytest.param(*call, kind, id=case_id, marks=[gap] if case_id in KNOWN_GAPS else [])
+
+
 @pytest.mark.parametrize(
     ("state", "service", "operation", "nth", "kind"),
-    [pytest.param(*call, kind, id=f"{call[0]}-{call[2]}-{kind}") for call in TASK_CALLS for kind in ENGINE_KINDS],
+    [_case(call, kind) for call in TASK_CALLS for kind in ENGINE_KINDS],
 )
 def test_a_run_survives_a_fault_in_a_task_state(
     stack: Stack, injector: Injector, state: str, service: str, operation: str, nth: int, kind: Any

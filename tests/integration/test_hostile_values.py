@@ -5,6 +5,7 @@ receives is exactly the intended one - or the run is refused before anything is 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 from typing import Any
@@ -71,7 +72,7 @@ def job_environment(request: RunRequest, inline_limit: int) -> dict[str, str]:
     event = (
         {"JOBLINE_TRIGGER_EVENT": body}
         if len(body.encode()) <= inline_limit
-        else {"JOBLINE_TRIGGER_EVENT_S3_URI": f"s3://run-data/trigger-events/{request.run_id}.json"}
+        else {"JOBLINE_TRIGGER_EVENT_S3_URI": f"s3://run-data/{stored_event_key(request.run_id, body)}"}
     )
     return {
         "JOBLINE_RUN_ID": request.run_id,
@@ -81,6 +82,11 @@ def job_environment(request: RunRequest, inline_limit: int) -> dict[str, str]:
         **{f"JOBLINE_ARG_{name.upper()}": value for name, value in request.arguments.items()},
         "JOBLINE_ATTEMPT": "1",
     }
+
+
+def stored_event_key(run_id: str, body: str) -> str:
+    """Where jobline.runs stores a large trigger event: content-addressed under the run."""
+    return f"trigger-events/{run_id}/{hashlib.sha256(body.encode()).hexdigest()[:32]}.json"
 
 
 def start_or_refuse(deps: Any, request: RunRequest) -> bool:

@@ -50,8 +50,8 @@ def deliver_concurrently(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def execution_environment(env: dict[str, Any], run_id: str) -> dict[str, str]:
     sfn = env["session"].client("stepfunctions")
     arn = f"{env['machine'].replace(':stateMachine:', ':execution:')}:{run_id}"
-    tail = json.loads(sfn.describe_execution(executionArn=arn)["input"])["environment_tail"]
-    return {item["Name"]: item["Value"] for item in json.loads(f"[{tail[1:]}]")}
+    environment = json.loads(sfn.describe_execution(executionArn=arn)["input"])["batch"]["Environment"]
+    return {item["Name"]: item["Value"] for item in environment}
 
 
 def objects(env: dict[str, Any]) -> dict[str, bytes]:
