@@ -198,15 +198,15 @@ def _writes(params: dict[str, Any], operation: str) -> list[tuple[str, dict[str,
     return []
 
 
-def _measure_dynamodb(response: Any, operation: str, call: Any) -> Any:
+def _measure_dynamodb(response: Any, operation: str, call: Any, meter: Meter) -> Any:
     params = getattr(response, "params", None) or {}
     backend = response.dynamodb_backend
     targets = _writes(params, operation)
     if not targets:
         result = call()
-        _count_reads(backend, params, operation, result)
+        _count_reads(backend, params, operation, result, meter)
         return result
-    with METER.write_lock:
+    with meter.write_lock:
         touched = []
         for table, item in targets:
             keys, indexes = _table_schema(backend, table)
@@ -223,13 +223,13 @@ def _measure_dynamodb(response: Any, operation: str, call: Any) -> Any:
             after = None if failed else _stored(backend, table, key)
             t, i = write_cost(before, after, indexes, failed=failed)
             table_wcu, index_wcu = table_wcu + t * factor, index_wcu + i * factor
-    METER.add_dynamodb(
+    meter.add_dynamodb(
         wcu=table_wcu + index_wcu, index_wcu=index_wcu, writes=len(touched), failed_conditional=int(failed)
     )
     return result
 
 
-def _count_reads(backend: Any, params: dict[str, Any], operation: str, result: Any) -> None:
+def _count_reads(backend: Any, params: dict[str, Any], operation: str, result: Any, meter: Meter) -> None:
     if result[0] >= 400 or operation not in ("GetItem", "BatchGetItem", "Query", "Scan", "TransactGetItems"):
         return
     body = json.loads(result[2] or "{}")
@@ -251,7 +251,7 @@ def _count_reads(backend: Any, params: dict[str, Any], operation: str, result: A
     else:  # Query, Scan: the items read, summed, then rounded up to 4 KB
         rcu = read_units(sum(item_size(item) for item in body.get("Items", [])), consistent)
     kind = "strong_rcu" if consistent or operation == "TransactGetItems" else "eventual_rcu"
-    METER.add_dynamodb(rcu=rcu, reads=1, **{kind: rcu})
+    meter.add_dynamodb(rcu=rcu, reads=1, **{kind: rcu})
 
 
 @lru_cache(maxsize=64)
@@ -288,7 +288,7 @@ def install(meter: Meter = METER) -> None:
             return original_call_action(self)
         service, operation = self.service_name, _operation(self)
         if service == "dynamodb":
-            result = _measure_dynamodb(self, operation, lambda: original_call_action(self))
+            result = _measure_dynamodb(self, operation, lambda: original_call_action(self), meter)
         else:
             result = original_call_action(self)
         with meter.lock:
