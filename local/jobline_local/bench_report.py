@@ -102,7 +102,9 @@ def render(results: list[dict[str, Any]], scenarios: Sequence[Any], stacktape: d
             rows.append([label, *cells, model])
         out += [f"### {scenario.title}", "", _table(["per run", *trees, "Stacktape-style"], rows), ""]
     for part, title in (("burst", "Burst: files dropped at once"), ("manifest", "Burst: one manifest")):
-        if any(part in r for r in results):
+        measured = [r for r in results if isinstance(r.get(part), dict)]
+        out += [f"{title} ({r['tree']}): {r[part]}" for r in results if isinstance(r.get(part), str)]
+        if measured:
             rows = [[label, *(_cell(r.get(part), fn) for r in results)] for label, fn in BURST_ROWS]
             out += [f"### {title}", "", _table(["", *trees], rows), ""]
     for r in results:
