@@ -392,6 +392,9 @@ def measure_tree(tree: Tree, args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m jobline_local.bench", description=__doc__)
     parser.add_argument("--baseline", default=DEFAULT_BASELINE, help="git ref measured as 'before' ('none': skip)")
+    parser.add_argument(
+        "--working-tree", action=argparse.BooleanOptionalAction, default=True, help="measure the working tree (after)"
+    )
     parser.add_argument("--files", type=int, default=500, help="files dropped at once (0: no burst)")
     parser.add_argument("--manifest", type=int, default=0, help="items of one manifest (where the tree has them)")
     parser.add_argument("--scenario-runs", type=int, default=5, help="runs per cost scenario (0: none)")
@@ -405,10 +408,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args(argv)
 
-    trees = ([] if args.baseline == "none" else [baseline_tree(args.baseline)]) + [working_tree()]
+    trees = ([] if args.baseline == "none" else [baseline_tree(args.baseline)]) + (
+        [working_tree()] if args.working_tree else []
+    )
     print(f"jobline bench on {machine()}", flush=True)
     results = [measure_tree(tree, args) for tree in trees]
-    if args.cold_start:
+    if args.cold_start and args.working_tree:
         results[-1]["cold_start"] = cold_start()
     stacktape = {s.key: cost_per_million(stacktape_style(s.attempts)) for s in SCENARIOS}
     print()
