@@ -28,7 +28,7 @@ import sys
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -59,10 +59,25 @@ class Scenario:
     status: str  # how its runs end
     extra: str  # catalog lines of the job
     command: str
+    targets: dict[str, str] = field(default_factory=dict)  # issue 11's, by row of the report
+
+
+def _targets(transitions: int, cost: str = "") -> dict[str, str]:
+    first = {"dynamodb_wcu": "≤ 20", "dynamodb_rcu": "≤ 2", "failed_conditional": "0"} if cost else {}
+    return {"transitions": f"≤ {transitions}", **first, **({"cost": f"≤ {cost}"} if cost else {})}
 
 
 SCENARIOS = (
-    Scenario("success", "first-attempt success, no concurrency limit", "bench-noop", 1, "SUCCEEDED", "", '["true"]'),
+    Scenario(
+        "success",
+        "first-attempt success, no concurrency limit",
+        "bench-noop",
+        1,
+        "SUCCEEDED",
+        "",
+        '["true"]',
+        _targets(2, "$70"),
+    ),
     Scenario(
         "success_limit",
         "first-attempt success, concurrency limit (a free slot)",
@@ -71,6 +86,7 @@ SCENARIOS = (
         "SUCCEEDED",
         "max_concurrent_runs: 1000",
         '["true"]',
+        _targets(4, "$120"),
     ),
     Scenario(
         "fail_once",
@@ -80,8 +96,9 @@ SCENARIOS = (
         "SUCCEEDED",
         RETRY_3,
         '["sh", "-c", "test \\"$JOBLINE_ATTEMPT\\" -gt 1"]',
+        _targets(2 + 2),  # "each further attempt at most 2 more"
     ),
-    Scenario("fail_all", "fail all 3 attempts", "bench-fails", 3, "FAILED", RETRY_3, '["false"]'),
+    Scenario("fail_all", "fail all 3 attempts", "bench-fails", 3, "FAILED", RETRY_3, '["false"]', _targets(2 + 2 * 2)),
 )
 BURST_JOB, MANIFEST_JOB = "bench-burst", "bench-manifest"
 

@@ -6,6 +6,14 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 Row = tuple[str, Callable[[dict[str, Any]], str]]
+# The scenario rows issue 11 sets a target for (Scenario.targets' keys).
+TARGET_OF = {
+    "billed state transitions": "transitions",
+    "DynamoDB write units (of which indexes)": "dynamodb_wcu",
+    "DynamoDB read units (strong + eventual)": "dynamodb_rcu",
+    "conditional writes that failed": "failed_conditional",
+    "**modelled cost per 1M runs**": "cost",
+}
 
 
 def _n(value: float) -> str:
@@ -70,6 +78,15 @@ BURST_ROWS: list[Row] = [
 ]
 
 
+BURST_TARGETS = {
+    "runs lost": "0",
+    "runs submitted twice": "0",
+    "runs failed by throttling": "0",
+    "highest submits in one second (quota)": "≤ quota",
+    "runs/s": "≥ 10 (500 files)",
+}
+
+
 def _table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     return "\n".join([*lines, *("| " + " | ".join(r) + " |" for r in rows)])
@@ -99,14 +116,18 @@ def render(results: list[dict[str, Any]], scenarios: Sequence[Any], stacktape: d
                 model = str(scenario.attempts)
             if label == "Lambda invocations, all functions":
                 model = "1"
-            rows.append([label, *cells, model])
-        out += [f"### {scenario.title}", "", _table(["per run", *trees, "Stacktape-style"], rows), ""]
+            rows.append([label, *cells, model, scenario.targets.get(TARGET_OF.get(label, ""), "")])
+        header = ["per run", *trees, "Stacktape-style", "issue 11 target"]
+        out += [f"### {scenario.title}", "", _table(header, rows), ""]
     for part, title in (("burst", "Burst: files dropped at once"), ("manifest", "Burst: one manifest")):
         measured = [r for r in results if isinstance(r.get(part), dict)]
         out += [f"{title} ({r['tree']}): {r[part]}" for r in results if isinstance(r.get(part), str)]
         if measured:
-            rows = [[label, *(_cell(r.get(part), fn) for r in results)] for label, fn in BURST_ROWS]
-            out += [f"### {title}", "", _table(["", *trees], rows), ""]
+            rows = [
+                [label, *(_cell(r.get(part), fn) for r in results), BURST_TARGETS.get(label, "")]
+                for label, fn in BURST_ROWS
+            ]
+            out += [f"### {title}", "", _table(["", *trees, "issues 11/12 target"], rows), ""]
     for r in results:
         if "cold_start" in r:
             out += [f"Cold start ({r['tree']}): {r['cold_start']}", ""]
