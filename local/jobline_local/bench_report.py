@@ -72,7 +72,7 @@ BURST_ROWS: list[Row] = [
         "drop -> final row, median / p95",
         lambda f: f"{f['drop_to_final_seconds']['median']} s / {f['drop_to_final_seconds']['p95']} s",
     ),
-    ("API calls per run", lambda f: _n(f["api_calls_per_run"])),
+    ("API calls per run (empty SQS polls left out)", lambda f: _n(f["api_calls_per_run"])),
     ("Lambda invocations per run", lambda f: _n(f["usage_per_run"]["lambda_invocations"])),
     ("DynamoDB write units per run", lambda f: _n(f["usage_per_run"]["dynamodb_wcu"])),
 ]

@@ -228,3 +228,15 @@ def test_the_meter_counts_requests_as_dynamodb_bills_them(metered_server: Any) -
     }
     assert taken["calls"]["dynamodb:GetItem"] == 2
     assert counts.snapshot() == taken
+
+
+@pytest.mark.parametrize("needs_limit", [True, False])
+def test_the_bench_catalog_is_a_valid_catalog(tmp_path: Any, needs_limit: bool) -> None:
+    from jobline.catalog import load_catalog
+
+    path = tmp_path / "bench-jobs.yaml"
+    path.write_text(bench.catalog_text(needs_limit, manifest=False))
+    jobs = {job.name: job for job in load_catalog(path).jobs}
+    assert sorted(jobs) == sorted([*(s.job for s in bench.SCENARIOS), bench.BURST_JOB])
+    assert jobs["bench-limited"].max_concurrent_runs == 1000
+    assert jobs["bench-fails"].retry.attempts == 3
