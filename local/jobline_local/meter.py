@@ -29,6 +29,7 @@ The bench client's own calls (User-Agent `app/jobline-bench`) are not counted.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import math
 import re
@@ -198,20 +199,29 @@ def _writes(params: dict[str, Any], operation: str) -> list[tuple[str, dict[str,
     return []
 
 
+def _images(backend: Any, targets: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, dict[str, Any], list[Index]]]:
+    """(table, key, indexes) of each item a write touches."""
+    touched = []
+    for table, item in targets:
+        keys, indexes = _table_schema(backend, table)
+        touched.append((table, {k: item[k] for k in keys if k in item}, indexes))
+    return touched
+
+
 def _measure_dynamodb(response: Any, operation: str, call: Any, meter: Meter) -> Any:
     params = getattr(response, "params", None) or {}
     backend = response.dynamodb_backend
     targets = _writes(params, operation)
     if not targets:
         result = call()
-        _count_reads(backend, params, operation, result, meter)
+        with contextlib.suppress(Exception):  # the meter never changes an answer
+            _count_reads(backend, params, operation, result, meter)
         return result
     with meter.write_lock:
-        touched = []
-        for table, item in targets:
-            keys, indexes = _table_schema(backend, table)
-            key = {k: item[k] for k in keys if k in item}
-            touched.append((table, key, indexes, _stored(backend, table, key)))
+        try:
+            touched = [(*t, _stored(backend, t[0], t[1])) for t in _images(backend, targets)]
+        except Exception:  # e.g. no such table: moto answers it as AWS would; nothing is written
+            return call()
         result = call()
         status, body = result[0], str(result[2])
         failed = status >= 400 and "ConditionalCheckFailed" in body
@@ -294,7 +304,8 @@ def install(meter: Meter = METER) -> None:
         with meter.lock:
             meter.calls[f"{service}:{operation}"] += 1
         if result[0] < 400:
-            _note(self, service, operation, str(result[2]), meter)
+            with contextlib.suppress(Exception):  # the meter never changes an answer
+                _note(self, service, operation, str(result[2]), meter)
         return result
 
     call_action.jobline_meter = True  # type: ignore[attr-defined]

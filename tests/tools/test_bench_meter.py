@@ -215,6 +215,9 @@ def test_the_meter_counts_requests_as_dynamodb_bills_them(metered_server: Any) -
     _client(endpoint, "jobline-bench").get_item(TableName="runs", Key={"pk": item["pk"]})  # the bench's: not counted
     ddb.delete_item(TableName="runs", Key={"pk": item["pk"]})  # 2 + index 1
 
+    with pytest.raises(ClientError, match="ResourceNotFoundException"):  # answered as without the meter
+        ddb.put_item(TableName="no-such-table", Item=item)
+
     taken = requests.get(endpoint + meter.METER_PATH, timeout=10).json()
     assert taken["dynamodb"] == {
         "wcu": 2 + 1 + 2 + 2 + 2 + 2 + 1,
@@ -227,6 +230,7 @@ def test_the_meter_counts_requests_as_dynamodb_bills_them(metered_server: Any) -
         "reads": 2,
     }
     assert taken["calls"]["dynamodb:GetItem"] == 2
+    assert taken["calls"]["dynamodb:PutItem"] == 3
     assert counts.snapshot() == taken
 
 
