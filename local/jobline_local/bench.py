@@ -321,7 +321,8 @@ def burst_figures(
         "runs_created": len(rows),
         "final_by_status": dict(Counter(r["status"] for r in rows if is_final(r))),
         "lost": sum(1 for s in dropped if s not in sources) if dropped else max(0, count - len(rows)),
-        "submitted_twice": sum(c - 1 for c in per_attempt.values() if c > 1),
+        # Runs with an attempt whose backend job was submitted more than once.
+        "submitted_twice": len({name.rsplit("-", 1)[0] for name, c in per_attempt.items() if c > 1}),
         "failed_by_throttling": sum(
             1
             for r in rows
