@@ -328,6 +328,10 @@ def burst_figures(
             for r in rows
             if r["status"] != "SUCCEEDED" and any(m in json.dumps(r, default=str) for m in THROTTLING_MARKS)
         ),
+        # Why the runs that did not succeed ended as they did (status: reason -> runs).
+        "not_succeeded": dict(
+            Counter(f"{r['status']}: {r.get('reason', '')}" for r in rows if r["status"] != "SUCCEEDED")
+        ),
         "max_submits_in_one_second": max_rate([t for t, _ in ours]),
         "submit_quota_per_second": quota,
         "drain_seconds": round(last - started, 1),

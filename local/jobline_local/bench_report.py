@@ -62,6 +62,7 @@ BURST_ROWS: list[Row] = [
     ("runs lost", lambda f: str(f["lost"])),
     ("runs submitted twice", lambda f: str(f["submitted_twice"])),
     ("runs failed by throttling", lambda f: str(f["failed_by_throttling"])),
+    ("runs not succeeded, by reason", lambda f: str(f.get("not_succeeded") or "none")),
     (
         "highest submits in one second (quota)",
         lambda f: f"{f['max_submits_in_one_second']} ({_n(f['submit_quota_per_second'])}/s)",
