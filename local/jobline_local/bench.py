@@ -290,6 +290,50 @@ def run_scenario(stack: LocalStack, scenario: Scenario, runs: int, timeout: floa
     return figures
 
 
+@dataclass(frozen=True)
+class Burst:
+    """What a burst left: its runs' rows, when each became final, the files dropped (S3 URI ->
+    time; empty for a manifest), the accepted submit calls (time, job name) and the quota."""
+
+    rows: list[dict[str, Any]]
+    became_final: dict[str, float]
+    dropped: dict[str, float]
+    submits: list[tuple[float, str]]
+    items: int
+    quota: float
+    started: float
+
+    def figures(self) -> dict[str, Any]:
+        rows, ids = self.rows, {r["run_id"] for r in self.rows}
+        ours = [(t, name) for t, name in self.submits if name.rsplit("-", 1)[0] in ids]  # <run_id>-<attempt>
+        per_attempt = Counter(name for _, name in ours)
+        last = max(self.became_final.values(), default=self.started)
+        source = {r["run_id"]: r.get("trigger", {}).get("source") for r in rows}
+        latencies = [t - self.dropped[source[i]] for i, t in self.became_final.items() if source.get(i) in self.dropped]
+        unsucceeded = [r for r in rows if r["status"] != "SUCCEEDED"]
+        return {
+            "items": self.items,
+            "runs_created": len(rows),
+            "final_by_status": dict(Counter(r["status"] for r in rows if is_final(r))),
+            "lost": (len(set(self.dropped) - set(source.values())) if self.dropped else max(0, self.items - len(rows))),
+            # Runs with an attempt whose backend job was submitted more than once.
+            "submitted_twice": len({name.rsplit("-", 1)[0] for name, c in per_attempt.items() if c > 1}),
+            "failed_by_throttling": sum(
+                1 for r in unsucceeded if any(m in json.dumps(r, default=str) for m in THROTTLING_MARKS)
+            ),
+            # Why the runs that did not succeed ended as they did (status: reason -> runs).
+            "not_succeeded": dict(Counter(f"{r['status']}: {r.get('reason', '')}" for r in unsucceeded)),
+            "max_submits_in_one_second": max_rate([t for t, _ in ours]),
+            "submit_quota_per_second": self.quota,
+            "drain_seconds": round(last - self.started, 1),
+            "runs_per_second": round(len(self.became_final) / max(last - self.started, 1e-9), 2),
+            "drop_to_final_seconds": {
+                "median": round(statistics.median(latencies), 1) if latencies else None,
+                "p95": round(percentile(latencies, 0.95), 1) if latencies else None,
+            },
+        }
+
+
 def burst_figures(
     stack: LocalStack,
     job: str,
@@ -300,47 +344,13 @@ def burst_figures(
     started: float,
 ) -> dict[str, Any]:
     """Wait for `count` runs of `job`, then what the issue 12 bench asks for."""
-    timeout, quota = args.timeout, float(args.submit_quota or 50)
-    became_final = wait_final(stack, job, count, timeout, started)
+    became_final = wait_final(stack, job, count, args.timeout, started)
     stack.wait_for(settled(stack), 600, interval=1, what="the stack to settle")
     after = point(stack)
     rows = [r for r in stack.runs() if r.get("job") == job]
-    ids = {r["run_id"] for r in rows}
     submits = [(t, name) for t, _, name in after["submits"][len(before["submits"]) :]]
-    ours = [(t, name) for t, name in submits if name.rsplit("-", 1)[0] in ids]
-    per_attempt = Counter(name for _, name in ours)
-    last = max(became_final.values(), default=started)
-    sources = {r.get("trigger", {}).get("source") for r in rows}
-    latencies = [
-        became_final[r["run_id"]] - dropped[s]
-        for r in rows
-        if (s := r.get("trigger", {}).get("source")) in dropped and r["run_id"] in became_final
-    ]
-    figures = {
-        "items": count,
-        "runs_created": len(rows),
-        "final_by_status": dict(Counter(r["status"] for r in rows if is_final(r))),
-        "lost": sum(1 for s in dropped if s not in sources) if dropped else max(0, count - len(rows)),
-        # Runs with an attempt whose backend job was submitted more than once.
-        "submitted_twice": len({name.rsplit("-", 1)[0] for name, c in per_attempt.items() if c > 1}),
-        "failed_by_throttling": sum(
-            1
-            for r in rows
-            if r["status"] != "SUCCEEDED" and any(m in json.dumps(r, default=str) for m in THROTTLING_MARKS)
-        ),
-        # Why the runs that did not succeed ended as they did (status: reason -> runs).
-        "not_succeeded": dict(
-            Counter(f"{r['status']}: {r.get('reason', '')}" for r in rows if r["status"] != "SUCCEEDED")
-        ),
-        "max_submits_in_one_second": max_rate([t for t, _ in ours]),
-        "submit_quota_per_second": quota,
-        "drain_seconds": round(last - started, 1),
-        "runs_per_second": round(len(became_final) / max(last - started, 1e-9), 2),
-        "drop_to_final_seconds": {
-            "median": round(statistics.median(latencies), 1) if latencies else None,
-            "p95": round(percentile(latencies, 0.95), 1) if latencies else None,
-        },
-    }
+    quota = float(args.submit_quota or 50)
+    figures = Burst(rows, became_final, dropped, submits, count, quota, started).figures()
     figures["usage_per_run"] = usage(before, after, len(rows))
     # Empty receives of idle SQS polls left out: they grow with the drain time, not with the runs.
     empty = (after["sqs_empty_receives"] - before["sqs_empty_receives"]) / max(len(rows), 1)

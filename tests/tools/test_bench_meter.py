@@ -244,3 +244,25 @@ def test_the_bench_catalog_is_a_valid_catalog(tmp_path: Any, needs_limit: bool) 
     assert sorted(jobs) == sorted([*(s.job for s in bench.SCENARIOS), bench.BURST_JOB])
     assert jobs["bench-limited"].max_concurrent_runs == 1000
     assert jobs["bench-fails"].retry.attempts == 3
+
+
+def test_a_burst_counts_lost_twice_throttled_and_the_submit_rate() -> None:
+    def run(i: int, status: str = "SUCCEEDED", reason: str = "Job succeeded") -> dict[str, Any]:
+        return {"run_id": f"r{i}", "status": status, "reason": reason, "trigger": {"source": f"s3://b/f{i}"}}
+
+    rows = [run(0), run(1), run(2, "FAILED", "SubmitFailed"), run(3, "FAILED", "NonZeroExitCode")]
+    dropped = {f"s3://b/f{i}": 100.0 + i for i in range(5)}  # f4 made no run
+    # r0's attempt 1 submitted twice; r1 twice but as two attempts; a job of another burst left out
+    submits = [(101.0, "r0-1"), (101.5, "r0-1"), (101.6, "r1-1"), (103.0, "r1-2"), (101.7, "other-1")]
+    final = {"r0": 110.0, "r1": 111.0, "r2": 104.0, "r3": 120.0}
+    figures = bench.Burst(rows, final, dropped, submits, 5, 20.0, 100.0).figures()
+    assert figures["runs_created"] == 4
+    assert figures["final_by_status"] == {"SUCCEEDED": 2, "FAILED": 2}
+    assert figures["lost"] == 1
+    assert figures["submitted_twice"] == 1
+    assert figures["failed_by_throttling"] == 1  # SubmitFailed; a job's own exit code is no throttling
+    assert figures["not_succeeded"] == {"FAILED: SubmitFailed": 1, "FAILED: NonZeroExitCode": 1}
+    assert figures["max_submits_in_one_second"] == 3
+    assert figures["drain_seconds"] == 20.0
+    assert figures["runs_per_second"] == 0.2
+    assert figures["drop_to_final_seconds"]["median"] == 10.0  # 10, 10, 2, 17
