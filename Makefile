@@ -50,7 +50,7 @@ test: lint validate build unit
 demo: venv
 	$(BIN)/python -m jobline_local.demo
 
-## bench: runs per second and API calls per run on the local stack (ARGS="--files 100")
+## bench: cost per run and burst figures, before (a baseline ref) and after, side by side (ARGS="--files 20")
 bench: venv
 	$(BIN)/python -m jobline_local.bench $(ARGS)
 

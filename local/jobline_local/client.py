@@ -57,10 +57,17 @@ class LocalStack:
         parameters: dict[str, str] | None = None,
         verbose: bool = False,
         user_agent_appid: str | None = None,
+        launcher: list[str] | None = None,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
     ) -> None:
         self.state_dir = (state_dir or Path.cwd() / ".local-stack" / "api").resolve()
         self.region = region
         self.user_agent_appid = user_agent_appid
+        # What starts the stack (the bench runs it through its meter, maybe from another tree's worktree).
+        self.launcher = launcher or [sys.executable, "-m", "jobline_local"]
+        self.env = env
+        self.cwd = cwd
         self.args = ["--state-dir", str(self.state_dir), "--port", str(port), "--region", region]
         self.args += ["--clock-speed", str(clock_speed), "--lambda-concurrency", str(lambda_concurrency)]
         self.args += ["--job-slots", str(job_slots)]
@@ -87,11 +94,13 @@ class LocalStack:
         self.console = self.state_dir.with_name(self.state_dir.name + ".console.log")
         with open(self.console, "wb") as console:
             self.proc = subprocess.Popen(  # noqa: S603 - our own module
-                [sys.executable, "-m", "jobline_local", *self.args, "--exit-with-parent", str(os.getpid())],
+                [*self.launcher, *self.args, "--exit-with-parent", str(os.getpid())],
                 stdout=console,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
+                env=self.env,
+                cwd=self.cwd,
             )
         ready = self.state_dir / "stack.json"
         deadline = time.monotonic() + timeout
