@@ -110,7 +110,7 @@ def job_spec(name: str = "word-count", **overrides: Any) -> dict[str, Any]:
         "description": "test job",
         "backend": {"type": "batch", "command": ["python", "-c", "print(1)"], "vcpu": 1, "memory_mib": 2048},
         "timeout_seconds": 60,
-        "retry": {"attempts": 1, "interval_seconds": 0},
+        "retry": {"attempts": 1, "interval_seconds": 1},
         "triggers": {"s3": [{"prefix": "incoming/"}], "sqs": True},
         "parameters": {"output_prefix": {"default": "results/"}},
     }

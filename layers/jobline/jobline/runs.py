@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -97,7 +98,7 @@ def new_row(request: RunRequest, arguments: dict[str, str], settings: Settings, 
     job = request.job
     # TTL: retention counted from the latest moment the run can still be going, so a row is
     # never expired while its run may be live (the state machine cannot compute epoch times).
-    longest = job.retry.attempts * (job.timeout_seconds + QUEUE_ALLOWANCE_SECONDS) + sum(job.retry.delays())
+    longest = job.retry.attempts * (job.timeout_seconds + QUEUE_ALLOWANCE_SECONDS) + math.ceil(sum(job.retry.delays()))
     created_epoch = int(parse_iso_z(created_at).timestamp())
     return {
         "run_id": request.run_id,
