@@ -15,7 +15,7 @@ from tests.aws_resources import job_spec
 
 SETTINGS = Settings(
     run_table_name="runs",
-    state_machine_arn="arn:sm",
+    state_machine_prefix="arn:aws:states:us-east-1:123456789012:stateMachine:jobline-run-",
     event_dlq_url="https://dlq",
     run_data_bucket="data",
     job_queue_on_demand_arn="arn:queue/on-demand",

@@ -25,6 +25,9 @@ from jobline.errors import CatalogError, CatalogProblem
 from jobline.status import ATTEMPT_ERRORS, RANK_TERMINAL, RETRIED_ATTEMPT_ERRORS, AttemptError, Reason, RunStatus
 
 DEFINITION_DIR = "statemachines"
+# How an execution fails where the run's end is its own (a Fail state cannot raise States.*).
+GUARD_TIMEOUT_ERROR = "Jobline.GuardTimeout"
+INTERNAL_ERROR = "Jobline.InternalError"
 NAME_PREFIX = "run-"
 # A state machine name has at most 80 characters ("CreateStateMachine", name): the stack name,
 # "-run-" and the policy id must fit, so the id is kept short enough to leave 35 for the stack.
@@ -124,7 +127,7 @@ def _attempt(job: Job) -> dict[str, Any]:
     }
 
 
-def _record(status: RunStatus, reason: Reason) -> dict[str, Any]:
+def _record(status: RunStatus, reason: Reason, then: str) -> dict[str, Any]:
     """End the row unless it already ended (an event, a stop, the reconciler came first)."""
     return {
         "Type": "Task",
@@ -156,9 +159,9 @@ def _record(status: RunStatus, reason: Reason) -> dict[str, Any]:
         "ResultPath": None,
         "Retry": [{"ErrorEquals": DYNAMODB_TRANSIENT, "MaxAttempts": 6, **TRANSIENT_RETRY}],
         # ConditionalCheckFailed (the row had ended) or a write that kept failing: the execution
-        # fails with the attempt's error either way; the reconciler heals a row left live.
-        "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": None, "Next": "RunFailed"}],
-        "Next": "RunFailed",
+        # ends the same way; the reconciler heals a row left live.
+        "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": None, "Next": then}],
+        "Next": then,
     }
 
 
@@ -280,9 +283,22 @@ def definition(job: Job) -> dict[str, Any]:
     states: dict[str, Any] = {
         **(_slot_states() if limited else {}),
         "Attempt": _attempt(job),
-        "RecordTimeout": _record(RunStatus.TIMEOUT, Reason.TIMEOUT),
-        "RecordFailure": _record(RunStatus.FAILED, Reason.INTERNAL_ERROR),
+        "RecordTimeout": _record(RunStatus.TIMEOUT, Reason.TIMEOUT, "RunTimedOut"),
+        "RecordFailure": _record(RunStatus.FAILED, Reason.INTERNAL_ERROR, "RunBroke"),
+        # The attempt's own error (a Jobline.* one, or DynamoDb.ConditionalCheckFailedException
+        # from WaitForSlot): CausePath would fail the state where an error has no cause.
         "RunFailed": {"Type": "Fail", "ErrorPath": "$.error.Error"},
+        # A Fail state cannot raise a States.* name: these two say what happened in ours.
+        "RunTimedOut": {
+            "Type": "Fail",
+            "Error": GUARD_TIMEOUT_ERROR,
+            "Cause": "No end of the attempt was reported within guard_timeout_seconds; the run is TIMEOUT.",
+        },
+        "RunBroke": {
+            "Type": "Fail",
+            "Error": INTERNAL_ERROR,
+            "Cause": "The execution failed (see its history); the run is FAILED, InternalError.",
+        },
     }
     return {"Comment": comment, "StartAt": "AcquireSlot" if limited else "Attempt", "States": states}
 
