@@ -103,6 +103,17 @@ def dlq_messages(env: dict[str, Any]) -> list[dict[str, Any]]:
     return [json.loads(m["Body"]) for m in messages]
 
 
-def executions(env: dict[str, Any]) -> list[str]:
+def run_executions(env: dict[str, Any]) -> list[dict[str, Any]]:
+    """The executions of every run state machine (one per retry policy)."""
     sfn = env["session"].client("stepfunctions")
-    return [e["name"] for e in sfn.list_executions(stateMachineArn=env["machine"])["executions"]]
+    machines = [m["stateMachineArn"] for m in sfn.list_state_machines()["stateMachines"]]
+    return [
+        execution
+        for machine in machines
+        if machine.startswith(env["prefix"])
+        for execution in sfn.list_executions(stateMachineArn=machine)["executions"]
+    ]
+
+
+def executions(env: dict[str, Any]) -> list[str]:
+    return [e["name"] for e in run_executions(env)]
