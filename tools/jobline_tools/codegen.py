@@ -452,7 +452,7 @@ def main(argv: list[str] | None = None) -> int:
                 sys.stderr.writelines(diff)
                 sys.stderr.writelines(f"{line}\n" for line in drift)
                 return 1
-            print(f"{template}: generated triggers block is up to date ({count})")
+            print(f"{template}: the generated block and run state machines are up to date ({count})")
             return 0
         new_text = replace_block(text, render(catalog, handwritten_rules(text)))
         for done in run_machines.write_definitions(definitions, catalog):
