@@ -7,7 +7,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import boto3
 import pytest
+from botocore.exceptions import ClientError
+from moto import mock_aws
 
 from jobline.catalog import Catalog, Job, load_catalog, parse_catalog
 from jobline.settings import PACKAGED_CATALOG
@@ -139,3 +142,27 @@ def test_a_machine_name_fits_step_functions_limit_with_a_35_character_stack_name
 def test_jobs_with_one_policy_share_one_machine() -> None:
     twins = parse_catalog({"jobs": [job_spec("first"), job_spec("second")]})
     assert list(run_machines.policies(twins)) == [twins.jobs[0].policy_id]
+
+
+def test_every_definition_is_one_step_functions_accepts(job: Job) -> None:
+    """CreateStateMachine validates the definition (moto's engine parses it as AWS's does)."""
+    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
+        sfn = boto3.client("stepfunctions", region_name="us-east-1")
+        definition = run_machines.definition_text(job).replace("${RunTableName}", "runs")
+        role = "arn:aws:iam::123456789012:role/run-machines"
+        sfn.create_state_machine(name=run_machines.file_name(job.policy_id)[:-9], definition=definition, roleArn=role)
+        assert [m["name"] for m in sfn.list_state_machines()["stateMachines"]] == [f"run-{job.policy_id}"]
+
+
+def test_step_functions_refuses_a_retry_interval_of_zero() -> None:
+    """Why the catalog refuses it, and proof that the test above is one moto can fail."""
+    job = VARIED.jobs[1]
+    definition = run_machines.definition(job)
+    definition["States"]["Attempt"]["Retry"][0]["IntervalSeconds"] = 0
+    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
+        sfn = boto3.client("stepfunctions", region_name="us-east-1")
+        # AWS answers InvalidDefinition; moto 5.2.5 refuses with an empty error code.
+        with pytest.raises(ClientError, match="IntervalSeconds value MUST be a positive integer"):
+            sfn.create_state_machine(
+                name="zero", definition=json.dumps(definition), roleArn="arn:aws:iam::123456789012:role/run-machines"
+            )

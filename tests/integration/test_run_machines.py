@@ -156,7 +156,9 @@ def test_the_last_attempts_failure_fails_the_run(stack: Stack) -> None:
 
     ended = wait_for_end(stack, arn)
     assert (ended["status"], ended["error"]) == ("FAILED", AttemptError.NON_ZERO_EXIT_CODE)
-    assert states_entered(history(stack, arn)) == ["Attempt", "RunFailed"]
+    events = history(stack, arn)
+    assert states_entered(events) == ["Attempt", "RunFailed"]
+    assert billed_transitions(events) == 3  # two attempts and the Fail state
     assert no_attempt(stack)
 
 
