@@ -10,8 +10,10 @@ from typing import Any
 
 import pytest
 
-from jobline.settings import Settings
-from tests.cfn import ASL, ROOT, resource, template
+from jobline.catalog import load_catalog
+from jobline.settings import PACKAGED_CATALOG, Settings
+from jobline_tools import run_machines
+from tests.cfn import ROOT, STATEMACHINES, resource, template
 
 FUNCTIONS = {
     "S3TriggerFunction": "s3_trigger",
@@ -21,6 +23,9 @@ FUNCTIONS = {
     "StateChangeFunction": "state_change",
 }
 # Allow statements may use Resource "*" only for actions without resource-level permissions.
+# Every run state machine (one per retry policy), as the functions' grants name them.
+RUN_MACHINES = "arn:${AWS::Partition}:states:${AWS::Region}:${AWS::AccountId}:stateMachine:${AWS::StackName}-run-*"
+SUBMIT_QUEUES = ["SubmitBatchJobQueue", "SubmitServiceJobQueue", "CreateProcessingJobQueue", "StartJobRunQueue"]
 ACTIONS_WITHOUT_RESOURCES = {
     "batch:DescribeJobs",
     "batch:DescribeServiceJob",
@@ -177,6 +182,7 @@ def test_every_queue_is_encrypted() -> None:
         "EventDeadLetterQueue",
         "NotificationRedriveQueue",
         "NotificationDeadLetterQueue",
+        *SUBMIT_QUEUES,
     }
     for queue_id, queue in queues.items():
         props = queue["Properties"]
@@ -418,7 +424,7 @@ def test_the_trigger_policy_grants_exactly_what_starting_a_run_needs() -> None:
         "dynamodb:PutItem": {table},
         "dynamodb:GetItem": {table},
         "dynamodb:UpdateItem": {table},
-        "states:StartExecution": {str({"Ref": "RunStateMachine"})},
+        "states:StartExecution": {str({"Fn::Sub": RUN_MACHINES})},
         "sqs:SendMessage": {str({"Fn::GetAtt": ["EventDeadLetterQueue", "Arn"]})},
         "s3:PutObject": {str({"Fn::Sub": "${RunDataBucket.Arn}/trigger-events/*"})},
         "s3:DeleteObject": {str({"Fn::Sub": "${RunDataBucket.Arn}/trigger-events/*"})},
@@ -433,7 +439,7 @@ def test_state_change_function_only_touches_the_run_table_glue_runs_and_its_exec
         "dynamodb:UpdateItem": table,
         "dynamodb:PutItem": table,
         "glue:GetJobRun": {str({"Fn::Sub": "arn:${AWS::Partition}:glue:${AWS::Region}:${AWS::AccountId}:job/*"})},
-        "states:SendTaskSuccess": {str({"Ref": "RunStateMachine"})},
+        "states:SendTaskSuccess": {str({"Fn::Sub": RUN_MACHINES})},
     }
 
 
@@ -453,7 +459,7 @@ def test_terminating_jobs_is_scoped_to_joblines_tagged_jobs() -> None:
         allowed = {str({"Fn::Sub": f"{arn}{TERMINATE[a]}/*"}) for a in actions}
         assert {str(r) for r in _as_list(statement["Resource"])} == allowed, where
         assert statement["Condition"] == {"Null": {"aws:ResourceTag/jobline:run-id": "false"}}, where
-    assert found == 4, "the state machine and the API function terminate both kinds of job"
+    assert found == 2, "the API function terminates both kinds of job"
 
 
 def test_metrics_on_star_are_held_to_sagemakers_namespaces() -> None:
@@ -518,32 +524,36 @@ def test_the_readme_documents_every_concurrency_parameter() -> None:
 
 
 def test_sagemaker_role_is_passed_only_to_sagemaker() -> None:
-    (statement,) = [
-        s
-        for _, s in _statements(resource("RunStateMachine")["Properties"]["Policies"])
-        if s["Action"] == "iam:PassRole"
-    ]
-    assert statement["Resource"] == {"Fn::GetAtt": ["SageMakerExecutionRole", "Arn"]}
-    assert statement["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
+    passes = [s for _, s in _statements(template()) if "iam:PassRole" in _as_list(s.get("Action"))]
+    for statement in passes:
+        assert statement["Resource"] == {"Fn::GetAtt": ["SageMakerExecutionRole", "Arn"]}
+        assert statement["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
+    role = resource("RunStateMachineRole")["Properties"]
+    assert "iam:PassRole" not in str(role), "the submitter passes roles; the run state machines submit nothing"
 
 
-def test_state_machine_submits_only_to_joblines_queues() -> None:
-    allowed = _policy_actions("RunStateMachine")
-    (submit,) = [
-        s
-        for _, s in _statements(resource("RunStateMachine")["Properties"]["Policies"])
-        if s["Action"] == "batch:SubmitJob"
-    ]
-    assert "*" not in str(submit["Resource"]).replace("job-definition/*", "")
-    assert _refs(submit["Resource"]) >= {"OnDemandJobQueue", "SpotJobQueue", "GpuJobQueue", "ExistingJobQueueArn"}
-    rule_arn = "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:rule/"
-    rules = {
-        str({"Fn::Sub": rule_arn + "StepFunctionsGetEventsForBatchJobsRule"}),
-        str({"Fn::Sub": rule_arn + "StepFunctionsGetEventsForSageMakerProcessingJobsRule"}),
+def _run_machine_role_actions() -> dict[str, set[str]]:
+    allowed: dict[str, set[str]] = {}
+    for _, statement in _statements(resource("RunStateMachineRole")["Properties"]["Policies"]):
+        assert statement["Effect"] == "Allow"
+        for action in _as_list(statement["Action"]):
+            allowed.setdefault(action, set()).update(map(str, _as_list(statement["Resource"])))
+    return allowed
+
+
+def test_the_run_machines_role_sends_attempts_writes_the_run_table_and_logs_only() -> None:
+    """Least privilege: Attempt's sqs:sendMessage to the submit queues, the slot and failure
+    writes (dynamodb:UpdateItem), and what logging and X-Ray tracing need."""
+    allowed = _run_machine_role_actions()
+    star = {"*"}
+    assert allowed == {
+        "sqs:SendMessage": {str({"Fn::GetAtt": [queue, "Arn"]}) for queue in SUBMIT_QUEUES},
+        "dynamodb:UpdateItem": {str({"Fn::GetAtt": ["RunTable", "Arn"]})},
+        **{action: star for action in ACTIONS_WITHOUT_RESOURCES if action.startswith(("logs:", "xray:"))},
     }
-    for action in ("events:PutTargets", "events:PutRule", "events:DescribeRule"):
-        assert allowed[action] == rules
-    assert allowed["dynamodb:UpdateItem"] == {str({"Fn::GetAtt": ["RunTable", "Arn"]})}
+    (trust,) = resource("RunStateMachineRole")["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Principal"] == {"Service": "states.amazonaws.com"}
+    assert trust["Condition"]["StringEquals"]["aws:SourceAccount"] == {"Ref": "AWS::AccountId"}
 
 
 def test_scheduler_role_trusts_only_this_account() -> None:
@@ -555,22 +565,39 @@ def test_scheduler_role_trusts_only_this_account() -> None:
 # ---------------------------------------------------------------- code and orchestration
 
 
-def test_state_machine_substitutions_cover_the_definition() -> None:
-    machine = resource("RunStateMachine")["Properties"]
-    assert machine["DefinitionUri"] == "statemachines/run.asl.json"
-    assert ASL.exists(), "statemachines/run.asl.json is missing"
-    placeholders = set(re.findall(r"\$\{([^}]+)\}", ASL.read_text()))
-    assert placeholders, "expected at least ${RunTableName} in the definition"
-    missing = placeholders - set(machine["DefinitionSubstitutions"])
-    assert not missing, f"DefinitionSubstitutions lacks {sorted(missing)}"
+def _run_machines() -> dict[str, dict[str, Any]]:
+    return _resources("AWS::Serverless::StateMachine")
 
 
-def test_state_machine_is_standard_logged_and_traced() -> None:
-    machine = resource("RunStateMachine")["Properties"]
+def test_there_is_a_run_machine_per_policy_of_the_catalog_and_no_other_machine() -> None:
+    policies = run_machines.policies(load_catalog(PACKAGED_CATALOG))
+    assert set(_run_machines()) == {run_machines.logical_id(p) for p in policies}
+    files = {path.name for path in STATEMACHINES.glob("*.asl.json")}
+    assert files == {run_machines.file_name(p) for p in policies}
+
+
+@pytest.mark.parametrize("machine_id", sorted(_resources("AWS::Serverless::StateMachine")))
+def test_a_run_machine_is_named_for_its_policy_standard_logged_and_traced(machine_id: str) -> None:
+    machine = resource(machine_id)["Properties"]
+    uri = machine["DefinitionUri"]
+    policy = uri.removeprefix("statemachines/run-").removesuffix(".asl.json")
+    assert machine["Name"] == {"Fn::Sub": f"${{AWS::StackName}}-run-{policy}"}
+    # The functions' grants name every run machine with one pattern: this one is among them.
+    assert fnmatch.fnmatch(machine["Name"]["Fn::Sub"], RUN_MACHINES.split(":stateMachine:", 1)[1])
+    assert machine["Role"] == {"Fn::GetAtt": ["RunStateMachineRole", "Arn"]}
     assert machine["Type"] == "STANDARD"
     assert machine["Logging"]["Level"] == "ERROR"
     assert machine["Logging"]["IncludeExecutionData"] is False
     assert machine["Tracing"] == {"Enabled": True}
+    placeholders = set(re.findall(r"\$\{([^}]+)\}", (ROOT / uri).read_text()))
+    assert placeholders == set(machine["DefinitionSubstitutions"]) == {"RunTableName"}
+
+
+def test_the_functions_find_the_run_machines_by_the_prefix_they_are_named_with() -> None:
+    env = template()["Globals"]["Function"]["Environment"]["Variables"]
+    prefix = "arn:${AWS::Partition}:states:${AWS::Region}:${AWS::AccountId}:stateMachine:${AWS::StackName}-run-"
+    assert env["STATE_MACHINE_PREFIX"] == {"Fn::Sub": prefix}
+    assert prefix + "*" == RUN_MACHINES
 
 
 @pytest.mark.parametrize(("function_id", "directory"), sorted(FUNCTIONS.items()))

@@ -42,41 +42,24 @@ PYTHON_OPERATIONS = {
     ("sqs", "SendMessage"),
     ("sns", "Publish"),
 }
-# statemachines/run.asl.json: each Task Resource, and what its integration calls on AWS.
+# statemachines/run-*.asl.json: each Task Resource, and what its integration calls on AWS.
 ASL_OPERATIONS = {
-    ("batch", "SubmitJob"),  # batch:submitJob.sync (then DescribeJobs; TerminateJob when stopped)
-    ("batch", "SubmitServiceJob"),  # aws-sdk:batch:submitServiceJob
-    ("batch", "DescribeServiceJob"),  # aws-sdk:batch:describeServiceJob
-    ("batch", "ListServiceJobs"),  # aws-sdk:batch:listServiceJobs (a retried submit refused as a repeat)
-    ("dynamodb", "GetItem"),  # dynamodb:getItem
+    ("sqs", "SendMessage"),  # sqs:sendMessage.waitForTaskToken (Attempt)
     ("dynamodb", "UpdateItem"),  # dynamodb:updateItem, aws-sdk:dynamodb:updateItem.waitForTaskToken
-    ("glue", "StartJobRun"),  # glue:startJobRun.sync (then GetJobRun; BatchStopJobRun when stopped)
-    ("glue", "BatchStopJobRun"),
-    (
-        "sagemaker",
-        "CreateProcessingJob",
-    ),  # sagemaker:createProcessingJob.sync (DescribeProcessingJob, StopProcessingJob)
-    ("sagemaker", "StopProcessingJob"),
 }
-ASL_ONLY_BY_TIMEOUT = {("batch", "TerminateServiceJob")}  # aws-sdk:batch:terminateServiceJob, after the guard timeout
 
 
-def test_the_asl_operations_are_every_task_resource_of_the_state_machine() -> None:
-    definition = (ROOT / "statemachines" / "run.asl.json").read_text()
+def test_the_asl_operations_are_every_task_resource_of_the_state_machines() -> None:
     resources = {
-        line.split('"Resource": ')[1].strip().strip('",') for line in definition.splitlines() if '"Resource"' in line
+        state["Resource"]
+        for path in (ROOT / "statemachines").glob("run-*.asl.json")
+        for state in json.loads(path.read_text())["States"].values()
+        if state["Type"] == "Task"
     }
     assert resources == {
-        "arn:aws:states:::aws-sdk:batch:describeServiceJob",
-        "arn:aws:states:::aws-sdk:batch:listServiceJobs",
-        "arn:aws:states:::aws-sdk:batch:submitServiceJob",
-        "arn:aws:states:::aws-sdk:batch:terminateServiceJob",
-        "arn:aws:states:::aws-sdk:dynamodb:updateItem.waitForTaskToken",
-        "arn:aws:states:::batch:submitJob.sync",
-        "arn:aws:states:::dynamodb:getItem",
+        "arn:aws:states:::sqs:sendMessage.waitForTaskToken",
         "arn:aws:states:::dynamodb:updateItem",
-        "arn:aws:states:::glue:startJobRun.sync",
-        "arn:aws:states:::sagemaker:createProcessingJob.sync",
+        "arn:aws:states:::aws-sdk:dynamodb:updateItem.waitForTaskToken",
     }
 
 

@@ -226,7 +226,7 @@ def test_without_a_stack_it_says_how_to_name_one(
 def test_stack_reads_the_settings_of_the_stacks_api_function(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, env: dict[str, Any]
 ) -> None:
-    settings = {"RUN_TABLE_NAME": "runs", "STATE_MACHINE_ARN": env["machine"], "EVENT_DLQ_URL": env["dlq"]}
+    settings = {"RUN_TABLE_NAME": "runs", "STATE_MACHINE_PREFIX": env["prefix"], "EVENT_DLQ_URL": env["dlq"]}
     settings["RUN_DATA_BUCKET"] = "run-data"
     deploy_stack(env["session"], "jobline-test", settings)
     run_id = start(capsys)

@@ -210,14 +210,18 @@ def test_the_api_function_has_exactly_its_permissions() -> None:
     table = str({"Fn::GetAtt": ["RunTable", "Arn"]})
     batch = "arn:${AWS::Partition}:batch:${AWS::Region}:${AWS::AccountId}:"
     jobs = {str({"Fn::Sub": batch + "job/*"}), str({"Fn::Sub": batch + "service-job/*"})}
-    execution = "arn:${AWS::Partition}:states:${AWS::Region}:${AWS::AccountId}:execution:${RunStateMachine.Name}:*"
+    states = "arn:${AWS::Partition}:states:${AWS::Region}:${AWS::AccountId}:"
+    machines, executions = (
+        f"{states}stateMachine:${{AWS::StackName}}-run-*",
+        f"{states}execution:${{AWS::StackName}}-run-*:*",
+    )
     assert allowed == {
         "dynamodb:GetItem": {table},
         "dynamodb:PutItem": {table},
         "dynamodb:UpdateItem": {table},
         "dynamodb:Query": {str({"Fn::Sub": "${RunTable.Arn}/index/*"})},
-        "states:StartExecution": {str({"Ref": "RunStateMachine"})},
-        "states:StopExecution": {str({"Fn::Sub": execution})},
+        "states:StartExecution": {str({"Fn::Sub": machines})},
+        "states:StopExecution": {str({"Fn::Sub": executions})},
         "batch:TerminateJob": jobs,
         "batch:TerminateServiceJob": jobs,
         "s3:GetObject": {str({"Fn::Sub": "${RunDataBucket.Arn}/trigger-events/*"})},

@@ -15,6 +15,7 @@ from jobline.errors import InvalidArguments, UnknownJobError
 from jobline.operations import Operations, get_operations
 from jobline.operator_errors import Conflict, InvalidRequest, JobNotFound, RunNotFound
 from jobline.status import apply_observation
+from tests.unit.conftest import run_executions
 
 pytestmark = pytest.mark.usefixtures("env")
 
@@ -29,8 +30,7 @@ def ops(monkeypatch: pytest.MonkeyPatch) -> Iterator[Operations]:
 
 
 def executions(env: dict[str, Any]) -> list[dict[str, Any]]:
-    sfn = env["session"].client("stepfunctions")
-    return sfn.list_executions(stateMachineArn=env["machine"])["executions"]
+    return run_executions(env)
 
 
 def observe(ops: Operations, run_id: str, status: str, **fields: Any) -> None:

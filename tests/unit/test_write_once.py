@@ -16,7 +16,7 @@ from jobline.deps import get_deps
 from jobline.errors import RejectedInput
 from jobline.triggers import RunRequest, Trigger, run_id
 from tests.aws_resources import job_spec
-from tests.unit.conftest import LambdaContext, dlq_messages, executions, load_handler, sample
+from tests.unit.conftest import LambdaContext, dlq_messages, executions, load_handler, run_executions, sample
 
 pytestmark = pytest.mark.usefixtures("env")
 DUPLICATES = 8
@@ -49,7 +49,7 @@ def deliver_concurrently(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def execution_environment(env: dict[str, Any], run_id: str) -> dict[str, str]:
     sfn = env["session"].client("stepfunctions")
-    arn = f"{env['machine'].replace(':stateMachine:', ':execution:')}:{run_id}"
+    (arn,) = [e["executionArn"] for e in run_executions(env) if e["name"] == run_id]
     environment = json.loads(sfn.describe_execution(executionArn=arn)["input"])["batch"]["Environment"]
     return {item["Name"]: item["Value"] for item in environment}
 

@@ -62,7 +62,7 @@ def job(spec: dict[str, Any]) -> str:
             ("backend", ", ".join(f"{k}={_flat(v)}" for k, v in backend.items() if v not in (None, [], {}))),
             ("timeout", f"{spec['timeout_seconds']} s per attempt"),
             ("retry", f"{retry['attempts']} attempts, {retry['interval_seconds']} s x{retry['backoff_rate']:g}"),
-            ("concurrency", f"at most {spec['max_concurrent_runs']} runs at once"),
+            ("concurrency", _concurrency(spec["max_concurrent_runs"])),
             ("triggers", [kind for kind, declared in spec["triggers"].items() if declared]),
         ]
     )
@@ -70,6 +70,10 @@ def job(spec: dict[str, Any]) -> str:
         return lines + "\n\nparameters: none"
     columns = [("PARAMETER", "name"), ("REQUIRED", "required"), ("DEFAULT", "default"), ("DESCRIPTION", "description")]
     return f"{lines}\n\n{table(parameters, columns)}"
+
+
+def _concurrency(limit: int | None) -> str:
+    return "no limit" if limit is None else f"at most {limit} runs at once"
 
 
 def _flat(value: Any) -> str:

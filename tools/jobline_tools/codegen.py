@@ -1,15 +1,17 @@
 """The catalog-derived part of template.yaml: one EventBridge Scheduler schedule per schedule trigger,
-and one EventBridge rule per S3 trigger (default bus) and per bus trigger (the job bus).
+one EventBridge rule per S3 trigger (default bus) and per bus trigger (the job bus), and one run
+state machine per retry policy (jobline_tools.run_machines, with its statemachines/run-*.asl.json).
 
 EventBridge does all the matching: each rule carries its trigger's pattern, and its target's
 InputTransformer hands the trigger function `{"job", "trigger", "event"}` (jobline.triggers.
 RuleDelivery), so an object or event no trigger matches invokes nothing.
 
-    python -m jobline_tools.codegen write   # rewrite the generated block of template.yaml
-    python -m jobline_tools.codegen check   # exit 1 (with a diff) when the block is out of date
+    python -m jobline_tools.codegen write   # rewrite the generated block and the definitions
+    python -m jobline_tools.codegen check   # exit 1 (with a diff) when either is out of date
 
-Only the lines between BEGIN_MARKER and END_MARKER are touched; the rest of the template is
-hand-written. The rendering is plain text built here, so it is deterministic and keeps comments.
+Only the lines between BEGIN_MARKER and END_MARKER (and statemachines/run-*.asl.json) are
+touched; the rest of the template is hand-written. The rendering is plain text built here, so it
+is deterministic and keeps comments.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import yaml
 from jobline import event_patterns, settings
 from jobline.catalog import BusTrigger, Catalog, Job, S3Trigger, ScheduleTrigger, load_catalog
 from jobline.errors import CatalogError, CatalogProblem
+from jobline_tools import run_machines
 
 BEGIN_MARKER = "# BEGIN GENERATED: catalog triggers (make generate)"
 END_MARKER = "# END GENERATED: catalog triggers"
@@ -319,9 +322,10 @@ def _intrinsic(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[st
 _TemplateLoader.add_multi_constructor("!", _intrinsic)
 
 
-def render(catalog: Catalog, handwritten: dict[str, int]) -> str:
+def render(catalog: Catalog, handwritten: dict[str, int], *, inline_definitions: bool = False) -> str:
     """The text between the markers, in catalog order: every schedule (AWS::Scheduler::Schedule),
-    then every S3 and bus trigger rule (AWS::Events::Rule). `handwritten`: handwritten_rules()."""
+    then every S3 and bus trigger rule (AWS::Events::Rule), then the run state machines by policy
+    (inline_definitions: see run_machines.render_resources). `handwritten`: handwritten_rules()."""
     seen: dict[str, str] = {}
 
     def claim(logical_id: str, job: Job, here: str, field: str) -> None:
@@ -342,11 +346,12 @@ def render(catalog: Catalog, handwritten: dict[str, int]) -> str:
     for rule in rules:
         claim(rule.logical_id, rule.job, f"job {rule.job.name!r}", f"triggers.{rule.kind}[{rule.index}]")
         blocks.append(_render_rule(rule))
+    blocks += run_machines.render_resources(catalog, inline=inline_definitions)
     header = [
         f"{RESOURCE_INDENT}# Do not edit: rendered from layers/jobline/jobline/jobs.yaml by `make generate`.",
     ]
     if not blocks:
-        header.append(f"{RESOURCE_INDENT}# (the catalog declares no schedule, S3 or bus triggers)")
+        header.append(f"{RESOURCE_INDENT}# (the catalog declares no jobs)")
     lines = list(header)
     for block in blocks:
         lines.append("")
@@ -416,7 +421,8 @@ def _summary(catalog: Catalog) -> str:
         sum(len(t.s3) for t in triggers),
         sum(len(t.bus) for t in triggers),
     )
-    return "{} schedules, {} S3 rules, {} bus rules".format(*counts)
+    machines = len(run_machines.policies(catalog))
+    return "{} schedules, {} S3 rules, {} bus rules, {} run state machines".format(*counts, machines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -428,6 +434,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--catalog", type=Path, default=settings.PACKAGED_CATALOG)
     args = parser.parse_args(argv)
     template: Path = args.template or default_template()
+    definitions = template.parent / run_machines.DEFINITION_DIR
 
     try:
         catalog = load_catalog(args.catalog)
@@ -435,17 +442,21 @@ def main(argv: list[str] | None = None) -> int:
         count = _summary(catalog)
         if args.command == "check":
             diff = block_diff(text, catalog, template.name)
-            if diff:
+            drift = run_machines.definition_drift(definitions, catalog)
+            if diff or drift:
                 print(
-                    f"{template}: the generated triggers block is out of date with {args.catalog}; "
-                    "run `make generate` and commit the result.",
+                    f"{template}: the generated block or the run state machines are out of date with "
+                    f"{args.catalog}; run `make generate` and commit the result.",
                     file=sys.stderr,
                 )
                 sys.stderr.writelines(diff)
+                sys.stderr.writelines(f"{line}\n" for line in drift)
                 return 1
-            print(f"{template}: generated triggers block is up to date ({count})")
+            print(f"{template}: the generated block and run state machines are up to date ({count})")
             return 0
         new_text = replace_block(text, render(catalog, handwritten_rules(text)))
+        for done in run_machines.write_definitions(definitions, catalog):
+            print(f"{template.parent / done.split(' ', 1)[1]}: {done.split(' ', 1)[0]}")
         if new_text == text:
             print(f"{template}: already up to date ({count})")
         else:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import operator
 import re
 from functools import lru_cache, reduce
@@ -26,9 +25,10 @@ RESERVED_ENV_PREFIX = "JOBLINE_"
 
 class RetryStrategy(CatalogModel):
     attempts: int = Field(default=1, ge=1, le=10, description="Total attempts, the first included")
-    interval_seconds: int = Field(default=30, ge=0, le=86_400)
+    # Step Functions refuses IntervalSeconds and MaxDelaySeconds below 1 (States Language, Retry).
+    interval_seconds: int = Field(default=30, ge=1, le=86_400)
     backoff_rate: float = Field(default=2.0, ge=1.0, le=10.0)
-    max_delay_seconds: int = Field(default=3600, ge=0, le=86_400)
+    max_delay_seconds: int = Field(default=3600, ge=1, le=86_400)
     retry_on_timeout: bool = False
 
     @model_validator(mode="after")
@@ -41,15 +41,12 @@ class RetryStrategy(CatalogModel):
             )
         return self
 
-    def delays(self) -> list[int]:
-        """Seconds to wait before attempt 2, 3, ...; the state machine indexes this by attempt.
-
-        A Wait state waits whole seconds, so a fractional delay (interval x a fractional backoff)
-        is rounded up: a retry never comes sooner than declared. Rounding to 1e-6 first absorbs
-        float error (100 x 1.1**2 is 121.00000000000001: 121 s, not 122)."""
+    def delays(self) -> list[float]:
+        """Seconds Step Functions waits before attempt 2, 3, ...: the run's Task retrier waits
+        min(IntervalSeconds x BackoffRate^(n-1), MaxDelaySeconds) before retry n, not rounded
+        (30 s x 1.5^2 is 67.5 s). https://docs.aws.amazon.com/step-functions/latest/dg/concepts-error-handling.html"""
         return [
-            min(math.ceil(round(self.interval_seconds * self.backoff_rate**k, 6)), self.max_delay_seconds)
-            for k in range(self.attempts - 1)
+            min(self.interval_seconds * self.backoff_rate**k, self.max_delay_seconds) for k in range(self.attempts - 1)
         ]
 
 
@@ -125,11 +122,25 @@ class Job(CatalogModel):
     parameters: dict[str, Parameter] = Field(default_factory=dict)
     timeout_seconds: int = Field(default=3600, ge=60, le=14 * 86_400, description="Per attempt")
     retry: RetryStrategy = Field(default_factory=RetryStrategy)
-    max_concurrent_runs: int = Field(default=10, ge=1, le=1000)
+    # None: no limit of jobline's (the job queue's compute environment still bounds what runs).
+    max_concurrent_runs: int | None = Field(default=None, ge=1, le=1000)
     triggers: Triggers = Field(default_factory=Triggers)
     local_command: list[str] | None = Field(
         default=None, description="What the local stack runs in place of the container"
     )
+
+    @property
+    def policy_id(self) -> str:
+        """The id of the run state machine this job's runs execute in (one per retry policy,
+        jobline_tools.codegen): attempts, interval, backoff, cap, retry on timeout, limit or not.
+        Stable, and valid in a state machine name ([A-Za-z0-9-_], a backoff of 1.5 reads 1_5;
+        str() of a float round-trips, so two rates never share an id)."""
+        retry = self.retry
+        backoff = str(retry.backoff_rate).removesuffix(".0").replace(".", "_")
+        return (
+            f"a{retry.attempts}-i{retry.interval_seconds}-b{backoff}-m{retry.max_delay_seconds}"
+            f"-t{int(retry.retry_on_timeout)}-l{int(self.max_concurrent_runs is not None)}"
+        )
 
     @model_validator(mode="after")
     def _name_fits_backend(self) -> Job:

@@ -22,7 +22,7 @@ from jobline.clock import now_iso
 from jobline.deps import Deps
 from jobline.errors import UnknownJobError
 from jobline.operator_errors import AlreadyFinished, Conflict, InvalidRequest, JobNotFound, NotFound, RunNotFound
-from jobline.runs import resolve_arguments
+from jobline.runs import resolve_arguments, run_execution_arn
 from jobline.settings import Settings, get_settings
 from jobline.status import TERMINAL, RunStatus, stop
 from jobline.triggers import RunRequest, Trigger
@@ -175,8 +175,9 @@ class Operations:
         return {**run_view.summary(after), **self._terminate_attempt(after)}
 
     def _stop_execution(self, row: dict[str, Any]) -> None:
-        machine = self._settings.state_machine_arn
-        arn = row.get("execution_arn") or f"{machine.replace(':stateMachine:', ':execution:')}:{row['run_id']}"
+        arn = run_execution_arn(self._settings, self._catalog, row)
+        if arn is None:  # its job left the catalog: no machine of this stack runs it
+            return
         try:
             self._deps.client("stepfunctions").stop_execution(executionArn=arn, error="Stopped", cause=STOP_REASON)
         except ClientError as error:

@@ -32,7 +32,7 @@ from jobline.clock import iso_z, now_iso
 from jobline.deps import Deps
 from jobline.errors import RejectedInput
 from jobline.observability import count, logger
-from jobline.runs import execution_arn
+from jobline.runs import run_execution_arn, state_machine_arn
 from jobline.state_changes import Effect, apply_state_change
 from jobline.status import TERMINAL, Reason, RunStatus, end_run
 
@@ -64,13 +64,20 @@ def ended_runs_still_executing(
     costs what the live runs cost, not what the table holds."""
     cutoff = now - older_than
     pages = deps.client("stepfunctions").get_paginator("list_executions")
-    for page in pages.paginate(stateMachineArn=deps.settings.state_machine_arn, statusFilter="RUNNING"):
-        for execution in page["executions"]:
-            if execution["startDate"] >= cutoff:
-                continue
-            row = deps.table.get_run(execution["name"])
-            if row and RunStatus(row["status"]) in TERMINAL and row["updated_at"] < iso_z(cutoff):
-                yield row, execution["executionArn"]
+    # One machine per retry policy of the catalog (jobline.runs.state_machine_arn).
+    machines = sorted({state_machine_arn(deps.settings, job) for job in deps.catalog.jobs})
+    running = (
+        execution
+        for machine in machines
+        for page in pages.paginate(stateMachineArn=machine, statusFilter="RUNNING")
+        for execution in page["executions"]
+    )
+    for execution in running:
+        if execution["startDate"] >= cutoff:
+            continue
+        row = deps.table.get_run(execution["name"])
+        if row and RunStatus(row["status"]) in TERMINAL and row["updated_at"] < iso_z(cutoff):
+            yield row, execution["executionArn"]
 
 
 def slots_held_by_ended_runs(deps: Deps, older_than: timedelta, now: datetime) -> Iterator[dict[str, Any]]:
@@ -87,9 +94,9 @@ def slots_held_by_ended_runs(deps: Deps, older_than: timedelta, now: datetime) -
 def heal_slot(row: dict[str, Any], deps: Deps) -> str:
     """Release the slot of an ended run unless its execution still runs (heal_ended stops that
     one and releases the slot itself once the run has been over for a while)."""
-    arn = row.get("execution_arn") or execution_arn(deps.settings, row["run_id"])
+    arn = run_execution_arn(deps.settings, deps.catalog, row)
     try:
-        status = deps.client("stepfunctions").describe_execution(executionArn=arn)["status"]
+        status = deps.client("stepfunctions").describe_execution(executionArn=arn)["status"] if arn else "NONE"
     except ClientError as error:
         if error.response["Error"]["Code"] != "ExecutionDoesNotExist":
             raise
@@ -119,9 +126,9 @@ def heal(row: dict[str, Any], deps: Deps) -> str:
             return str(outcome)
     # The execution records its ARN with its first attempt; before that, its name says it.
     unstarted = int(row.get("attempt") or 0) == 0 and not row.get("execution_arn")
-    arn = execution_arn(deps.settings, row["run_id"]) if unstarted else row.get("execution_arn")
-    if not arn:
-        return UNCHANGED
+    arn = run_execution_arn(deps.settings, deps.catalog, row) if unstarted else row.get("execution_arn")
+    if not arn:  # unstarted: its job left the catalog, which _start reports by ending the run
+        return _start(row, deps) if unstarted else UNCHANGED
     try:
         execution = sfn.describe_execution(executionArn=arn)["status"]
     except ClientError as error:

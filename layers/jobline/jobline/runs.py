@@ -15,16 +15,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from jobline.backends import BACKENDS, RunSpec
-from jobline.catalog import Job
+from jobline.catalog import Catalog, Job
 from jobline.clock import now_iso, parse_iso_z
 from jobline.dal import RunTable
-from jobline.errors import InvalidArguments, MalformedEvent
+from jobline.errors import InvalidArguments, MalformedEvent, UnknownJobError
 from jobline.settings import Settings
 from jobline.status import RANK_PENDING, TERMINAL, Reason, RunStatus
 from jobline.triggers import RunRequest
@@ -97,7 +98,7 @@ def new_row(request: RunRequest, arguments: dict[str, str], settings: Settings, 
     job = request.job
     # TTL: retention counted from the latest moment the run can still be going, so a row is
     # never expired while its run may be live (the state machine cannot compute epoch times).
-    longest = job.retry.attempts * (job.timeout_seconds + QUEUE_ALLOWANCE_SECONDS) + sum(job.retry.delays())
+    longest = job.retry.attempts * (job.timeout_seconds + QUEUE_ALLOWANCE_SECONDS) + math.ceil(sum(job.retry.delays()))
     created_epoch = int(parse_iso_z(created_at).timestamp())
     return {
         "run_id": request.run_id,
@@ -227,7 +228,7 @@ class RunStarter:
         payload = stored_execution_input(job, row, self._settings)
         try:
             self._sfn.start_execution(
-                stateMachineArn=self._settings.state_machine_arn,
+                stateMachineArn=state_machine_arn(self._settings, job),
                 name=row["run_id"],
                 input=json.dumps(payload, separators=(",", ":")),
             )
@@ -252,7 +253,24 @@ class RunStarter:
                 raise
 
 
-def execution_arn(settings: Settings, run_id: str) -> str:
+def state_machine_arn(settings: Settings, job: Job) -> str:
+    """The run state machine of the job's retry policy (jobline_tools.run_machines generates one
+    per policy, named `<stack>-run-<policy id>`)."""
+    return f"{settings.state_machine_prefix}{job.policy_id}"
+
+
+def execution_arn(settings: Settings, job: Job, run_id: str) -> str:
     """The ARN of a run's execution (named after the run), known before it exists."""
-    machine = settings.state_machine_arn
+    machine = state_machine_arn(settings, job)
     return f"{machine.replace(':stateMachine:', ':execution:', 1)}:{run_id}"
+
+
+def run_execution_arn(settings: Settings, catalog: Catalog, row: dict[str, Any]) -> str | None:
+    """A row's execution: the ARN its row stores, else the one its job's machine gives it (a row
+    written before rows stored it); None when its job has left the catalog (no machine to name)."""
+    if arn := row.get("execution_arn"):
+        return str(arn)
+    try:
+        return execution_arn(settings, catalog.get(row["job"]), row["run_id"])
+    except UnknownJobError:
+        return None

@@ -15,7 +15,10 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore", frozen=True)
 
     run_table_name: str = Field(description="DynamoDB run table")
-    state_machine_arn: str = Field(description="The Standard state machine that orchestrates one run")
+    state_machine_prefix: str = Field(
+        description="The run state machines' ARN up to the retry policy id (one machine per policy):"
+        " arn:aws:states:<region>:<account>:stateMachine:<stack>-run-"
+    )
     event_dlq_url: str = Field(description="Where rejected trigger events are parked for operators")
     run_data_bucket: str = Field(description="Bucket for trigger events too large to inline")
     job_queue_on_demand_arn: str = ""

@@ -52,6 +52,22 @@ class Reason(StrEnum):
     INTERNAL_ERROR = "InternalError"
 
 
+class AttemptError(StrEnum):
+    """How an attempt that did not succeed answers its execution's task token (SendTaskFailure's
+    `error`): the run state machine's Retry and Catch name these (jobline_tools.codegen), so a
+    retry can tell a timeout from a failure, which a `.sync` task's States.TaskFailed cannot."""
+
+    NON_ZERO_EXIT_CODE = "Jobline.NonZeroExitCode"
+    JOB_FAILED = "Jobline.JobFailed"
+    TIMEOUT = "Jobline.Timeout"
+    STOPPED = "Jobline.Stopped"
+    SUBMIT_FAILED = "Jobline.SubmitFailed"
+
+
+ATTEMPT_ERRORS = tuple(AttemptError)
+# Retried while attempts are left; TIMEOUT too when the job's retry_on_timeout says so.
+RETRIED_ATTEMPT_ERRORS = (AttemptError.NON_ZERO_EXIT_CODE, AttemptError.JOB_FAILED)
+
 # Run-level ranks. RETRYING sits between RUNNING and terminal: an attempt ended but the run goes on.
 RANK_PENDING = 0
 RANK_STARTING = 10

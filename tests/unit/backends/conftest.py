@@ -21,7 +21,7 @@ from tests.unit.conftest import sample
 
 SETTINGS = Settings(
     run_table_name="runs",
-    state_machine_arn="arn:aws:states:us-east-1:123456789012:stateMachine:run",
+    state_machine_prefix="arn:aws:states:us-east-1:123456789012:stateMachine:jobline-run-",
     event_dlq_url="https://dlq",
     run_data_bucket="data",
     service_job_queue_arn="arn:aws:batch:us-east-1:123456789012:job-queue/training",

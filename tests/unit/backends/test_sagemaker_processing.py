@@ -16,7 +16,7 @@ from jobline.errors import CatalogError, InvalidArguments
 from jobline.runs import execution_input
 from jobline.state_changes import apply_state_change
 from jobline.status import RunStatus
-from tests.aws_resources import create_run_table
+from tests.aws_resources import create_pass_machines, create_run_table
 from tests.unit.backends.conftest import BACKENDS, SETTINGS, job, parse, request, start_row
 
 
@@ -82,11 +82,10 @@ def test_the_reconciler_heals_a_processing_run_whose_events_were_lost() -> None:
     with mock_aws():
         session = boto3.session.Session(region_name="us-east-1")
         create_run_table(session.client("dynamodb"), "runs")
-        machine = session.client("stepfunctions").create_state_machine(
-            name="run", definition="{}", roleArn="arn:aws:iam::123456789012:role/sm"
-        )["stateMachineArn"]
-        settings = SETTINGS.model_copy(update={"state_machine_arn": machine})
-        deps = Deps.build(settings, parse_catalog({"jobs": [job("clean-data")]}), session=session)
+        catalog = parse_catalog({"jobs": [job("clean-data")]})
+        prefix = create_pass_machines(session.client("stepfunctions"), session.client("iam"), catalog)
+        settings = SETTINGS.model_copy(update={"state_machine_prefix": prefix})
+        deps = Deps.build(settings, catalog, session=session)
         run_id = "clean-data-0123456789abcdef0123"
         start_row(deps.table, "clean-data", run_id, updated_at="2026-11-21T00:00:00.000Z")
         session.client("sagemaker").create_processing_job(
