@@ -1,11 +1,15 @@
 """All DynamoDB access to the run table.
 
-Items: a run is `pk = RUN#<run id>`; a job's concurrency slots are `pk = SLOT#<job>` (taken and
-released by the state machine; an operator's stop releases its run's slot). Lambda writes use
-optimistic concurrency on `version`; the state machine's direct DynamoDB writes bump the same
-counter, so neither overwrites the other. A write that lost the race reads the row again after an
-exponential backoff with full jitter (https://aws.amazon.com/builders-library/timeouts-retries-and-backoff-with-jitter/),
-for as long as its caller can wait.
+Items: a run is `pk = RUN#<run id>`; an attempt's ticket `pk = ATTEMPT#<run id>#<n>` (written by
+the submitter: the task token and retry strategy of that attempt); a job's concurrency slots
+`pk = SLOT#<job>`, `holders` a map of run id -> time taken (taken by the state machine's
+AcquireSlot, released and handed on by jobline.slots only).
+
+State change events write with one conditional UpdateItem each (`write_run`, the rules in
+jobline.status), without reading the row first. `update_run` (read, change, conditional put on
+`version`, retried after an exponential backoff with full jitter:
+https://aws.amazon.com/builders-library/timeouts-retries-and-backoff-with-jitter/) is the
+operators' older path.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from jobline.errors import RowContended
+from jobline.status import RowWrite
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
@@ -127,6 +132,40 @@ class RunTable:
                 time.sleep(delay)
                 continue
             return row, new
+
+    def write_run(self, run_id: str, write: RowWrite) -> tuple[bool, dict[str, Any] | None]:
+        """Make one conditional write on a run row: (True, the row before it), or, when its
+        condition failed, (False, the row as it is: DynamoDB returns it with the failure at no
+        extra read, ReturnValuesOnConditionCheckFailure; None when there is no such run).
+        https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_UpdateItem.html"""
+        try:
+            answer = self._client.update_item(
+                TableName=self._table,
+                Key=run_key(run_id),
+                UpdateExpression=write.update,
+                ConditionExpression=write.condition,
+                ExpressionAttributeNames=write.names,
+                ExpressionAttributeValues={k: _serializer.serialize(v) for k, v in write.values.items()},
+                ReturnValues="ALL_OLD",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as error:
+            if not _conditional_failed(error):
+                raise
+            item = error.response.get("Item")
+            return False, _from_item(item) if item else None
+        return True, _from_item(answer["Attributes"])
+
+    def attempt_ticket(self, run_id: str, attempt: int) -> dict[str, Any] | None:
+        """The submitter's ticket of one attempt (task token, retry strategy). Written minutes
+        before an attempt can end, so an eventually consistent read (half the cost) finds it; a
+        miss is read again consistently before it counts."""
+        key = {"pk": {"S": f"ATTEMPT#{run_id}#{attempt}"}}
+        for consistent in (False, True):
+            item = self._client.get_item(TableName=self._table, Key=key, ConsistentRead=consistent).get("Item")
+            if item:
+                return _from_item(item)
+        return None
 
     def query_runs(
         self,
