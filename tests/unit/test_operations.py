@@ -11,10 +11,11 @@ from botocore.stub import Stubber
 
 from jobline import operations
 from jobline import settings as settings_module
+from jobline.backends import Observation
 from jobline.errors import InvalidArguments, UnknownJobError
 from jobline.operations import Operations, get_operations
 from jobline.operator_errors import Conflict, InvalidRequest, JobNotFound, RunNotFound
-from jobline.status import apply_observation
+from jobline.state_changes import apply_observation
 
 pytestmark = pytest.mark.usefixtures("env")
 
@@ -46,7 +47,7 @@ def observe(ops: Operations, run_id: str, status: str, **fields: Any) -> None:
         "log_stream": "jobline/default/abc123",
         **fields,
     }
-    ops._table.update_run(run_id, lambda row: apply_observation(row, observed))
+    apply_observation(Observation(run_id, 1, observed), ops._table, None)
 
 
 # ---------------------------------------------------------------- the catalog

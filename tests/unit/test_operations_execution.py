@@ -11,8 +11,9 @@ import pytest
 from moto.batch.utils import JobStatus
 from moto.batch_simple.models import BatchSimpleBackend
 
+from jobline.backends import Observation
 from jobline.operations import Operations
-from jobline.status import apply_observation
+from jobline.state_changes import apply_observation
 from tests.aws_resources import job_spec
 from tests.integration import conftest as integration
 from tests.integration.conftest import BatchScript, make_deps, wait_for_execution
@@ -53,7 +54,7 @@ def test_stop_ends_a_running_run_and_hands_its_slot_to_the_waiting_run(stack: di
     # What the state change handler records when Batch reports the job RUNNING.
     observed = {"attempt": 1, "backend_status": "RUNNING", "status": "RUNNING", "reason": "Running", "rank": 4}
     observed.update(event_time="2030-01-01T00:00:00.000Z", backend_job_id=job.job_id)
-    ops._table.update_run(running, lambda row: apply_observation(row, observed))
+    apply_observation(Observation(running, 1, observed), ops._table, None)
     waiting = ops.start_run("word-count", {}, "waiting")["run_id"]
     wait_until(
         lambda: ops.get_run(waiting)["reason"] == "Waiting for a concurrency slot", what="the second run to wait"
