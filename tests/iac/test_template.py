@@ -164,9 +164,12 @@ def test_run_table() -> None:
         "by-job": ([("job", "HASH"), ("created_at", "RANGE")], "ALL"),
         "by-status": ([("status", "HASH"), ("created_at", "RANGE")], "ALL"),
         "by-created": ([("record_type", "HASH"), ("created_at", "RANGE")], "ALL"),
+        "by-waiting": ([("waiting_for", "HASH"), ("created_at", "RANGE")], "INCLUDE"),
     }
+    (waiting,) = (gsi for gsi in props["GlobalSecondaryIndexes"] if gsi["IndexName"] == "by-waiting")
+    assert waiting["Projection"]["NonKeyAttributes"] == ["slot_token"]  # what wakes the waiter (jobline.slots)
     types = {a["AttributeName"]: a["AttributeType"] for a in props["AttributeDefinitions"]}
-    assert types == dict.fromkeys(["pk", "job", "status", "record_type", "created_at"], "S")
+    assert types == dict.fromkeys(["pk", "job", "status", "record_type", "created_at", "waiting_for"], "S")
 
 
 def test_every_queue_is_encrypted() -> None:
@@ -431,9 +434,30 @@ def test_state_change_function_only_touches_the_run_table_glue_runs_and_its_exec
     assert allowed == {
         "dynamodb:GetItem": table,
         "dynamodb:UpdateItem": table,
-        "dynamodb:PutItem": table,
         "glue:GetJobRun": {str({"Fn::Sub": "arn:${AWS::Partition}:glue:${AWS::Region}:${AWS::AccountId}:job/*"})},
-        "states:SendTaskSuccess": {str({"Ref": "RunStateMachine"})},
+        "states:SendTaskSuccess": RUN_MACHINES,
+        "states:SendTaskFailure": RUN_MACHINES,
+    }
+
+
+# The stack's run state machines, one per retry policy ("<stack>-run-<policy>").
+RUN_MACHINE_ARNS = "arn:${AWS::Partition}:states:${AWS::Region}:${AWS::AccountId}:stateMachine:${AWS::StackName}-run-*"
+RUN_MACHINES = {str({"Fn::Sub": RUN_MACHINE_ARNS})}
+
+
+def test_the_run_stream_function_only_touches_slots_waiters_and_their_executions() -> None:
+    table = str({"Fn::GetAtt": ["RunTable", "Arn"]})
+    stream = {str({"Fn::GetAtt": ["RunTable", "StreamArn"]})}
+    assert _policy_actions("RunStreamFunction") == {
+        **dict.fromkeys(
+            ["dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator", "dynamodb:ListStreams"],
+            stream,
+        ),
+        "dynamodb:GetItem": {table},
+        "dynamodb:UpdateItem": {table},
+        "dynamodb:Query": {str({"Fn::Sub": "${RunTable.Arn}/index/by-waiting"})},
+        "states:SendTaskSuccess": RUN_MACHINES,
+        "sqs:SendMessage": {str({"Fn::GetAtt": ["EventDeadLetterQueue", "Arn"]})},
     }
 
 
@@ -482,6 +506,7 @@ CONCURRENCY = {
     "ReconcilerFunction": "ReconcilerConcurrency",
     "ApiFunction": "ApiConcurrency",
     "NotifyFunction": "NotifyConcurrency",
+    "RunStreamFunction": "RunStreamConcurrency",
 }
 
 
