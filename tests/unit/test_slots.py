@@ -175,12 +175,18 @@ def test_a_waiter_registering_while_a_slot_is_free_gets_it_at_once(stack: Stack)
     assert late in stack.holders()
 
 
-def test_a_duplicate_record_of_an_ended_run_hands_on_nothing_twice(stack: Stack) -> None:
+def full_with_two_waiting(stack: Stack) -> tuple[str, str, str, str]:
+    """Two runs holding both slots, two waiting (registered, their records delivered)."""
     a, b = stack.run(holds=True), stack.run(holds=True)
     w1, w2 = stack.run(), stack.run()
     stack.wait(w1)
     stack.wait(w2)
     stack.deliver()
+    return a, b, w1, w2
+
+
+def test_a_duplicate_record_of_an_ended_run_hands_on_nothing_twice(stack: Stack) -> None:
+    a, b, w1, w2 = full_with_two_waiting(stack)
     stack.expect_wake(w1)
     stack.end(a)
     (ended,) = stack.deliver()
@@ -242,11 +248,7 @@ def test_only_slot_records_pass_the_mappings_filter(stack: Stack) -> None:
 
 
 def test_the_reconcilers_sweep_heals_a_lost_hand_off(stack: Stack) -> None:
-    a, b = stack.run(holds=True), stack.run(holds=True)
-    w1, w2 = stack.run(), stack.run()
-    stack.wait(w1)
-    stack.wait(w2)
-    stack.deliver()
+    a, b, w1, w2 = full_with_two_waiting(stack)
     stack.end(a)
     stack.end(b)
     assert len(stack.deliver(lose=True)) == 2  # both records lost (their retries ran out)
