@@ -64,7 +64,7 @@ class Stack:
         created = f"2026-11-21T00:00:{self._runs:02d}.000Z"
         self.table.create_run(new_row(run_id=run_id, created_at=created, slot_job=JOB, slot_max=limit))
         if holds:
-            assert self.table.take_slot(JOB, run_id, limit, created)  # AcquireSlot
+            assert self.table.take_slot(JOB, run_id, limit, created) == "taken"  # AcquireSlot
         return run_id
 
     def wait(self, run_id: str) -> None:
@@ -195,18 +195,53 @@ def test_a_duplicate_record_of_an_ended_run_hands_on_nothing_twice(stack: Stack)
     assert stack.waiting(w2)
 
 
-def test_a_waiter_whose_execution_no_longer_waits_gives_its_slot_to_the_next(stack: Stack) -> None:
+def test_a_waiter_whose_run_ended_unseen_gives_the_slot_it_was_handed_to_the_next(stack: Stack) -> None:
     a = stack.run(holds=True, limit=1)
     gone, next_one = stack.run(limit=1), stack.run(limit=1)
     stack.wait(gone)
     stack.wait(next_one)
     stack.deliver()
-    stack.expect_wake(gone, error="TaskTimedOut")  # its execution timed out waiting
+    stack.end(gone, RunStatus.STOPPED)
+    stack.deliver(lose=True)  # its end's record lost: it is still listed as waiting
+    stack.expect_wake(gone, error="InvalidToken")  # its execution was stopped
     stack.expect_wake(next_one)
     stack.end(a)
     stack.deliver()
     assert stack.holders() == [next_one]
     assert not stack.waiting(gone)
+
+
+def test_a_live_waiter_whose_token_is_refused_keeps_its_slot_until_its_run_ends(stack: Stack) -> None:
+    a = stack.run(holds=True, limit=1)
+    timed_out, next_one = stack.run(limit=1), stack.run(limit=1)
+    stack.wait(timed_out)
+    stack.wait(next_one)
+    stack.deliver()
+    stack.expect_wake(timed_out, error="TaskTimedOut")  # its execution's guard fired; its row ends next
+    stack.end(a)
+    stack.deliver()
+    assert stack.holders() == [timed_out]
+    stack.expect_wake(next_one)
+    stack.end(timed_out, RunStatus.FAILED)  # the execution's RecordFailure
+    stack.deliver()
+    assert stack.holders() == [next_one]
+    assert not stack.waiting(timed_out)
+
+
+def test_two_releases_listing_the_same_waiter_give_it_one_slot_and_serve_the_next(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, b, w1, w2 = full_with_two_waiting(stack)
+    stale = stack.table.slot_waiters(JOB, 10)  # what a concurrent release on another shard listed
+    stack.expect_wake(w1)
+    stack.end(a)
+    stack.deliver()
+    monkeypatch.setattr(stack.table, "slot_waiters", lambda job, limit: stale)
+    stack.expect_wake(w1, error="InvalidToken")  # answered again, refused: it is live, it keeps its slot
+    stack.expect_wake(w2)
+    stack.end(b)
+    stack.deliver()  # w1 holds already: not handed b's slot; w2 gets it
+    assert stack.holders() == sorted([w1, w2])
 
 
 def test_a_run_stopped_while_waiting_leaves_the_queue_and_frees_nothing(stack: Stack) -> None:
@@ -223,7 +258,7 @@ def test_a_run_stopped_while_waiting_leaves_the_queue_and_frees_nothing(stack: S
 def test_a_stale_index_entry_of_a_served_waiter_keeps_its_slot(stack: Stack) -> None:
     a = stack.run(holds=True, limit=2)
     served = stack.run(limit=2)
-    assert stack.table.take_slot(JOB, served, 2, "t")  # it was served and woken: its execution went on
+    assert stack.table.take_slot(JOB, served, 2, "t") == "taken"  # served and woken: its execution went on
     # The index still lists it with its old token (eventually consistent): answering again is refused.
     stack.expect_wake(served, error="InvalidToken")
     assert stack.slots._wake(JOB, {"run_id": served, "slot_token": token(served)}) == []

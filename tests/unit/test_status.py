@@ -134,3 +134,10 @@ def test_attempt_numbers_past_the_catalogs_limit_are_refused_unwritten(lab: Lab)
     with pytest.raises(MalformedEvent, match="attempts are 1 to 10, not 11"):
         lab.deliver(run, batch_event(ATTEMPTS_LIMIT + 1, "RUNNING", 1))
     assert lab.row(run)["attempts"] == {}
+
+
+def test_a_row_without_an_attempts_map_gets_one_with_the_first_record(lab: Lab) -> None:  # noqa: F811
+    run = lab.new_run()
+    lab.client.update_item(TableName="runs", Key={"pk": {"S": f"RUN#{run}"}}, UpdateExpression="REMOVE attempts")
+    row = lab.deliver_all(run, [batch_event(1, "RUNNING", 3), batch_event(1, "STARTING", 2)])
+    assert (row["status"], row["attempts"]["1"]["backend_status"]) == ("RUNNING", "RUNNING")

@@ -233,33 +233,56 @@ class RunTable:
         ).get("Item", {})
         return _from_item(item).get("holders", {})
 
-    def take_slot(self, job: str, run_id: str, limit: int, at: str) -> bool:
-        """Give the run one of the job's slots if fewer than `limit` are held (or it holds one
-        already): AcquireSlot's write. False when the slots are full."""
-        return self._slot_write(
-            job,
-            "SET #h.#r = if_not_exists(#h.#r, :at)",
-            "attribute_not_exists(#h) OR size(#h) < :limit OR attribute_exists(#h.#r)",
-            {"#r": run_id},
-            {":at": {"S": at}, ":limit": {"N": str(limit)}},
-        )
+    def take_slot(self, job: str, run_id: str, limit: int, at: str) -> str:
+        """Give the run one of the job's slots if fewer than `limit` are held: "taken" (by this
+        write), "held" (the run holds one already: whoever gave it wakes it), or "full" (the slot
+        item comes back with the failure to tell the two apart)."""
+        try:
+            self._slot_write(
+                job,
+                "SET #h.#r = :at",
+                "attribute_not_exists(#h.#r) AND (attribute_not_exists(#h) OR size(#h) < :limit)",
+                {"#r": run_id},
+                {":at": {"S": at}, ":limit": {"N": str(limit)}},
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as error:
+            if not _conditional_failed(error):
+                raise
+            holders = error.response.get("Item", {}).get("holders", {}).get("M", {})
+            return "held" if run_id in holders else "full"
+        return "taken"
 
     def hand_off_slot(self, job: str, done: str, to: str, at: str) -> bool:
         """Move the slot `done` holds to `to` in one write (no newcomer can take it in between).
-        False when `done` holds none (released before, or never held one)."""
-        return self._slot_write(
+        False when `done` holds none (released before, or never held one) or `to` holds one."""
+        return self._slot_change(
             job,
-            "SET #h.#to = if_not_exists(#h.#to, :at) REMOVE #h.#done",
-            "attribute_exists(#h.#done)",
+            "SET #h.#to = :at REMOVE #h.#done",
+            "attribute_exists(#h.#done) AND attribute_not_exists(#h.#to)",
             {"#to": to, "#done": done},
             {":at": {"S": at}},
         )
 
     def release_slot(self, job: str, run_id: str) -> bool:
         """Take the run out of its job's slot holders; False when it held none."""
-        return self._slot_write(job, "REMOVE #h.#r", "attribute_exists(#h.#r)", {"#r": run_id}, {})
+        return self._slot_change(job, "REMOVE #h.#r", "attribute_exists(#h.#r)", {"#r": run_id}, {})
 
-    def _slot_write(self, job: str, update: str, condition: str, names: dict[str, str], values: dict[str, Any]) -> bool:
+    def _slot_change(
+        self, job: str, update: str, condition: str, names: dict[str, str], values: dict[str, Any]
+    ) -> bool:
+        """A conditional write on the job's slots: False when its condition fails."""
+        try:
+            self._slot_write(job, update, condition, names, values)
+        except ClientError as error:
+            if _conditional_failed(error):
+                return False
+            raise
+        return True
+
+    def _slot_write(
+        self, job: str, update: str, condition: str, names: dict[str, str], values: dict[str, Any], **extra: Any
+    ) -> dict[str, Any]:
         params = {
             "TableName": self._table,
             "Key": slot_key(job),
@@ -267,24 +290,22 @@ class RunTable:
             "ConditionExpression": condition,
             "ExpressionAttributeNames": {"#h": "holders", **names},
             **({"ExpressionAttributeValues": values} if values else {}),
+            **extra,
         }
         try:
-            self._client.update_item(**params)
+            return self._client.update_item(**params)
         except ClientError as error:
-            if _conditional_failed(error):
-                return False
             if error.response["Error"]["Code"] != "ValidationException" or not update.startswith("SET"):
                 raise
-            # A nested SET needs the holders map: the job's first slot makes it, then writes again.
-            self._client.update_item(
-                TableName=self._table,
-                Key=slot_key(job),
-                UpdateExpression="SET #h = if_not_exists(#h, :empty)",
-                ExpressionAttributeNames={"#h": "holders"},
-                ExpressionAttributeValues={":empty": {"M": {}}},
-            )
-            return self._slot_write(job, update, condition, names, values)
-        return True
+        # A nested SET needs the holders map: the job's first slot makes it, then writes again.
+        self._client.update_item(
+            TableName=self._table,
+            Key=slot_key(job),
+            UpdateExpression="SET #h = if_not_exists(#h, :empty)",
+            ExpressionAttributeNames={"#h": "holders"},
+            ExpressionAttributeValues={":empty": {"M": {}}},
+        )
+        return self._client.update_item(**params)
 
     def slot_waiters(self, job: str, limit: int) -> list[dict[str, Any]]:
         """The oldest runs waiting for one of the job's slots, oldest first (the sparse by-waiting

@@ -10,11 +10,12 @@ module releases one, from the run table's stream (RunStreamFunction) and the rec
   freed when nobody waits; a run that ended while waiting leaves the queue;
 - a run started waiting: if a slot is free meanwhile (a release between its AcquireSlot and its
   registration), it gets one at once;
-- a served waiter's token is answered (SendTaskSuccess), then its wait fields are cleared. A
-  waiter whose execution no longer waits (stopped, timed out) gives its slot back.
+- a served waiter's token is answered (SendTaskSuccess), then its wait fields are cleared; one
+  still listed while it holds a slot is answered again (a lost wake-up; a second answer to a
+  woken one is refused, harmlessly). A waiter whose execution no longer waits (stopped, timed out)
+  gives the slot back when its run has ended (else its end, a stream record too, releases it).
 Waiters are served in creation order; the index is eventually consistent, so one just served may
-still be listed (its row tells) and one just registered may not be yet (its own stream record
-serves it).
+still be listed and one just registered may not be yet (its own stream record serves it).
 """
 
 from __future__ import annotations
@@ -67,13 +68,15 @@ class Slots:
         if token := row.get("slot_token"):  # it ended while waiting: it leaves the queue
             self.table.clear_waiter(run_id, token, None)
             done.append(f"{run_id} waits no more")
+        served = {run_id}
         waiter = next((w for w in self.table.slot_waiters(job, WAITER_PAGE) if w["run_id"] != run_id), None)
         if waiter and self.table.hand_off_slot(job, run_id, waiter["run_id"], now_iso()):
+            served.add(waiter["run_id"])
             done.append(f"{run_id}'s slot handed to {waiter['run_id']}")
             done += self._wake(job, waiter)
         elif self.table.release_slot(job, run_id):
             done.append(f"{run_id}'s slot released")
-        return done + self.serve(job, int(row["slot_max"]), served={run_id})
+        return done + self.serve(job, int(row["slot_max"]), served=served)
 
     def serve(self, job: str, limit: int, served: set[str] | None = None) -> list[str]:
         """Give free slots to the oldest waiters, one after another, until none waits or the
@@ -83,14 +86,19 @@ class Slots:
         while waiters := [w for w in self.table.slot_waiters(job, WAITER_PAGE) if w["run_id"] not in served]:
             for waiter in waiters:
                 served.add(waiter["run_id"])
-                if not self.table.take_slot(job, waiter["run_id"], limit, now_iso()):
-                    return done  # full: the next release hands one on
-                done.append(f"{waiter['run_id']} took a free slot")
+                taken = self.table.take_slot(job, waiter["run_id"], limit, now_iso())
+                if taken == "full":
+                    return done  # the next release hands one on
+                # "held": given before (its waker may have failed, or be waking it now: a second
+                # answer is refused harmlessly), so it is woken again.
+                done.append(f"{waiter['run_id']} {'took a free slot' if taken == 'taken' else 'holds a slot'}")
                 done += self._wake(job, waiter)
         return done
 
     def _wake(self, job: str, waiter: Mapping[str, Any]) -> list[str]:
-        """Answer a waiter that now holds a slot; one whose execution no longer waits gives it back."""
+        """Answer a waiter that now holds a slot. When nothing waits on its token: a run that
+        ended gives the slot back; one still live was woken by another writer (or will end, and
+        its end releases the slot), and keeps it."""
         run_id, token = waiter["run_id"], waiter["slot_token"]
         try:
             self.sfn.send_task_success(taskToken=token, output=json.dumps({"slot": job, "run_id": run_id}))
@@ -98,8 +106,8 @@ class Slots:
             if error.response["Error"]["Code"] not in NOTHING_WAITS:
                 raise
             row = self.table.get_run(run_id)
-            if row is not None and row.get("slot_token") != token:
-                return []  # served before (a stale index entry): its execution has gone on with the slot
+            if row is not None and int(row["status_rank"]) < RANK_TERMINAL:
+                return []
             self.table.release_slot(job, run_id)
             if row is not None:
                 self.table.clear_waiter(run_id, token, None)

@@ -225,6 +225,21 @@ def _attempt_of(run_id: str, attempt: int) -> int:
     return attempt
 
 
+def _make_record(
+    write: RowWrite, path: str, attempt: int, record: dict[str, Any], current: Mapping[str, Any] | None
+) -> None:
+    """Make a missing attempt record, never over one another writer made meanwhile (and the
+    `attempts` map itself when the row has none)."""
+    if current is not None and "attempts" not in current:
+        write.names.pop(write.name(str(attempt)))  # the record's own path goes unused
+        attempts = write.name("attempts")
+        write.conditions.append(f"attribute_not_exists({attempts})")
+        write.set(attempts, {str(attempt): record}, "record")
+        return
+    write.conditions.append(f"attribute_not_exists({path})")
+    write.set(path, record, "record")
+
+
 def event_write(
     run_id: str, observed: Mapping[str, Any], move: Move, now: str, current: Mapping[str, Any] | None = None
 ) -> RowWrite | None:
@@ -254,8 +269,7 @@ def event_write(
     write = RowWrite()
     path = _record_path(write, attempt)
     if record == "missing":
-        write.conditions.append(f"attribute_not_exists({path})")
-        write.set(path, fields, "record")
+        _make_record(write, path, attempt, fields, current)
     else:
         write.conditions.append(f"attribute_exists({path})")
         if record == "newer":
@@ -312,8 +326,7 @@ def detail_write(
     write = RowWrite()
     path = _record_path(write, attempt)
     if missing:
-        write.conditions.append(f"attribute_not_exists({path})")
-        write.set(path, {name: dict(detail)}, "record")
+        _make_record(write, path, attempt, {name: dict(detail)}, current)
     else:
         detail_path = f"{path}.{write.name(name)}"
         write.conditions += [f"attribute_exists({path})", _older_than(write, detail_path, order, "d")]
