@@ -25,6 +25,7 @@ FUNCTIONS = {
 # Allow statements may use Resource "*" only for actions without resource-level permissions.
 # Every run state machine (one per retry policy), as the functions' grants name them.
 RUN_MACHINES = "arn:${AWS::Partition}:states:${AWS::Region}:${AWS::AccountId}:stateMachine:${AWS::StackName}-run-*"
+RUN_MACHINE_GRANT = {str({"Fn::Sub": RUN_MACHINES})}
 SUBMIT_QUEUES = ["SubmitBatchJobQueue", "SubmitServiceJobQueue", "CreateProcessingJobQueue", "StartJobRunQueue"]
 ACTIONS_WITHOUT_RESOURCES = {
     "batch:DescribeJobs",
@@ -169,9 +170,12 @@ def test_run_table() -> None:
         "by-job": ([("job", "HASH"), ("created_at", "RANGE")], "ALL"),
         "by-status": ([("status", "HASH"), ("created_at", "RANGE")], "ALL"),
         "by-created": ([("record_type", "HASH"), ("created_at", "RANGE")], "ALL"),
+        "by-waiting": ([("waiting_for", "HASH"), ("created_at", "RANGE")], "INCLUDE"),
     }
+    (waiting,) = (gsi for gsi in props["GlobalSecondaryIndexes"] if gsi["IndexName"] == "by-waiting")
+    assert waiting["Projection"]["NonKeyAttributes"] == ["slot_token"]  # what wakes the waiter (jobline.slots)
     types = {a["AttributeName"]: a["AttributeType"] for a in props["AttributeDefinitions"]}
-    assert types == dict.fromkeys(["pk", "job", "status", "record_type", "created_at"], "S")
+    assert types == dict.fromkeys(["pk", "job", "status", "record_type", "created_at", "waiting_for"], "S")
 
 
 def test_every_queue_is_encrypted() -> None:
@@ -437,9 +441,25 @@ def test_state_change_function_only_touches_the_run_table_glue_runs_and_its_exec
     assert allowed == {
         "dynamodb:GetItem": table,
         "dynamodb:UpdateItem": table,
-        "dynamodb:PutItem": table,
         "glue:GetJobRun": {str({"Fn::Sub": "arn:${AWS::Partition}:glue:${AWS::Region}:${AWS::AccountId}:job/*"})},
-        "states:SendTaskSuccess": {str({"Fn::Sub": RUN_MACHINES})},
+        "states:SendTaskSuccess": RUN_MACHINE_GRANT,
+        "states:SendTaskFailure": RUN_MACHINE_GRANT,
+    }
+
+
+def test_the_run_stream_function_only_touches_slots_waiters_and_their_executions() -> None:
+    table = str({"Fn::GetAtt": ["RunTable", "Arn"]})
+    stream = {str({"Fn::GetAtt": ["RunTable", "StreamArn"]})}
+    assert _policy_actions("RunStreamFunction") == {
+        **dict.fromkeys(
+            ["dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator", "dynamodb:ListStreams"],
+            stream,
+        ),
+        "dynamodb:GetItem": {table},
+        "dynamodb:UpdateItem": {table},
+        "dynamodb:Query": {str({"Fn::Sub": "${RunTable.Arn}/index/by-waiting"})},
+        "states:SendTaskSuccess": RUN_MACHINE_GRANT,
+        "sqs:SendMessage": {str({"Fn::GetAtt": ["EventDeadLetterQueue", "Arn"]})},
     }
 
 
@@ -488,6 +508,7 @@ CONCURRENCY = {
     "ReconcilerFunction": "ReconcilerConcurrency",
     "ApiFunction": "ApiConcurrency",
     "NotifyFunction": "NotifyConcurrency",
+    "RunStreamFunction": "RunStreamConcurrency",
 }
 
 

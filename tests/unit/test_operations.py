@@ -11,10 +11,11 @@ from botocore.stub import Stubber
 
 from jobline import operations
 from jobline import settings as settings_module
+from jobline.backends import Observation
 from jobline.errors import InvalidArguments, UnknownJobError
 from jobline.operations import Operations, get_operations
 from jobline.operator_errors import Conflict, InvalidRequest, JobNotFound, RunNotFound
-from jobline.status import apply_observation
+from jobline.state_changes import apply_observation
 from tests.unit.conftest import run_executions
 
 pytestmark = pytest.mark.usefixtures("env")
@@ -46,7 +47,7 @@ def observe(ops: Operations, run_id: str, status: str, **fields: Any) -> None:
         "log_stream": "jobline/default/abc123",
         **fields,
     }
-    ops._table.update_run(run_id, lambda row: apply_observation(row, observed))
+    apply_observation(Observation(run_id, 1, observed), ops._table, None)
 
 
 # ---------------------------------------------------------------- the catalog
@@ -164,7 +165,8 @@ def test_stop_ends_a_live_run_stopped_and_frees_its_slot(ops: Operations, env: d
     ddb = env["session"].client("dynamodb")
     run_id = ops.start_run("csv-word-count", {}, "token-1")["run_id"]
     slot = {"pk": {"S": "SLOT#csv-word-count"}}
-    ddb.put_item(TableName="runs", Item={**slot, "holders": {"SS": [run_id, "csv-word-count-other"]}})
+    holders = {run_id: {"S": "t1"}, "csv-word-count-other": {"S": "t0"}}
+    ddb.put_item(TableName="runs", Item={**slot, "holders": {"M": holders}})
 
     result = ops.stop_runs([run_id])
 
@@ -176,7 +178,7 @@ def test_stop_ends_a_live_run_stopped_and_frees_its_slot(ops: Operations, env: d
     assert row["ended_at"] == row["updated_at"] == stopped["ended_at"]
     (execution,) = executions(env)
     assert execution["status"] == "ABORTED"
-    assert ddb.get_item(TableName="runs", Key=slot)["Item"]["holders"] == {"SS": ["csv-word-count-other"]}
+    assert ddb.get_item(TableName="runs", Key=slot)["Item"]["holders"] == {"M": {"csv-word-count-other": {"S": "t0"}}}
 
 
 def test_stop_reports_each_bad_id_and_stops_the_rest(ops: Operations) -> None:

@@ -15,10 +15,11 @@ from botocore.awsrequest import AWSResponse
 
 from jobline import notifications
 from jobline import settings as settings_module
+from jobline.backends import Observation
 from jobline.catalog import parse_catalog
 from jobline.operations import Operations
 from jobline.settings import Settings
-from jobline.status import apply_observation
+from jobline.state_changes import apply_observation
 from jobline_local.adaptations.delivery import pattern_matches
 from tests.aws_resources import job_spec
 from tests.cfn import resource, template
@@ -123,7 +124,7 @@ def make_runs(ops: Operations) -> dict[str, str]:
     )
     observed = {"attempt": 1, "backend_status": "SUCCEEDED", "status": "SUCCEEDED", "reason": "Completed", "rank": 5}
     observed["event_time"] = "2030-01-01T00:00:00.000Z"
-    ops._table.update_run(succeeded, lambda row: apply_observation(row, observed))
+    apply_observation(Observation(succeeded, 1, observed), ops._table, None)
     ops.stop_runs([failed])  # already FAILED: no write
     ops._table.update_run(stopped, lambda row: {**row, "note": "a later write to a final row"})
     return {"stopped": stopped, "failed": failed, "succeeded": succeeded, "live": live}

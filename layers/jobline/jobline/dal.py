@@ -1,11 +1,15 @@
 """All DynamoDB access to the run table.
 
-Items: a run is `pk = RUN#<run id>`; a job's concurrency slots are `pk = SLOT#<job>` (taken and
-released by the state machine; an operator's stop releases its run's slot). Lambda writes use
-optimistic concurrency on `version`; the state machine's direct DynamoDB writes bump the same
-counter, so neither overwrites the other. A write that lost the race reads the row again after an
-exponential backoff with full jitter (https://aws.amazon.com/builders-library/timeouts-retries-and-backoff-with-jitter/),
-for as long as its caller can wait.
+Items: a run is `pk = RUN#<run id>`; an attempt's ticket `pk = ATTEMPT#<run id>#<n>` (written by
+the submitter: the task token and retry strategy of that attempt); a job's concurrency slots
+`pk = SLOT#<job>`, `holders` a map of run id -> time taken (taken by the state machine's
+AcquireSlot, released and handed on by jobline.slots only).
+
+State change events write with one conditional UpdateItem each (`write_run`, the rules in
+jobline.status), without reading the row first. `update_run` (read, change, conditional put on
+`version`, retried after an exponential backoff with full jitter:
+https://aws.amazon.com/builders-library/timeouts-retries-and-backoff-with-jitter/) is the
+operators' older path.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from jobline.errors import RowContended
+from jobline.status import RANK_TERMINAL, RowWrite
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
@@ -32,6 +37,15 @@ DEFAULT_PATIENCE_SECONDS = 10.0
 
 def run_key(run_id: str) -> dict[str, Any]:
     return {"pk": {"S": f"RUN#{run_id}"}}
+
+
+def slot_key(job: str) -> dict[str, Any]:
+    return {"pk": {"S": f"SLOT#{job}"}}
+
+
+def waiting_for(job: str) -> str:
+    """What a run waiting for one of the job's concurrency slots has in `waiting_for`."""
+    return f"slot#{job}"
 
 
 def _to_item(row: dict[str, Any]) -> dict[str, Any]:
@@ -128,6 +142,40 @@ class RunTable:
                 continue
             return row, new
 
+    def write_run(self, run_id: str, write: RowWrite) -> tuple[bool, dict[str, Any] | None]:
+        """Make one conditional write on a run row: (True, the row before it), or, when its
+        condition failed, (False, the row as it is: DynamoDB returns it with the failure at no
+        extra read, ReturnValuesOnConditionCheckFailure; None when there is no such run).
+        https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_UpdateItem.html"""
+        try:
+            answer = self._client.update_item(
+                TableName=self._table,
+                Key=run_key(run_id),
+                UpdateExpression=write.update,
+                ConditionExpression=write.condition,
+                ExpressionAttributeNames=write.names,
+                ExpressionAttributeValues={k: _serializer.serialize(v) for k, v in write.values.items()},
+                ReturnValues="ALL_OLD",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as error:
+            if not _conditional_failed(error):
+                raise
+            item = error.response.get("Item")
+            return False, _from_item(item) if item else None
+        return True, _from_item(answer["Attributes"])
+
+    def attempt_ticket(self, run_id: str, attempt: int) -> dict[str, Any] | None:
+        """The submitter's ticket of one attempt (task token, retry strategy). Written minutes
+        before an attempt can end, so an eventually consistent read (half the cost) finds it; a
+        miss is read again consistently before it counts."""
+        key = {"pk": {"S": f"ATTEMPT#{run_id}#{attempt}"}}
+        for consistent in (False, True):
+            item = self._client.get_item(TableName=self._table, Key=key, ConsistentRead=consistent).get("Item")
+            if item:
+                return _from_item(item)
+        return None
+
     def query_runs(
         self,
         index: str,
@@ -174,28 +222,129 @@ class RunTable:
         next_key = {k: rows[-1][k] for k in ("pk", attribute, "created_at")} if more and rows else None
         return rows, next_key
 
-    def slot_holders(self, job: str) -> list[str]:
-        """The run ids holding one of the job's concurrency slots (AcquireSlot's set)."""
+    def slot_holders(self, job: str) -> dict[str, str]:
+        """The runs holding one of the job's concurrency slots: run id -> when it took it."""
         item = self._client.get_item(
             TableName=self._table,
-            Key={"pk": {"S": f"SLOT#{job}"}},
+            Key=slot_key(job),
             ConsistentRead=True,
             ProjectionExpression="#h",
             ExpressionAttributeNames={"#h": "holders"},
         ).get("Item", {})
-        return sorted(item.get("holders", {}).get("SS", []))
+        return _from_item(item).get("holders", {})
 
-    def release_slot(self, job: str, run_id: str) -> None:
-        """Take the run out of its job's concurrency slot holders (idempotent, like ReleaseSlot)."""
+    def take_slot(self, job: str, run_id: str, limit: int, at: str) -> str:
+        """Give the run one of the job's slots if fewer than `limit` are held: "taken" (by this
+        write), "held" (the run holds one already: whoever gave it wakes it), or "full" (the slot
+        item comes back with the failure to tell the two apart)."""
+        try:
+            self._slot_write(
+                job,
+                "SET #h.#r = :at",
+                "attribute_not_exists(#h.#r) AND (attribute_not_exists(#h) OR size(#h) < :limit)",
+                {"#r": run_id},
+                {":at": {"S": at}, ":limit": {"N": str(limit)}},
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as error:
+            if not _conditional_failed(error):
+                raise
+            holders = error.response.get("Item", {}).get("holders", {}).get("M", {})
+            return "held" if run_id in holders else "full"
+        return "taken"
+
+    def hand_off_slot(self, job: str, done: str, to: str, at: str) -> bool:
+        """Move the slot `done` holds to `to` in one write (no newcomer can take it in between).
+        False when `done` holds none (released before, or never held one) or `to` holds one."""
+        return self._slot_change(
+            job,
+            "SET #h.#to = :at REMOVE #h.#done",
+            "attribute_exists(#h.#done) AND attribute_not_exists(#h.#to)",
+            {"#to": to, "#done": done},
+            {":at": {"S": at}},
+        )
+
+    def release_slot(self, job: str, run_id: str) -> bool:
+        """Take the run out of its job's slot holders; False when it held none."""
+        return self._slot_change(job, "REMOVE #h.#r", "attribute_exists(#h.#r)", {"#r": run_id}, {})
+
+    def _slot_change(
+        self, job: str, update: str, condition: str, names: dict[str, str], values: dict[str, Any]
+    ) -> bool:
+        """A conditional write on the job's slots: False when its condition fails."""
+        try:
+            self._slot_write(job, update, condition, names, values)
+        except ClientError as error:
+            if _conditional_failed(error):
+                return False
+            raise
+        return True
+
+    def _slot_write(
+        self, job: str, update: str, condition: str, names: dict[str, str], values: dict[str, Any], **extra: Any
+    ) -> dict[str, Any]:
+        params = {
+            "TableName": self._table,
+            "Key": slot_key(job),
+            "UpdateExpression": update,
+            "ConditionExpression": condition,
+            "ExpressionAttributeNames": {"#h": "holders", **names},
+            **({"ExpressionAttributeValues": values} if values else {}),
+            **extra,
+        }
+        try:
+            return self._client.update_item(**params)
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "ValidationException" or not update.startswith("SET"):
+                raise
+        # A nested SET needs the holders map: the job's first slot makes it, then writes again.
+        self._client.update_item(
+            TableName=self._table,
+            Key=slot_key(job),
+            UpdateExpression="SET #h = if_not_exists(#h, :empty)",
+            ExpressionAttributeNames={"#h": "holders"},
+            ExpressionAttributeValues={":empty": {"M": {}}},
+        )
+        return self._client.update_item(**params)
+
+    def slot_waiters(self, job: str, limit: int) -> list[dict[str, Any]]:
+        """The oldest runs waiting for one of the job's slots, oldest first (the sparse by-waiting
+        index: `waiting_for`, `created_at`, and the waiter's `slot_token`). Eventually consistent:
+        a waiter just served may still be listed, one just registered not yet."""
+        page = self._client.query(
+            TableName=self._table,
+            IndexName="by-waiting",
+            KeyConditionExpression="#w = :w",
+            ExpressionAttributeNames={"#w": "waiting_for"},
+            ExpressionAttributeValues={":w": {"S": waiting_for(job)}},
+            ScanIndexForward=True,
+            Limit=limit,
+        )
+        return [{**(row := _from_item(item)), "run_id": row["pk"].removeprefix("RUN#")} for item in page["Items"]]
+
+    def clear_waiter(self, run_id: str, token: str, reason: str | None) -> bool:
+        """The run waits no more (served, or gone): its wait fields go, and `reason` replaces
+        "Waiting for a concurrency slot" unless the run has ended. False when the row no longer
+        holds `token` (cleared before, or waiting again with a newer one)."""
+        names = {"#t": "slot_token", "#w": "waiting_for"}
+        values: dict[str, Any] = {":token": {"S": token}}
+        update, condition = "REMOVE #t, #w", "#t = :token"
+        if reason is not None:
+            names |= {"#reason": "reason", "#rank": "status_rank"}
+            values |= {":reason": {"S": reason}, ":terminal": {"N": str(RANK_TERMINAL)}}
+            update, condition = f"SET #reason = :reason {update}", f"{condition} AND #rank < :terminal"
         try:
             self._client.update_item(
                 TableName=self._table,
-                Key={"pk": {"S": f"SLOT#{job}"}},
-                UpdateExpression="DELETE #h :run",
-                ConditionExpression="attribute_exists(pk)",
-                ExpressionAttributeNames={"#h": "holders"},
-                ExpressionAttributeValues={":run": {"SS": [run_id]}},
+                Key=run_key(run_id),
+                UpdateExpression=update,
+                ConditionExpression=condition,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
             )
         except ClientError as error:
-            if not _conditional_failed(error):  # no slot item: the job never had a run holding one
+            if not _conditional_failed(error):
                 raise
+            # An ended run keeps its reason; its wait fields still go.
+            return reason is not None and self.clear_waiter(run_id, token, None)
+        return True

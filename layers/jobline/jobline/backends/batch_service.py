@@ -1,8 +1,8 @@
 """SageMaker training through an AWS Batch service job queue (SubmitServiceJob).
 
-Service jobs have no `.sync` integration: the execution waits on a task token stored in the
-row, which the attempt's terminal event hands back (jobline.state_changes). SageMaker training
-events only add detail to the service job's attempt; the service job's events drive the status.
+As every backend's, the attempt's terminal event answers the execution waiting on the attempt's
+task token (jobline.state_changes). SageMaker training events only add detail to the service
+job's attempt; the service job's events drive the status.
 """
 
 from __future__ import annotations
@@ -275,20 +275,15 @@ class BatchService:
         return Observation(*identity, seen)
 
     def describe(self, row: dict[str, Any], attempt: int, record: dict[str, Any], deps: Deps) -> Any | None:
-        if not (job_id := record.get("backend_job_id") or row.get("service_job_id")):
+        if not (job_id := record.get("backend_job_id")):
             return None
         job = deps.client("batch").describe_service_job(jobId=job_id)
         return as_event(ServiceJobStateChange, "aws.batch", DETAIL_TYPE, job, now_iso())
 
     def stop(self, row: dict[str, Any], attempt: int, record: dict[str, Any], reason: str, deps: Deps) -> str | None:
-        # No .sync integration: stopping the execution leaves the service job running. Before its
-        # first event the attempt's job id is on the row (stored with the task token), or, if the
-        # execution had not stored it yet, the job is found by its name.
-        job_id = (
-            record.get("backend_job_id")
-            or (row.get("service_job_id") if row.get("task_token_attempt") == attempt else None)
-            or _find_job(row, attempt, deps)
-        )
+        # Stopping the execution leaves the service job running. Before the submitter recorded
+        # the attempt's job id, the job is found by its name.
+        job_id = record.get("backend_job_id") or _find_job(row, attempt, deps)
         if not job_id:
             return None
         deps.client("batch").terminate_service_job(jobId=job_id, reason=reason)
