@@ -19,11 +19,13 @@ FUNCTIONS = {
     "ScheduleTriggerFunction": "schedule_trigger",
     "SqsTriggerFunction": "sqs_trigger",
     "StateChangeFunction": "state_change",
+    "SubmitterFunction": "submitter",
 }
 # Allow statements may use Resource "*" only for actions without resource-level permissions.
 ACTIONS_WITHOUT_RESOURCES = {
     "batch:DescribeJobs",
     "batch:DescribeServiceJob",
+    "batch:ListJobs",
     "batch:ListServiceJobs",
     "ecr:GetAuthorizationToken",
     "cloudwatch:PutMetricData",
@@ -177,6 +179,11 @@ def test_every_queue_is_encrypted() -> None:
         "EventDeadLetterQueue",
         "NotificationRedriveQueue",
         "NotificationDeadLetterQueue",
+        "SubmitBatchJobQueue",
+        "SubmitServiceJobQueue",
+        "CreateProcessingJobQueue",
+        "StartJobRunQueue",
+        "SubmitDeadLetterQueue",
     }
     for queue_id, queue in queues.items():
         props = queue["Properties"]
@@ -482,6 +489,7 @@ CONCURRENCY = {
     "ReconcilerFunction": "ReconcilerConcurrency",
     "ApiFunction": "ApiConcurrency",
     "NotifyFunction": "NotifyConcurrency",
+    "SubmitterFunction": "SubmitterConcurrency",
 }
 
 
