@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from jobline.backends import BACKENDS
+from jobline.deps import Deps
 from jobline.submit import Outcome, SubmitDeferred, process_message
 from tests.faults.injection import Injector, Rule, installed
 from tests.unit.submitting import Stack, stack, time_left
@@ -112,3 +113,19 @@ def test_each_backend_resubmit_of_an_existing_attempt_is_that_attempt(stack: Sta
         assert list(jobs_of(stack, job, run_id)) == [first]
     assert backend.find_submitted(params, run_id, 1, stack.client) == first
     assert backend.find_submitted(params, run_id, 2, stack.client) is None
+
+
+@pytest.mark.parametrize("job", ["clean-data", "glue-etl"])
+def test_stopping_a_run_stops_its_attempts_job_the_execution_does_not(stack: Stack, job: str) -> None:
+    """No .sync integration any more: stopping the execution leaves the job going, jobline's stop
+    (jobline.operations) asks the backend to stop the attempt's job."""
+    run_id = stack.start(job)
+    assert process_message(stack.submitter(), stack.message(run_id), time_left()) == Outcome.SUBMITTED
+    row = stack.row(run_id)
+    backend = BACKENDS[row["backend"]]
+    deps = Deps.build(stack.settings, stack.catalog, session=stack.session)
+    ((job_id, _),) = jobs_of(stack, job, run_id).items()
+    assert backend.stop(row, 1, row["attempts"]["1"], "Stopped by user", deps) == job_id
+    ((_, described),) = jobs_of(stack, job, run_id).items()
+    status = described.get("ProcessingJobStatus", described.get("JobRunState"))
+    assert status in ("Stopping", "Stopped", "STOPPING", "STOPPED")

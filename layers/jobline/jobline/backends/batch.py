@@ -274,7 +274,7 @@ class Batch:
         return jobs and as_event(BatchJobStateChange, "aws.batch", DETAIL_TYPE, jobs[0], now_iso())
 
     def stop(self, row: dict[str, Any], attempt: int, record: dict[str, Any], reason: str, deps: Deps) -> str | None:
-        # Step Functions stops a .sync job with its execution; this is belt and braces.
+        # Stopping the execution leaves the job running (it was not submitted with .sync).
         if not (job_id := record.get("backend_job_id")):
             return None
         deps.client("batch").terminate_job(jobId=job_id, reason=reason)

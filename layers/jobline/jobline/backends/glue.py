@@ -213,7 +213,16 @@ class Glue:
         return None
 
     def stop(self, row: dict[str, Any], attempt: int, record: dict[str, Any], reason: str, deps: Deps) -> str | None:
-        return None  # Step Functions stops a .sync Glue job run with its execution
+        """Stopping the execution leaves the attempt's job run going (it was not started with .sync).
+        BatchStopJobRun answers per run: one that has ended is an error of its own, not raised."""
+        glue_job = deps.catalog.get(row["job"]).backend.job_name or deps.settings.glue_job_name
+        job_run = record.get("backend_job_id") or self.find_submitted(
+            {"JobName": glue_job}, row["run_id"], attempt, deps.client
+        )
+        if not job_run:
+            return None
+        answer = deps.client("glue").batch_stop_job_run(JobName=glue_job, JobRunIds=[job_run])
+        return str(job_run) if answer.get("SuccessfulSubmissions") else None
 
 
 BACKEND = Glue()

@@ -228,7 +228,15 @@ class SageMakerProcessing:
         return as_event(ProcessingJobStateChange, "aws.sagemaker", DETAIL_TYPE, job, now_iso())
 
     def stop(self, row: dict[str, Any], attempt: int, record: dict[str, Any], reason: str, deps: Deps) -> str | None:
-        return None  # Step Functions stops a .sync processing job with its execution
+        """Stopping the execution leaves the attempt's job running (it was not started with .sync)."""
+        name = attempt_name(row["run_id"], attempt)
+        try:
+            deps.client("sagemaker").stop_processing_job(ProcessingJobName=name)
+        except ClientError as error:
+            if error.response["Error"]["Code"] in ("ValidationException", "ResourceNotFound"):
+                return None  # not created yet, or no longer in progress
+            raise
+        return str(record.get("backend_job_id") or name)
 
 
 BACKEND = SageMakerProcessing()
