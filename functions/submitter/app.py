@@ -8,20 +8,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
 from jobline import intake
 from jobline.deps import get_deps
-from jobline.errors import MalformedEvent, RejectedInput
+from jobline.errors import RejectedInput
 from jobline.observability import logger, metrics, tracer
 from jobline.submit import Submitter, process_message
 
 # Time kept back from the invocation's end: the submit call, the row write and the log line after it.
 SAFETY_MARGIN_SECONDS = 5.0
-processor = BatchProcessor(event_type=EventType.SQS, model=SqsRecordModel, raise_on_entire_batch_failure=False)
 
 
 def record_handler(record: SqsRecordModel, lambda_context: LambdaContext) -> str:
@@ -42,8 +40,4 @@ def record_handler(record: SqsRecordModel, lambda_context: LambdaContext) -> str
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def handler(event: Any, context: LambdaContext) -> dict[str, Any]:
-    records = event.get("Records") if isinstance(event, dict) else None
-    if not isinstance(records, list) or not all(isinstance(r, dict) and "messageId" in r for r in records):
-        error = MalformedEvent("not an SQS batch: {'Records': [...]}, each record with its messageId")
-        return {"batchItemFailures": [], "rejected": intake.reject(error, event, "submit", get_deps())}
-    return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
+    return intake.sqs_batch(event, context, "submit", record_handler)
