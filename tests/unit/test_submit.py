@@ -163,26 +163,18 @@ def test_a_skipped_retry_number_claims_the_next_attempt_exactly(stack: Stack) ->
     assert (ticket["task_token"], ticket["retry_count"]) == ("token-c", 4)
 
 
-def test_an_older_token_never_replaces_a_newer_one(stack: Stack) -> None:
+@pytest.mark.parametrize(
+    ("newer_first", "outcomes"),
+    [(True, [Outcome.SUBMITTED, Outcome.STALE]), (False, [Outcome.SUBMITTED, Outcome.DUPLICATE])],
+)
+def test_an_older_token_never_replaces_a_newer_one(stack: Stack, newer_first: bool, outcomes: list[Outcome]) -> None:
     """The send's response was lost and the state retried it: two messages for the same attempt,
     the retry's token the one that waits. Either order leaves that token in the ticket, one job."""
     run_id = stack.start("word-count")
     body = stack.message(run_id)
     older, newer = with_retry_count(body, 0, "token-a"), with_retry_count(body, 1, "token-b")
-    assert process_message(stack.submitter(), newer, time_left()) == Outcome.SUBMITTED
-    assert process_message(stack.submitter(), older, time_left()) == Outcome.STALE
-    ticket = stack.table.get_ticket(run_id, 1)
-    assert ticket is not None
-    assert ticket["task_token"] == "token-b"
-    assert len(stack.batch_jobs(run_id)) == 1
-
-
-def test_a_newer_token_for_the_live_attempt_replaces_the_older_one(stack: Stack) -> None:
-    run_id = stack.start("word-count")
-    body = stack.message(run_id)
-    older, newer = with_retry_count(body, 0, "token-a"), with_retry_count(body, 1, "token-b")
-    assert process_message(stack.submitter(), older, time_left()) == Outcome.SUBMITTED
-    assert process_message(stack.submitter(), newer, time_left()) == Outcome.DUPLICATE
+    order = [newer, older] if newer_first else [older, newer]
+    assert [process_message(stack.submitter(), message, time_left()) for message in order] == outcomes
     ticket = stack.table.get_ticket(run_id, 1)
     assert ticket is not None
     assert (ticket["task_token"], ticket["retry_count"]) == ("token-b", 1)
