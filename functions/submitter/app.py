@@ -30,7 +30,7 @@ def record_handler(record: SqsRecordModel, lambda_context: LambdaContext) -> str
         return lambda_context.get_remaining_time_in_millis() / 1000 - SAFETY_MARGIN_SECONDS
 
     try:
-        return process_message(submitter, record.body, time_left).value
+        return process_message(submitter, record.body, time_left, record.receiptHandle).value
     except (ValidationError, RejectedInput) as error:
         intake.reject(error, record.body, "submit", deps)
         return "rejected"

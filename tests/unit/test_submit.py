@@ -12,7 +12,7 @@ from botocore.config import Config
 
 from jobline.submit import Outcome, SubmitDeferred, process_message
 from tests.faults.injection import Injector, Rule, installed
-from tests.unit.submitting import Stack, stack, time_left
+from tests.unit.submitting import LONG_ENOUGH, Stack, stack, time_left
 
 __all__ = ["stack"]
 
@@ -106,9 +106,10 @@ def test_a_lost_submit_response_is_found_by_the_redelivery(stack: Stack) -> None
     run_id = stack.start("word-count")
     body = stack.message(run_id)
     injector = Injector(rules=[Rule("batch", "SubmitJob", 1, "lost_response")])
-    with installed(injector), injector.handling(), pytest.raises(SubmitDeferred):
+    with installed(injector), injector.handling(), pytest.raises(SubmitDeferred) as deferred:
         process_message(stack.submitter(), body, time_left())
     assert injector.fired == 1
+    assert deferred.value.after_seconds > LONG_ENOUGH  # back once this invocation's lease has ended
     (job,) = stack.batch_jobs(run_id)
     assert "backend_job_id" not in stack.row(run_id)["attempts"]["1"]
     stack.clock.advance(60)

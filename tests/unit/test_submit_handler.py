@@ -39,9 +39,14 @@ def dead_letters(stack: Stack) -> list[dict[str, object]]:
 
 def test_a_batch_submits_what_it_can_and_hands_back_only_what_must_wait(stack: Stack, handler: object) -> None:
     ready, throttled = stack.start("word-count"), stack.start("word-count")
+    # The throttled one as Lambda's poller receives it: its receipt lets the submitter hand it back.
+    ready_body, throttled_body = stack.message(ready), stack.message(throttled)
+    sqs, queue = stack.client("sqs"), stack.settings.submit_batch_job_queue_url
+    sqs.send_message(QueueUrl=queue, MessageBody=throttled_body)
+    (received,) = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=1)["Messages"]
     records = [
-        sqs_record("ready", stack.message(ready), 1),
-        sqs_record("throttled", stack.message(throttled), 1),
+        sqs_record("ready", ready_body, 1),
+        {**sqs_record("throttled", received["Body"], 1), "receiptHandle": received["ReceiptHandle"]},
         sqs_record("malformed", json.dumps({"run_id": ready, "token": "t"}), 1),
     ]
     # The second SubmitJob is throttled past the SDK's retries (another tool in the account).
@@ -49,6 +54,10 @@ def test_a_batch_submits_what_it_can_and_hands_back_only_what_must_wait(stack: S
     with installed(injector), injector.handling():
         response = handler({"Records": records}, LambdaContext())  # type: ignore[operator]
     assert response == {"batchItemFailures": [{"itemIdentifier": "throttled"}]}
+    # It comes back in seconds, not after the queue's visibility timeout.
+    (handed_back,) = injector.made("sqs", "ChangeMessageVisibility")
+    assert handed_back["ReceiptHandle"] == received["ReceiptHandle"]
+    assert 5 <= handed_back["VisibilityTimeout"] <= 10
     assert [job["jobName"] for job in stack.batch_jobs(ready)] == [f"{ready}-1"]
     assert stack.batch_jobs(throttled) == []
     (parked,) = dead_letters(stack)

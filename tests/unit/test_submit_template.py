@@ -95,6 +95,7 @@ def test_the_submitter_may_make_only_the_calls_it_makes() -> None:
         "glue:GetJobRuns",
         "states:SendTaskFailure",
         "sqs:SendMessage",
+        "sqs:ChangeMessageVisibility",
     }
     (table,) = allowed["dynamodb:UpdateItem"]
     assert table["Resource"] == {"Fn::GetAtt": ["RunTable", "Arn"]}
@@ -103,5 +104,7 @@ def test_the_submitter_may_make_only_the_calls_it_makes() -> None:
     assert passes["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
     (parks,) = allowed["sqs:SendMessage"]
     assert parks["Resource"] == {"Fn::GetAtt": ["EventDeadLetterQueue", "Arn"]}
+    (hands_back,) = allowed["sqs:ChangeMessageVisibility"]
+    assert hands_back["Resource"] == [{"Fn::GetAtt": [queue, "Arn"]} for queue in QUEUES.values()]
     (fails,) = allowed["states:SendTaskFailure"]
     assert "stateMachine:${AWS::StackName}-run-" in fails["Resource"]["Fn::Sub"]

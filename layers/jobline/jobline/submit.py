@@ -20,6 +20,7 @@ Every path that can submit an attempt someone may have submitted already asks th
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from collections.abc import Callable
@@ -62,6 +63,9 @@ GONE_TOKEN_CODES = frozenset({"InvalidToken", "TaskTimedOut", "TaskDoesNotExist"
 # Claims tried per message: each failed claim moves on to a later attempt number at most once.
 CLAIM_TRIES = 3
 QUOTA_JITTER_SECONDS = 0.05
+# A throttled or failing submit API is tried again this long (to twice this) later.
+THROTTLED_RETRY_SECONDS = 5.0
+VISIBILITY_LIMIT_SECONDS = 43_200  # ChangeMessageVisibility's maximum (12 hours)
 TICKET_RETENTION_SECONDS = 7 * 86_400  # past the attempt's guard: late duplicate events, the reconciler
 
 
@@ -75,8 +79,12 @@ class Outcome(StrEnum):
 
 
 class SubmitDeferred(JoblineError):
-    """The message goes back to its queue, to be tried again: no submit capacity in this
-    invocation, a throttle or a server error, or another submitter holds the attempt."""
+    """The message goes back to its queue, to be tried again `after_seconds` from now: no submit
+    capacity in this invocation, a throttle or a server error, or another submitter holds the attempt."""
+
+    def __init__(self, reason: str, after_seconds: float) -> None:
+        super().__init__(reason)
+        self.after_seconds = after_seconds
 
 
 @dataclass(frozen=True)
@@ -93,7 +101,7 @@ class Submitter:
         if backend is None:
             raise MalformedEvent(f"unknown backend {message.request.backend!r} (one of {sorted(BACKENDS)})")
         if not self._take_quota(backend.submit_api, time_left):
-            raise SubmitDeferred(f"no {backend.submit_api} capacity left in this invocation")
+            raise SubmitDeferred(f"no {backend.submit_api} capacity left in this invocation", _jittered(1))
         # Normally retry_count + 1; after a skipped number the row is behind it, and no attempt is
         # ever past the run's last (a failed claim at the last one finds the row's true place).
         attempt = min(message.retry_count + 1, message.request.max_attempts)
@@ -103,7 +111,7 @@ class Submitter:
             lease = self._lease_until(time_left)
             row = self.table.claim_attempt(message.run_id, attempt, now_iso(), lease)
             if row is None:
-                return self._submit(backend, message, attempt)
+                return self._submit(backend, message, attempt, lease)
             if not row:
                 raise MalformedEvent(f"run {message.run_id} has no row")
             if int(row["status_rank"]) >= RANK_TERMINAL:
@@ -121,7 +129,9 @@ class Submitter:
             if current < attempt and not self._put_ticket(message, current):
                 return Outcome.STALE
             return self._ensure_submitted(backend, message, current, record, time_left)
-        raise SubmitDeferred(f"run {message.run_id}: attempt {attempt} still contended after {CLAIM_TRIES} claims")
+        raise SubmitDeferred(
+            f"run {message.run_id}: attempt {attempt} still contended after {CLAIM_TRIES} claims", _jittered(1)
+        )
 
     def _take_quota(self, api: str, time_left: Callable[[], float]) -> bool:
         """One call of the API's per-second rate, waiting for the next second while this one is spent."""
@@ -164,7 +174,8 @@ class Submitter:
         """The attempt was claimed before: make sure it has its job, and one only."""
         if record.get("backend_job_id"):
             return Outcome.DUPLICATE
-        row = self.table.take_submit_lease(message.run_id, attempt, int(self.clock()), self._lease_until(time_left))
+        lease = self._lease_until(time_left)
+        row = self.table.take_submit_lease(message.run_id, attempt, int(self.clock()), lease)
         if row is not None:
             if not row:
                 raise MalformedEvent(f"run {message.run_id} has no row")
@@ -174,23 +185,28 @@ class Submitter:
                 return Outcome.DUPLICATE
             if int(row["attempt"]) != attempt:
                 return Outcome.STALE
-            raise SubmitDeferred(f"run {message.run_id}: another submitter holds attempt {attempt}")
+            held = int(row["attempts"][str(attempt)].get("lease_until", 0))
+            raise SubmitDeferred(
+                f"run {message.run_id}: another submitter holds attempt {attempt}", held - self.clock() + 1
+            )
         found = backend.find_submitted(message.request.params, message.run_id, attempt, self.clients)
         if found is None:
-            return self._submit(backend, message, attempt)
+            return self._submit(backend, message, attempt, lease)
         self.table.record_backend_job(message.run_id, attempt, found)
         logger.info("attempt's job found", extra={"run_id": message.run_id, "attempt": attempt, "job_id": found})
         return Outcome.FOUND
 
-    def _submit(self, backend: Backend, message: SubmitMessage, attempt: int) -> Outcome:
+    def _submit(self, backend: Backend, message: SubmitMessage, attempt: int, lease: int) -> Outcome:
+        """Submit under the attempt's lease (held until `lease`, epoch seconds)."""
         try:
             job_id = backend.submit(message.request.params, message.run_id, attempt, self.clients)
         except ClientError as error:
             if deferrable(error):
-                raise SubmitDeferred(f"{backend.submit_api}: {error}") from error
+                raise SubmitDeferred(f"{backend.submit_api}: {error}", _jittered(THROTTLED_RETRY_SECONDS)) from error
             return self._refused(message, attempt, error)
         except BotoCoreError as error:  # no answer (a timeout, a lost connection): it may have run
-            raise SubmitDeferred(f"{backend.submit_api}: {error}") from error
+            # Back once the lease ends: the redelivery then looks for the job before submitting.
+            raise SubmitDeferred(f"{backend.submit_api}: {error}", lease - self.clock() + 1) from error
         self.table.record_backend_job(message.run_id, attempt, job_id)
         logger.info("attempt submitted", extra={"run_id": message.run_id, "attempt": attempt, "job_id": job_id})
         return Outcome.SUBMITTED
@@ -210,6 +226,19 @@ class Submitter:
             self._fail_task(message.token, str(record.get("status_reason", Reason.SUBMIT_FAILED.value)))
         return Outcome.ENDED
 
+    def hand_back(self, message: SubmitMessage, receipt_handle: str, after_seconds: float) -> None:
+        """Make a deferred message visible again in `after_seconds` rather than after the queue's
+        visibility timeout (ChangeMessageVisibility on the receipt Lambda's poller got). If that
+        fails, the visibility timeout applies: later, never lost."""
+        api = BACKENDS[message.request.backend].submit_api
+        seconds = min(max(math.ceil(after_seconds), 0), VISIBILITY_LIMIT_SECONDS)
+        try:
+            self.clients("sqs").change_message_visibility(
+                QueueUrl=self.settings.submit_queue_url(api), ReceiptHandle=receipt_handle, VisibilityTimeout=seconds
+            )
+        except (ClientError, BotoCoreError) as error:
+            logger.warning("hand back: visibility unchanged", extra={"run_id": message.run_id, "reason": str(error)})
+
     def _fail_task(self, token: str, why: str) -> None:
         try:
             self.clients("stepfunctions").send_task_failure(taskToken=token, error=SUBMIT_FAILED_ERROR, cause=why)
@@ -218,14 +247,22 @@ class Submitter:
                 raise
 
 
+def _jittered(seconds: float) -> float:
+    """`seconds` to twice that: deferred messages of one burst do not all come back at once."""
+    return seconds * (1 + random.random())  # noqa: S311 (jitter, not secrecy)
+
+
 def deferrable(error: ClientError) -> bool:
     """Whether a submit API's error means "try again later" rather than "this request is refused"."""
     status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
     return error.response["Error"].get("Code") in DEFERRABLE_CODES or status >= 500 or status == 429
 
 
-def process_message(submitter: Submitter, body: str, time_left: Callable[[], float]) -> Outcome:
-    """One submit queue message (its body as SQS gives it): parsed, processed, logged and counted.
+def process_message(
+    submitter: Submitter, body: str, time_left: Callable[[], float], receipt_handle: str | None = None
+) -> Outcome:
+    """One submit queue message (its body as SQS gives it): parsed, processed, logged and counted;
+    a deferred one raises SubmitDeferred, handed back to come again soon when its receipt is given.
     A malformed one raises pydantic's ValidationError or MalformedEvent."""
     message = SubmitMessage.model_validate_json(body)
     try:
@@ -233,6 +270,8 @@ def process_message(submitter: Submitter, body: str, time_left: Callable[[], flo
     except SubmitDeferred as deferred:
         logger.info("submit deferred", extra={"run_id": message.run_id, "reason": str(deferred)})
         count("Submits", Outcome="deferred", Backend=message.request.backend)
+        if receipt_handle is not None:
+            submitter.hand_back(message, receipt_handle, deferred.after_seconds)
         raise
     logger.info("submit message", extra={"run_id": message.run_id, "outcome": outcome.value})
     count("Submits", Outcome=outcome.value, Backend=message.request.backend)
