@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
@@ -15,9 +14,6 @@ from jobline import intake, triggers
 from jobline.deps import get_deps
 from jobline.errors import MalformedEvent, RejectedInput
 from jobline.observability import count, logger, metrics, tracer
-
-# Every record failing is still a partial batch response (each id listed), not a Lambda error.
-processor = BatchProcessor(event_type=EventType.SQS, model=SqsRecordModel, raise_on_entire_batch_failure=False)
 
 
 def record_handler(record: SqsRecordModel) -> str:
@@ -43,8 +39,4 @@ def record_handler(record: SqsRecordModel) -> str:
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def handler(event: Any, context: LambdaContext) -> dict[str, Any]:
-    records = event.get("Records") if isinstance(event, dict) else None
-    if not isinstance(records, list) or not all(isinstance(r, dict) and "messageId" in r for r in records):
-        error = MalformedEvent("not an SQS batch: {'Records': [...]}, each record with its messageId")
-        return {"batchItemFailures": [], "rejected": intake.reject(error, event, "sqs", get_deps())}
-    return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
+    return intake.sqs_batch(event, context, "sqs", record_handler)

@@ -21,6 +21,7 @@ FUNCTIONS = {
     "ScheduleTriggerFunction": "schedule_trigger",
     "SqsTriggerFunction": "sqs_trigger",
     "StateChangeFunction": "state_change",
+    "SubmitterFunction": "submitter",
 }
 # Allow statements may use Resource "*" only for actions without resource-level permissions.
 # Every run state machine (one per retry policy), as the functions' grants name them.
@@ -30,6 +31,7 @@ SUBMIT_QUEUES = ["SubmitBatchJobQueue", "SubmitServiceJobQueue", "CreateProcessi
 ACTIONS_WITHOUT_RESOURCES = {
     "batch:DescribeJobs",
     "batch:DescribeServiceJob",
+    "batch:ListJobs",
     "batch:ListServiceJobs",
     "ecr:GetAuthorizationToken",
     "cloudwatch:PutMetricData",
@@ -187,6 +189,7 @@ def test_every_queue_is_encrypted() -> None:
         "NotificationRedriveQueue",
         "NotificationDeadLetterQueue",
         *SUBMIT_QUEUES,
+        "SubmitDeadLetterQueue",
     }
     for queue_id, queue in queues.items():
         props = queue["Properties"]
@@ -509,6 +512,7 @@ CONCURRENCY = {
     "ApiFunction": "ApiConcurrency",
     "NotifyFunction": "NotifyConcurrency",
     "RunStreamFunction": "RunStreamConcurrency",
+    "SubmitterFunction": "SubmitterConcurrency",
 }
 
 

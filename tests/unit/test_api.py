@@ -224,6 +224,11 @@ def test_the_api_function_has_exactly_its_permissions() -> None:
         "states:StopExecution": {str({"Fn::Sub": executions})},
         "batch:TerminateJob": jobs,
         "batch:TerminateServiceJob": jobs,
+        "sagemaker:StopProcessingJob": {
+            str({"Fn::Sub": "arn:${AWS::Partition}:sagemaker:${AWS::Region}:${AWS::AccountId}:processing-job/*"})
+        },
+        "glue:GetJobRuns": {str({"Fn::Sub": "arn:${AWS::Partition}:glue:${AWS::Region}:${AWS::AccountId}:job/*"})},
+        "glue:BatchStopJobRun": {str({"Fn::Sub": "arn:${AWS::Partition}:glue:${AWS::Region}:${AWS::AccountId}:job/*"})},
         "s3:GetObject": {str({"Fn::Sub": "${RunDataBucket.Arn}/trigger-events/*"})},
         "s3:PutObject": {str({"Fn::Sub": "${RunDataBucket.Arn}/trigger-events/*"})},
         "s3:DeleteObject": {str({"Fn::Sub": "${RunDataBucket.Arn}/trigger-events/*"})},

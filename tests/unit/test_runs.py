@@ -56,11 +56,10 @@ def test_arguments_are_checked_against_declared_parameters() -> None:
 def test_the_batch_environment_is_the_jobs_environment_as_list_items() -> None:
     req = request(environment={"LOG_LEVEL": "debug"})
     payload = execution_input(req, {"output_prefix": "x/"}, {"JOBLINE_TRIGGER_EVENT": "{}"}, SETTINGS)
-    # The state machine appends JOBLINE_ATTEMPT as one more item (BuildAttemptEnvironment).
-    parsed = [{"Name": "JOBLINE_ATTEMPT", "Value": "1"}, *payload["batch"]["Environment"]]
-    env = {item["Name"]: item["Value"] for item in parsed}
+    # The submitter appends JOBLINE_ATTEMPT as one more item (jobline.backends.batch.Batch.submit).
+    parsed = payload["request"]["params"]["containerOverrides"]["environment"]
+    env = {item["name"]: item["value"] for item in parsed}
     assert env == {
-        "JOBLINE_ATTEMPT": "1",
         "LOG_LEVEL": "debug",
         "JOBLINE_RUN_ID": req.run_id,
         "JOBLINE_JOB_NAME": "word-count",

@@ -50,8 +50,8 @@ def deliver_concurrently(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def execution_environment(env: dict[str, Any], run_id: str) -> dict[str, str]:
     sfn = env["session"].client("stepfunctions")
     (arn,) = [e["executionArn"] for e in run_executions(env) if e["name"] == run_id]
-    environment = json.loads(sfn.describe_execution(executionArn=arn)["input"])["batch"]["Environment"]
-    return {item["Name"]: item["Value"] for item in environment}
+    request = json.loads(sfn.describe_execution(executionArn=arn)["input"])["request"]
+    return {item["name"]: item["value"] for item in request["params"]["containerOverrides"]["environment"]}
 
 
 def objects(env: dict[str, Any]) -> dict[str, bytes]:

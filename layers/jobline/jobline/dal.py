@@ -3,13 +3,14 @@
 Items: a run is `pk = RUN#<run id>`; an attempt's ticket `pk = ATTEMPT#<run id>#<n>` (written by
 the submitter: the task token and retry strategy of that attempt); a job's concurrency slots
 `pk = SLOT#<job>`, `holders` a map of run id -> time taken (taken by the state machine's
-AcquireSlot, released and handed on by jobline.slots only).
+AcquireSlot, released and handed on by jobline.slots only); a submit API's per-second call
+counter `pk = QUOTA#<api>#<second>`.
 
 State change events write with one conditional UpdateItem each (`write_run`, the rules in
-jobline.status), without reading the row first. `update_run` (read, change, conditional put on
-`version`, retried after an exponential backoff with full jitter:
-https://aws.amazon.com/builders-library/timeouts-retries-and-backoff-with-jitter/) is the
-operators' older path.
+jobline.status), without reading the row first; the submitter claims attempts the same way.
+`update_run` (read, change, conditional put on `version`, retried after an exponential backoff
+with full jitter: https://aws.amazon.com/builders-library/timeouts-retries-and-backoff-with-jitter/)
+is the operators' older path.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from jobline.errors import RowContended
-from jobline.status import RANK_TERMINAL, RowWrite
+from jobline.status import RANK_STARTING, RANK_TERMINAL, Reason, RowWrite, RunStatus
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
@@ -33,6 +34,11 @@ BACKOFF_BASE_SECONDS = 0.02
 BACKOFF_CAP_SECONDS = 1.0
 # How long an update keeps trying when its caller gives no budget of its own.
 DEFAULT_PATIENCE_SECONDS = 10.0
+
+
+# A quota counter item outlives its second by this much (TTL deletes it within days; a late read of
+# an old second's counter is harmless).
+QUOTA_ITEM_SECONDS = 60
 
 
 def run_key(run_id: str) -> dict[str, Any]:
@@ -46,6 +52,12 @@ def slot_key(job: str) -> dict[str, Any]:
 def waiting_for(job: str) -> str:
     """What a run waiting for one of the job's concurrency slots has in `waiting_for`."""
     return f"slot#{job}"
+
+
+def ticket_key(run_id: str, attempt: int) -> dict[str, Any]:
+    """An attempt's ticket: the task token waiting for it (written by the submitter, read by the
+    state change handler at the attempt's end)."""
+    return {"pk": {"S": f"ATTEMPT#{run_id}#{attempt}"}}
 
 
 def _to_item(row: dict[str, Any]) -> dict[str, Any]:
@@ -348,3 +360,144 @@ class RunTable:
             # An ended run keeps its reason; its wait fields still go.
             return reason is not None and self.clear_waiter(run_id, token, None)
         return True
+
+    # ------------------------------------------------------------ the submitter (jobline.submit)
+
+    def put_ticket(self, run_id: str, attempt: int, ticket: dict[str, Any]) -> bool:
+        """Write attempt `attempt`'s ticket (the task token waiting for it and what the event handler
+        needs), unless it already holds a newer token (a greater retry_count): False then. An
+        UpdateItem, so it keeps what others add to the ticket."""
+        names = {f"#f{i}": name for i, name in enumerate(ticket)}
+        values = {f":f{i}": _serializer.serialize(value) for i, value in enumerate(ticket.values())}
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key=ticket_key(run_id, attempt),
+                UpdateExpression="SET " + ", ".join(f"#f{i} = :f{i}" for i in range(len(ticket))),
+                ConditionExpression="attribute_not_exists(pk) OR #rc <= :rc",
+                ExpressionAttributeNames={**names, "#rc": "retry_count"},
+                ExpressionAttributeValues={**values, ":rc": _serializer.serialize(ticket["retry_count"])},
+            )
+        except ClientError as error:
+            if _conditional_failed(error):
+                return False
+            raise
+        return True
+
+    def get_ticket(self, run_id: str, attempt: int) -> dict[str, Any] | None:
+        item = self._client.get_item(TableName=self._table, Key=ticket_key(run_id, attempt), ConsistentRead=True)
+        return _from_item(item["Item"]) if "Item" in item else None
+
+    def claim_attempt(self, run_id: str, attempt: int, now: str, lease_until: int) -> dict[str, Any] | None:
+        """Make `attempt` the run's current attempt, STARTING "In queue", if the run is live and its
+        previous attempt (if any) ended FAILED or TIMEOUT: the one write that numbers attempts. The
+        claimer holds the attempt's submit lease until `lease_until` (epoch seconds). None when
+        claimed; else the row as it was (the condition failed), {} if there is no row."""
+        record = {"status": RunStatus.STARTING.value, "reason": Reason.IN_QUEUE.value, "submitted_at": now}
+        names = {"#a": "attempt", "#s": "status", "#r": "reason", "#k": "status_rank", "#as": "attempts"}
+        values: dict[str, Any] = {":n": attempt, ":terminal": RANK_TERMINAL}
+        condition = "#a = :prev AND #k < :terminal"
+        if attempt > 1:
+            names["#p"] = str(attempt - 1)
+            values.update({":failed": RunStatus.FAILED.value, ":timeout": RunStatus.TIMEOUT.value})
+            condition += " AND #as.#p.#s IN (:failed, :timeout)"
+        return self._conditional_update(
+            run_id,
+            "SET #a = :n, #s = :starting, #r = :reason, #k = :rank, #t = :now, #u = :now, #as.#n = :record",
+            condition,
+            {**names, "#n": str(attempt), "#t": "status_time", "#u": "updated_at"},
+            {
+                **values,
+                ":prev": attempt - 1,
+                ":starting": RunStatus.STARTING.value,
+                ":reason": Reason.IN_QUEUE.value,
+                ":rank": RANK_STARTING,
+                ":now": now,
+                ":record": {**record, "lease_until": lease_until},
+            },
+        )
+
+    def take_submit_lease(self, run_id: str, attempt: int, now: int, lease_until: int) -> dict[str, Any] | None:
+        """Hold the submit lease of the run's current attempt `attempt` until `lease_until` (epoch
+        seconds), if the run is live, no job is recorded for the attempt and no lease is held: at
+        most one submitter at a time looks for the attempt's job and submits it. None when taken;
+        else the row as it was, {} if there is no row."""
+        return self._conditional_update(
+            run_id,
+            "SET #as.#n.#l = :until",
+            "#a = :n AND #k < :terminal AND attribute_not_exists(#as.#n.#j)"
+            " AND (attribute_not_exists(#as.#n.#l) OR #as.#n.#l < :now)",
+            {"#a": "attempt", "#k": "status_rank", "#as": "attempts", "#n": str(attempt), "#l": "lease_until"}
+            | {"#j": "backend_job_id"},
+            {":n": attempt, ":terminal": RANK_TERMINAL, ":now": now, ":until": lease_until},
+        )
+
+    def record_backend_job(self, run_id: str, attempt: int, job_id: str) -> None:
+        """The attempt's backend job, as the submitter got it (an event may have recorded it first)."""
+        self._client.update_item(
+            TableName=self._table,
+            Key=run_key(run_id),
+            UpdateExpression="SET #as.#n.#j = if_not_exists(#as.#n.#j, :job)",
+            ConditionExpression="attribute_exists(#as.#n)",
+            ExpressionAttributeNames={"#as": "attempts", "#n": str(attempt), "#j": "backend_job_id"},
+            ExpressionAttributeValues={":job": {"S": job_id}},
+        )
+
+    def fail_submit(self, run_id: str, attempt: int, why: str, now: str) -> bool:
+        """End the run FAILED "SubmitFailed": AWS refused the attempt's request (`why`). False when the
+        run had ended already or moved to another attempt."""
+        failed, reason = RunStatus.FAILED.value, Reason.SUBMIT_FAILED.value
+        found = self._conditional_update(
+            run_id,
+            "SET #s = :failed, #r = :reason, #k = :terminal, #t = :now, #e = :now, #u = :now,"
+            " #as.#n.#s = :failed, #as.#n.#r = :reason, #as.#n.#w = :why, #as.#n.#stop = :now",
+            "#a = :n AND #k < :terminal",
+            {"#a": "attempt", "#s": "status", "#r": "reason", "#k": "status_rank", "#as": "attempts"}
+            | {"#n": str(attempt), "#t": "status_time", "#e": "ended_at", "#u": "updated_at"}
+            | {"#w": "status_reason", "#stop": "stopped_at"},
+            {":failed": failed, ":reason": reason, ":terminal": RANK_TERMINAL, ":now": now, ":n": attempt}
+            | {":why": why},
+        )
+        return found is None
+
+    def take_quota(self, api: str, second: int, rate: int) -> bool:
+        """One call of `api` in epoch second `second`, if fewer than `rate` were taken in it: the one
+        counter every submitter of the stack shares (an item per API and second, expiring soon after)."""
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key={"pk": {"S": f"QUOTA#{api}#{second}"}},
+                UpdateExpression="ADD #c :one SET #x = :expires",
+                ConditionExpression="attribute_not_exists(#c) OR #c < :rate",
+                ExpressionAttributeNames={"#c": "calls", "#x": "expires_at"},
+                ExpressionAttributeValues={
+                    ":one": {"N": "1"},
+                    ":rate": {"N": str(rate)},
+                    ":expires": {"N": str(second + QUOTA_ITEM_SECONDS)},
+                },
+            )
+        except ClientError as error:
+            if _conditional_failed(error):
+                return False
+            raise
+        return True
+
+    def _conditional_update(
+        self, run_id: str, update: str, condition: str, names: dict[str, str], values: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        """A conditional UpdateItem of the run row: None when made, else the row as it was ({} if none)."""
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key=run_key(run_id),
+                UpdateExpression=update,
+                ConditionExpression=condition,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues={k: _serializer.serialize(v) for k, v in values.items()},
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as error:
+            if _conditional_failed(error):
+                return _from_item(error.response.get("Item", {}))
+            raise
+        return None

@@ -36,6 +36,21 @@ def handle(event: Any, source: str, requests: Callable[[Deps], list[RunRequest]]
     return start_all(wanted, deps, source, event)
 
 
+def sqs_batch(event: Any, context: Any, source: str, record_handler: Callable[..., Any]) -> dict[str, Any]:
+    """An SQS event source's invocation: each record through `record_handler`, with a partial batch
+    response (every record failing is one too, not a Lambda error); an invocation that is not an SQS
+    batch is rejected, not raised."""
+    from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+    from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
+
+    records = event.get("Records") if isinstance(event, dict) else None
+    if not isinstance(records, list) or not all(isinstance(r, dict) and "messageId" in r for r in records):
+        error = MalformedEvent("not an SQS batch: {'Records': [...]}, each record with its messageId")
+        return {"batchItemFailures": [], "rejected": reject(error, event, source, get_deps())}
+    processor = BatchProcessor(event_type=EventType.SQS, model=SqsRecordModel, raise_on_entire_batch_failure=False)
+    return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
+
+
 def require_unicode(value: Any) -> None:
     """Text must be Unicode that can be encoded (JSON's escapes can carry lone surrogates, which no
     AWS API can store or send): refused here, before they reach a row, a hash or a request."""

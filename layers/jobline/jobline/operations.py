@@ -192,7 +192,7 @@ class Operations:
         if not (attempt and backend):
             return {}
         try:
-            # Step Functions stops the .sync backends' jobs with the execution; each backend says.
+            # Stopping the execution stops no backend job: each backend stops its attempt's.
             job_id = backend.stop(row, attempt, record, STOP_REASON, self._deps)
         except ClientError as error:
             job = record.get("backend_job_id") or f"of attempt {attempt}"

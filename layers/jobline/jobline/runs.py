@@ -28,6 +28,7 @@ from jobline.dal import RunTable
 from jobline.errors import InvalidArguments, MalformedEvent, UnknownJobError
 from jobline.settings import Settings
 from jobline.status import RANK_PENDING, TERMINAL, Reason, RunStatus
+from jobline.submit_request import SubmitRequest
 from jobline.triggers import RunRequest
 
 # Waiting in a queue is not part of a job's own timeout, so the state machine's guard on one
@@ -157,7 +158,7 @@ def job_environment(job: Job, run_id: str, arguments: dict[str, str], event_vari
 def execution_input(
     request: RunRequest, arguments: dict[str, str], event_variable: dict[str, str], settings: Settings
 ) -> dict[str, Any]:
-    """What the state machine needs for every attempt; per-attempt values are added in ASL."""
+    """What the state machine needs for every attempt; per-attempt values are the submitter's."""
     return _execution_input(request.job, request.run_id, arguments, event_variable, settings)
 
 
@@ -178,19 +179,26 @@ def _execution_input(
         arguments=arguments,
         environment=environment,
     )
-    backend_input = BACKENDS[job.backend.type].execution_input(job.backend, run, settings)
-    return {
+    backend = BACKENDS[job.backend.type]
+    guard = job.timeout_seconds + QUEUE_ALLOWANCE_SECONDS
+    payload: dict[str, Any] = {
         "run_id": run_id,
         "job": job.name,
         "backend": job.backend.type,
-        "max_attempts": job.retry.attempts,
-        "retry_on_timeout": job.retry.retry_on_timeout,
-        # Index i is the wait before attempt i + 2; padded so any attempt can index it.
-        "retry_delays": [*job.retry.delays(), 0],
-        "max_concurrent_runs": job.max_concurrent_runs,
-        "guard_timeout_seconds": job.timeout_seconds + QUEUE_ALLOWANCE_SECONDS,
-        **backend_input,
+        "submit_queue_url": settings.submit_queue_url(backend.submit_api),
+        "guard_timeout_seconds": guard,
+        # The Attempt state sends this to the submit queue as the message's `request`.
+        "request": SubmitRequest(
+            backend=job.backend.type,
+            max_attempts=job.retry.attempts,
+            retry_on_timeout=job.retry.retry_on_timeout,
+            guard_timeout_seconds=guard,
+            params=backend.submit_request(job.backend, run, settings),
+        ).model_dump(),
     }
+    if job.max_concurrent_runs is not None:
+        payload["slot"] = {"job": job.name, "max": job.max_concurrent_runs}
+    return payload
 
 
 class RunStarter:

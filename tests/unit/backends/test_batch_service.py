@@ -18,7 +18,7 @@ from jobline.runs import execution_input
 from jobline.state_changes import Effect, Outcome, apply_state_change
 from jobline.status import RunStatus
 from tests.aws_resources import TRAINING_REQUEST
-from tests.unit.backends.conftest import SETTINGS, job, parse, request, start_row
+from tests.unit.backends.conftest import SETTINGS, job, parse, request, start_row, submit_params
 from tests.unit.conftest import sample
 from tests.unit.event_lab import ticket
 
@@ -50,11 +50,11 @@ def test_training_requests_are_checked_before_anything_runs(spec: dict[str, Any]
         parse_catalog({"jobs": [spec]})
 
 
-def test_a_training_request_is_a_json_object_the_state_machine_completes() -> None:
+def test_a_training_request_is_a_json_object_the_submitter_completes() -> None:
     req = request("train-model")
-    service = execution_input(req, {}, {"JOBLINE_TRIGGER_EVENT": "{}"}, SETTINGS)["service"]
-    assert service["JobQueue"] == SETTINGS.service_job_queue_arn
-    training = service["Training"]  # each attempt's values are added in ASL (tests/integration)
+    service = submit_params(req)
+    assert service["jobQueue"] == SETTINGS.service_job_queue_arn
+    training = service["training"]  # each attempt's values are the submitter's (tests/unit/test_submit_backends.py)
     assert "TrainingJobName" not in training
     assert "JOBLINE_ATTEMPT" not in training["Environment"]
     assert training["Environment"]["JOBLINE_RUN_ID"] == req.run_id

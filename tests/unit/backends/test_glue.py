@@ -7,14 +7,15 @@ from typing import Any
 import boto3
 import pytest
 
+from jobline.backends.glue import BACKEND as GLUE
 from jobline.backends.glue import GLUE_RANK, GLUE_STATUS
 from jobline.catalog import parse_catalog
 from jobline.dal import RunTable
 from jobline.errors import CatalogError
-from jobline.runs import execution_input
 from jobline.state_changes import NOT_JOBLINE, apply_state_change
 from jobline.status import RunStatus
-from tests.unit.backends.conftest import SETTINGS, job, parse, request, start_row
+from jobline_local.contracts.validation import violations_of
+from tests.unit.backends.conftest import job, parse, request, sent_requests, start_row, submit_params
 from tests.unit.conftest import sample
 
 
@@ -31,7 +32,7 @@ def test_glue_arguments_are_checked_before_anything_runs(spec: dict[str, Any], e
 
 
 def test_glue_input() -> None:
-    glue = execution_input(request("glue-etl"), {"day": "x"}, {}, SETTINGS)["glue"]
+    glue = submit_params(request("glue-etl"), {"day": "x"})
     assert glue["JobName"] == "jobline-example"
     assert glue["Arguments"]["--mode"] == "full"
     assert glue["Arguments"]["--jobline_job_name"] == "glue-etl"
@@ -63,6 +64,33 @@ def test_glue_events_find_their_run_through_the_job_run_arguments(table: RunTabl
 def test_the_status_mapping_covers_every_glue_state() -> None:
     assert all(isinstance(run_status, RunStatus) for run_status, _ in GLUE_STATUS.values())
     assert set(GLUE_STATUS) == set(GLUE_RANK)
+
+
+@pytest.mark.parametrize(
+    ("backend", "capacity"),
+    [
+        ({"type": "glue", "max_capacity": 0.0625}, {"MaxCapacity": 0.0625}),
+        ({"type": "glue", "max_capacity": 1}, {"MaxCapacity": 1.0}),
+        (
+            {"type": "glue", "worker_type": "G.2X", "number_of_workers": 4},
+            {"WorkerType": "G.2X", "NumberOfWorkers": 4, "ExecutionClass": "STANDARD"},
+        ),
+    ],
+)
+def test_python_shell_jobs_send_max_capacity_only_and_spark_jobs_workers_only(
+    table: RunTable, backend: dict[str, Any], capacity: dict[str, Any]
+) -> None:
+    req = request("glue-etl", backend=backend)
+    params = submit_params(req)
+    glue = boto3.client("glue", region_name="us-east-1")
+    glue.create_job(Name="jobline-example", Role="r", Command={"Name": "glueetl", "ScriptLocation": "s3://b/s.py"})
+    sent = sent_requests(glue, "StartJobRun")
+    GLUE.submit(params, req.run_id, 2, lambda _: glue)
+    (start,) = sent
+    assert {k: v for k, v in start.items() if k not in ("JobName", "Arguments", "Timeout")} == capacity
+    assert start["Arguments"]["--jobline_attempt"] == "2"
+    assert start["Arguments"]["--jobline_run_id"] == req.run_id
+    assert violations_of("glue", "StartJobRun", start) == []  # botocore's model of the request
 
 
 @pytest.mark.parametrize(

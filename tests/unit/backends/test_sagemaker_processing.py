@@ -13,11 +13,10 @@ from jobline.backends.sagemaker_processing import SAGEMAKER_RANK, SAGEMAKER_STAT
 from jobline.catalog import parse_catalog
 from jobline.dal import RunTable
 from jobline.errors import CatalogError, InvalidArguments
-from jobline.runs import execution_input
 from jobline.state_changes import apply_state_change
 from jobline.status import RunStatus
 from tests.aws_resources import create_pass_machines, create_run_table
-from tests.unit.backends.conftest import BACKENDS, SETTINGS, job, parse, request, start_row
+from tests.unit.backends.conftest import BACKENDS, SETTINGS, job, parse, request, start_row, submit_params
 
 
 @pytest.mark.parametrize(
@@ -43,14 +42,14 @@ def test_processing_settings_are_checked_before_anything_runs(spec: dict[str, An
 
 
 def test_processing_input() -> None:
-    processing = execution_input(request("clean-data"), {}, {}, SETTINGS)["processing"]
+    processing = submit_params(request("clean-data"))
     assert processing["RoleArn"] == SETTINGS.sagemaker_role_arn
     assert processing["StoppingCondition"] == {"MaxRuntimeInSeconds": 3600}
 
 
 def test_sagemaker_environment_values_over_256_characters_are_refused() -> None:
     with pytest.raises(InvalidArguments, match="at most 256 characters"):
-        execution_input(request("clean-data", environment={"BIG": "x" * 300}), {}, {}, SETTINGS)
+        submit_params(request("clean-data", environment={"BIG": "x" * 300}))
 
 
 @pytest.mark.parametrize(
