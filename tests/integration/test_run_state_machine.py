@@ -169,7 +169,7 @@ def test_a_run_stopped_before_its_execution_began_submits_nothing(
 
     deps = make_deps(stack, [job_spec()])
     request = s3_request(deps)
-    deps.table.create_run(new_row(request, {}, stack["settings"], "2026-11-21T00:00:00.000Z"))
+    deps.table.create_run(new_row(request, stack["settings"], "2026-11-21T00:00:00.000Z"))
     deps.table.update_run(request.run_id, lambda row: stop(row, "2026-11-21T00:00:01.000Z"))
 
     assert deps.starter.start(request).created is False  # the trigger arrives: the run has ended, nothing starts

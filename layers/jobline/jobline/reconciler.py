@@ -50,7 +50,7 @@ def stale_runs(deps: Deps, older_than: timedelta, now: datetime) -> Iterator[dic
         cutoff = iso_z(now - (unstarted if status == RunStatus.PENDING else older_than))
         start: dict[str, str] | None = None
         while True:
-            rows, start = deps.table.query_runs("by-status", ("status", status), limit=200, start_key=start)
+            rows, start = deps.table.query_runs("by-status-keys", ("status", status), limit=200, start_key=start)
             yield from (row for row in rows if row["updated_at"] < cutoff)
             if start is None:
                 break
@@ -117,9 +117,9 @@ def heal(row: dict[str, Any], deps: Deps) -> str:
         outcome = apply_state_change(event, deps.table, deps.client("glue"), sfn)
         if outcome.effect is not Effect.UNCHANGED:
             return str(outcome)
-    # The execution records its ARN with its first attempt; before that, its name says it.
-    unstarted = int(row.get("attempt") or 0) == 0 and not row.get("execution_arn")
-    arn = execution_arn(deps.settings, row["run_id"]) if unstarted else row.get("execution_arn")
+    # The row names its execution from creation on (a row written before did once it started).
+    unstarted = int(row.get("attempt") or 0) == 0
+    arn = row.get("execution_arn") or (execution_arn(deps.settings, row["run_id"]) if unstarted else None)
     if not arn:
         return UNCHANGED
     try:
