@@ -56,7 +56,7 @@ def test_a_run_whose_execution_never_started_is_started(backends: dict[str, Any]
         for _ in range(ASYNC_DELIVERIES):
             with pytest.raises(ClientError, match="ServiceUnavailable"):
                 start(deps, "never-started")
-    run_id = deps.table.query_runs("by-job", ("job", "clean-data"), limit=1)[0][0]["run_id"]
+    run_id = deps.table.query_runs("by-job-keys", ("job", "clean-data"), limit=1)[0][0]["run_id"]
     with pytest.raises(ClientError, match="ExecutionDoesNotExist"):
         describe(backends, run_id)
 
@@ -66,14 +66,14 @@ def test_a_run_whose_execution_never_started_is_started(backends: dict[str, Any]
     assert execution["status"] == "SUCCEEDED"
     row = deps.table.get_run(run_id)
     assert (row["status"], row["attempt"]) == ("SUCCEEDED", 1)
-    assert script.processing[0].environment["JOBLINE_TRIGGER_EVENT"] == row["trigger"]["event"]
+    assert script.processing[0].environment["JOBLINE_TRIGGER_EVENT"] == deps.table.get_run_data(run_id)["event"]
 
 
 def test_a_run_that_can_no_longer_start_is_ended_visibly(backends: dict[str, Any], script: Script) -> None:  # noqa: F811
     deps = deps_for(backends, script, "clean-data")
     with failing(deps.starter._sfn, "StartExecution"), pytest.raises(ClientError):
         start(deps, "job-removed")
-    run_id = deps.table.query_runs("by-job", ("job", "clean-data"), limit=1)[0][0]["run_id"]
+    run_id = deps.table.query_runs("by-job-keys", ("job", "clean-data"), limit=1)[0][0]["run_id"]
     without_the_job = Deps.build(deps.settings, parse_catalog({"jobs": []}), session=backends["session"])
 
     assert reconcile(without_the_job, NOW) == {run_id: "ended: cannot start"}

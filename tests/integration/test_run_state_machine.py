@@ -149,13 +149,13 @@ def test_a_large_trigger_event_travels_as_an_s3_reference(stack: dict[str, Any],
     small = s3_request(deps)  # S3 keys are at most 1,024 bytes: the event grows elsewhere
     event = {**small.trigger.event, "padding": "x" * 7000}
     request = small.model_copy(update={"trigger": small.trigger.model_copy(update={"event": event})})
-    _, row = run(stack, deps, request)
+    run(stack, deps, request)
 
     env = {e["name"]: e["value"] for e in batch_script.submitted[0]["overrides"]["environment"]}
     assert "JOBLINE_TRIGGER_EVENT" not in env
     uri = env["JOBLINE_TRIGGER_EVENT_S3_URI"]
     assert uri.startswith(f"s3://run-data/trigger-events/{request.run_id}/")  # content-addressed
-    assert uri == row["trigger"]["event_s3_uri"]
+    assert uri == deps.table.get_run_data(request.run_id)["event_s3_uri"]
     body = stack["session"].client("s3").get_object(Bucket="run-data", Key=uri.split("/", 3)[3])["Body"].read()
     assert json.loads(body) == request.trigger.event
 
