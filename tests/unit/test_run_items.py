@@ -13,12 +13,14 @@ from boto3.dynamodb.types import TypeSerializer
 from botocore.exceptions import ClientError
 
 from jobline.catalog import parse_catalog
+from jobline.dal import RunTable
 from jobline.deps import get_deps
 from jobline.reconciler import reconcile
 from jobline.runs import FanoutItem, new_row
 from jobline.settings import Settings
 from jobline.triggers import RunRequest, Trigger
-from tests.aws_resources import job_spec
+from jobline_local.deploy.storage_messaging import StorageAndMessaging
+from tests.aws_resources import job_spec, resource
 
 pytestmark = pytest.mark.usefixtures("env")
 WRITE_UNIT_BYTES = 1024
@@ -139,6 +141,49 @@ def test_the_run_data_is_written_once_and_carries_no_index_key(env: dict[str, An
     other = request.model_copy(update={"trigger": request.trigger.model_copy(update={"event": {"other": 1}})})
     assert deps.starter.start(other).created is False
     assert deps.table.get_run_data(request.run_id) == data  # never updated
+
+
+class TableDeployer(StorageAndMessaging):
+    """The local deployer's table creator, on the test's moto."""
+
+    def __init__(self, session: Any) -> None:
+        self.session = session
+
+    def client(self, service: str) -> Any:
+        return self.session.client(service)
+
+    def name(self, logical_id: str, limit: int = 64, lower: bool = False) -> str:
+        return f"local-{logical_id}"[:limit]
+
+
+def test_the_local_deployer_builds_keys_only_and_include_indexes(env: dict[str, Any]) -> None:
+    """The local stack's table comes from template.yaml: its projections (and an INCLUDE one, as
+    the slot waiters' index has) reach moto as declared, and moto answers by them."""
+    props = resource("RunTable")["Properties"]
+    include = {
+        "IndexName": "by-waiting-test",
+        "KeySchema": [{"AttributeName": "job", "KeyType": "HASH"}, {"AttributeName": "created_at", "KeyType": "RANGE"}],
+        "Projection": {"ProjectionType": "INCLUDE", "NonKeyAttributes": ["reason"]},
+    }
+    props = {**props, "GlobalSecondaryIndexes": [*props["GlobalSecondaryIndexes"], include]}
+    name = TableDeployer(env["session"]).create_DynamoDB_Table("RunTable", props).ref
+    ddb = env["session"].client("dynamodb")
+    declared = {i["IndexName"]: i["Projection"] for i in props["GlobalSecondaryIndexes"]}
+    built = {
+        i["IndexName"]: i["Projection"] for i in ddb.describe_table(TableName=name)["Table"]["GlobalSecondaryIndexes"]
+    }
+    assert built == declared
+    assert declared["by-job-keys"] == {"ProjectionType": "KEYS_ONLY"}
+
+    table = RunTable(ddb, name)
+    table.create_run(new_row(s3_request(), SETTINGS, "2026-11-20T08:00:00.000Z"))
+    (item,) = ddb.query(
+        TableName=name,
+        IndexName="by-waiting-test",
+        KeyConditionExpression="job = :j",
+        ExpressionAttributeValues={":j": {"S": "csv-word-count"}},
+    )["Items"]
+    assert set(item) == {"pk", "job", "created_at", "reason"}
 
 
 def test_runs_of_a_fanout_are_found_by_line_in_number_order(env: dict[str, Any]) -> None:
