@@ -241,6 +241,9 @@ def test_retry_starts_the_same_job_arguments_and_event_and_names_the_previous_ru
     assert new["trigger"]["key"] == f"retry:{first}:again-1"
     assert json.loads(new_data["event"]) == json.loads(old_data["event"])
     assert ops.get_run(retried["run_id"])["retry_of"] == first
+    listed = {run["run_id"]: run for run in ops.list_runs(job="nightly-report")["runs"]}
+    assert listed[retried["run_id"]]["retry_of"] == first  # from the hot row's trigger key
+    assert "retry_of" not in listed[first]
     assert len(executions(env)) == 2
 
 

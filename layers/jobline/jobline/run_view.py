@@ -30,6 +30,8 @@ def summary(row: dict[str, Any]) -> dict[str, Any]:
         "trigger_type": trigger.get("type"),
         "trigger_source": trigger.get("source"),
     }
+    if trigger.get("type") == "retry":  # its key is `retry:<run id>:<client token>` (Operations.retry_run)
+        view["retry_of"] = trigger["key"].split(":")[1]
     return view
 
 
