@@ -227,13 +227,11 @@ class RunTable:
         wanted = {attribute: value, **({"status": status} if status else {})}
         exclusive = {k: {"S": v} for k, v in start_key.items()} if start_key else None
         rows: list[dict[str, Any]] = []
-        last_key: dict[str, Any] = {}
         while True:
-            # Unfiltered, nearly every key read is a row returned: read no more than needed.
-            room = limit - len(rows)
             page = self._client.query(
                 **params,
-                Limit=room if not status else FILTERED_PAGE_KEYS,
+                # Unfiltered, nearly every key read is a row returned: read no more than needed.
+                Limit=limit - len(rows) if not status else FILTERED_PAGE_KEYS,
                 **({"ExclusiveStartKey": exclusive} if exclusive else {}),
             )
             keys = page.get("Items", [])
@@ -244,10 +242,9 @@ class RunTable:
                 if row is None or any(row.get(k) != v for k, v in wanted.items()):
                     continue
                 rows.append(row)
-                last_key = key
                 if len(rows) == limit:
                     more = position < len(keys) - 1 or exclusive is not None
-                    return rows, _from_item(last_key) if more else None
+                    return rows, _from_item(key) if more else None
             if exclusive is None:
                 return rows, None
 
