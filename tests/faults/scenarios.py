@@ -103,19 +103,15 @@ def api_start(stack: Stack) -> LogicalTrigger:
 
 
 # Each trigger kind and the AWS calls its first delivery makes, in order (checked against a clean
-# run by test_the_enumerated_calls_are_the_calls_each_handler_makes).
+# run by test_the_enumerated_calls_are_the_calls_each_handler_makes). A run is two conditional
+# PutItems: its data (RUNDATA#), then its row (RUN#).
+CREATE = [("dynamodb", "PutItem"), ("dynamodb", "PutItem"), ("stepfunctions", "StartExecution")]
 TRIGGERS: dict[str, tuple[Callable[[Stack], LogicalTrigger], list[tuple[str, str]]]] = {
-    "s3": (s3_drop, [("dynamodb", "PutItem"), ("stepfunctions", "StartExecution")]),
-    "bus-large-event": (
-        lambda stack: bus_event(stack, size=7000),
-        [("s3", "PutObject"), ("dynamodb", "PutItem"), ("stepfunctions", "StartExecution")],
-    ),
-    "bus": (bus_event, [("dynamodb", "PutItem"), ("stepfunctions", "StartExecution")]),
-    "schedule": (schedule_fire, [("dynamodb", "PutItem"), ("stepfunctions", "StartExecution")]),
+    "s3": (s3_drop, CREATE),
+    "bus-large-event": (lambda stack: bus_event(stack, size=7000), [("s3", "PutObject"), *CREATE]),
+    "bus": (bus_event, CREATE),
+    "schedule": (schedule_fire, CREATE),
     "schedule-unknown-job": (lambda stack: schedule_fire(stack, job="no-such-job"), [("sqs", "SendMessage")]),
-    "sqs": (sqs_message, [("dynamodb", "PutItem"), ("stepfunctions", "StartExecution")]),
-    "api-start": (
-        api_start,
-        [("dynamodb", "GetItem"), ("dynamodb", "PutItem"), ("stepfunctions", "StartExecution")],
-    ),
+    "sqs": (sqs_message, CREATE),
+    "api-start": (api_start, [("dynamodb", "GetItem"), *CREATE]),
 }

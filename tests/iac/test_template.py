@@ -169,15 +169,19 @@ def test_run_table() -> None:
         for gsi in props["GlobalSecondaryIndexes"]
     }
     assert indexes == {
-        "by-job": ([("job", "HASH"), ("created_at", "RANGE")], "ALL"),
-        "by-status": ([("status", "HASH"), ("created_at", "RANGE")], "ALL"),
-        "by-created": ([("record_type", "HASH"), ("created_at", "RANGE")], "ALL"),
+        "by-job-keys": ([("job", "HASH"), ("created_at", "RANGE")], "KEYS_ONLY"),
+        "by-status-keys": ([("status", "HASH"), ("created_at", "RANGE")], "KEYS_ONLY"),
+        "by-created-keys": ([("record_type", "HASH"), ("created_at", "RANGE")], "KEYS_ONLY"),
+        "by-fanout": ([("fanout_id", "HASH"), ("fanout_line", "RANGE")], "KEYS_ONLY"),
         "by-waiting": ([("waiting_for", "HASH"), ("created_at", "RANGE")], "INCLUDE"),
     }
     (waiting,) = (gsi for gsi in props["GlobalSecondaryIndexes"] if gsi["IndexName"] == "by-waiting")
     assert waiting["Projection"]["NonKeyAttributes"] == ["slot_token"]  # what wakes the waiter (jobline.slots)
     types = {a["AttributeName"]: a["AttributeType"] for a in props["AttributeDefinitions"]}
-    assert types == dict.fromkeys(["pk", "job", "status", "record_type", "created_at", "waiting_for"], "S")
+    assert types == {
+        **dict.fromkeys(["pk", "job", "status", "record_type", "created_at", "fanout_id", "waiting_for"], "S"),
+        "fanout_line": "N",
+    }
 
 
 def test_every_queue_is_encrypted() -> None:

@@ -78,10 +78,15 @@ def test_runs_start_get_and_list(capsys: pytest.CaptureFixture[str]) -> None:
 
     code, out, _ = run(capsys, "runs", "get", run_id)
     assert code == 0
-    assert f"run        {run_id}" in out
-    assert "status     PENDING: Recently submitted" in out
-    assert "trigger    manual: manual by jobline CLI" in out
-    assert "arguments  day=2026-11-20" in out
+    # Keys padded to the longest, "execution link": a run names its execution from its creation on.
+    assert f"run             {run_id}" in out
+    assert "status          PENDING: Recently submitted" in out
+    assert "trigger         manual: manual by jobline CLI" in out
+    assert "arguments       day=2026-11-20" in out
+    assert (
+        f"execution link  https://us-east-1.console.aws.amazon.com/states/home?region=us-east-1#/v2/executions/details/arn:aws:states:us-east-1:123456789012:execution:run:{run_id}"
+        in out
+    )
     detail = run_json(capsys, "runs", "get", run_id)
     assert (detail["run_id"], detail["arguments"]) == (run_id, {"day": "2026-11-20"})
 

@@ -217,6 +217,7 @@ def test_the_api_function_has_exactly_its_permissions() -> None:
     )
     assert allowed == {
         "dynamodb:GetItem": {table},
+        "dynamodb:BatchGetItem": {table},
         "dynamodb:PutItem": {table},
         "dynamodb:UpdateItem": {table},
         "dynamodb:Query": {str({"Fn::Sub": "${RunTable.Arn}/index/*"})},

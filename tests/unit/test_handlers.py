@@ -18,9 +18,10 @@ from tests.unit.conftest import LambdaContext, dlq_messages, executions, load_ha
 pytestmark = pytest.mark.usefixtures("env")
 
 
-def rows(env: dict[str, Any]) -> list[dict[str, Any]]:
+def rows(env: dict[str, Any], prefix: str = "RUN#") -> list[dict[str, Any]]:
+    """The table's run rows (RUN#), or its items of another prefix: "RUN" also holds runs' data."""
     items = env["session"].client("dynamodb").scan(TableName="runs")["Items"]
-    return [item for item in items if item["pk"]["S"].startswith("RUN#")]
+    return [item for item in items if item["pk"]["S"].startswith(prefix)]
 
 
 def test_s3_object_created_starts_one_run_and_a_duplicate_none(env: dict[str, Any]) -> None:
@@ -61,7 +62,7 @@ def test_a_rule_deployed_from_another_catalog_is_rejected_to_the_dlq(
     assert parked["code"] == code
     assert reason in parked["reason"]
     assert parked["event"] == event
-    assert rows(env) == []
+    assert rows(env, "RUN") == []
 
 
 @pytest.mark.parametrize(
@@ -84,7 +85,7 @@ def test_a_malformed_delivery_is_rejected_with_what_is_wrong(
     (parked,) = dlq_messages(env)
     assert parked["code"] == "MalformedEvent"
     assert where in parked["reason"]
-    assert rows(env) == []
+    assert rows(env, "RUN") == []
 
 
 def test_a_bus_event_starts_a_run_with_its_arguments_and_its_key(env: dict[str, Any]) -> None:
@@ -97,8 +98,9 @@ def test_a_bus_event_starts_a_run_with_its_arguments_and_its_key(env: dict[str, 
     (run,) = first["runs"]
     assert again["runs"][0]["run_id"] == run["run_id"]
     assert again["runs"][0]["created"] is False
-    row = get_deps().table.get_run(run["run_id"])
-    assert row["arguments"] == {"day": "2026-11-20"}
+    row, data = get_deps().table.get_run_and_data(run["run_id"])
+    assert data["arguments"] == {"day": "2026-11-20"}
+    assert json.loads(data["event"])["id"] == sample("bus-report-requested.json")["event"]["id"]  # the first's
     assert row["trigger"]["source"] == "bus: acme.reports / Report Requested"
 
 
@@ -119,7 +121,7 @@ def test_a_bus_event_with_an_oversized_argument_is_rejected(env: dict[str, Any])
     (parked,) = dlq_messages(env)
     assert parked["code"] == "InvalidArguments"
     assert "2000 characters, over its max_length 1024" in parked["reason"]
-    assert rows(env) == []
+    assert rows(env, "RUN") == []
 
 
 def test_a_schedule_starts_one_run_per_scheduled_time(env: dict[str, Any]) -> None:
@@ -157,8 +159,8 @@ def test_sqs_reports_only_the_poison_message_as_failed(env: dict[str, Any]) -> N
         "3c1b0d7e-0000-4000-8000-000000000003",
         "3c1b0d7e-0000-4000-8000-000000000004",
     }
-    (row,) = rows(env)
-    assert row["arguments"]["M"]["output_prefix"]["S"] == "results/manual/"
+    (data,) = rows(env, "RUNDATA#")
+    assert data["arguments"]["M"]["output_prefix"]["S"] == "results/manual/"
 
 
 def test_state_change_moves_a_jobline_run_and_ignores_other_jobs(env: dict[str, Any]) -> None:

@@ -16,6 +16,7 @@ from jobline.errors import InvalidArguments, UnknownJobError
 from jobline.operations import Operations, get_operations
 from jobline.operator_errors import Conflict, InvalidRequest, JobNotFound, RunNotFound
 from jobline.state_changes import apply_observation
+from jobline.triggers import RunRequest, Trigger
 from tests.unit.conftest import run_executions
 
 pytestmark = pytest.mark.usefixtures("env")
@@ -77,12 +78,10 @@ def test_a_manual_run_is_started_once_per_client_token(ops: Operations, env: dic
     assert (first["created"], again["created"], other["created"]) == (True, False, True)
     assert first["run_id"] == again["run_id"] != other["run_id"]
     assert sorted(e["name"] for e in executions(env)) == sorted([first["run_id"], other["run_id"]])
-    row = ops._table.get_run(first["run_id"])
-    assert row["trigger"]["type"] == "manual"
-    assert row["trigger"]["key"] == "manual:token-1"
-    assert row["trigger"]["source"] == "manual by ada"
-    assert json.loads(row["trigger"]["event"])["parameters"] == {"day": "2026-11-20"}
-    assert row["arguments"] == {"day": "2026-11-20"}
+    row, data = ops._table.get_run_and_data(first["run_id"])
+    assert row["trigger"] == {"type": "manual", "key": "manual:token-1", "source": "manual by ada"}
+    assert json.loads(data["event"])["parameters"] == {"day": "2026-11-20"}
+    assert data["arguments"] == {"day": "2026-11-20"}
 
 
 def test_without_a_client_token_each_start_is_a_new_run(ops: Operations) -> None:
@@ -236,30 +235,51 @@ def test_retry_starts_the_same_job_arguments_and_event_and_names_the_previous_ru
 
     assert retried == {**repeated, "created": True}
     assert (retried["created"], repeated["created"], retried["retry_of"]) == (True, False, first)
-    old, new = ops._table.get_run(first), ops._table.get_run(retried["run_id"])
-    assert new["retry_of"] == first
+    (old, old_data), (new, new_data) = (ops._table.get_run_and_data(r) for r in (first, retried["run_id"]))
+    assert new_data["retry_of"] == first
     assert new["job"] == old["job"]
-    assert new["arguments"] == old["arguments"] == {"day": "2026-11-20"}
+    assert new_data["arguments"] == old_data["arguments"] == {"day": "2026-11-20"}
     assert new["trigger"]["type"] == "retry"
     assert new["trigger"]["key"] == f"retry:{first}:again-1"
-    assert json.loads(new["trigger"]["event"]) == json.loads(old["trigger"]["event"])
+    assert json.loads(new_data["event"]) == json.loads(old_data["event"])
     assert ops.get_run(retried["run_id"])["retry_of"] == first
+    listed = {run["run_id"]: run for run in ops.list_runs(job="nightly-report")["runs"]}
+    assert listed[retried["run_id"]]["retry_of"] == first  # from the hot row's trigger key
+    assert "retry_of" not in listed[first]
     assert len(executions(env)) == 2
 
 
 def test_retry_of_a_run_whose_event_travelled_through_s3_reads_it_back(ops: Operations, env: dict[str, Any]) -> None:
     event = {"detail": {"note": "x" * 7000}}
-    env["session"].client("s3").put_object(Bucket="run-data", Key="trigger-events/big.json", Body=json.dumps(event))
-    first = ops.start_run("csv-word-count", {}, "token-1")["run_id"]
-    trigger = {"type": "s3", "key": "k", "source": "s3://b/k", "event_s3_uri": "s3://run-data/trigger-events/big.json"}
-    ops._table.update_run(first, lambda row: {**row, "trigger": trigger, "status": "FAILED", "status_rank": 30})
+    trigger = Trigger(type="manual", key="manual:big", source="test", event=event)
+    first = ops._deps.starter.start(RunRequest(job=ops._catalog.get("csv-word-count"), trigger=trigger)).run_id
+    ops._table.update_run(first, lambda row: {**row, "status": "FAILED", "status_rank": 30})
 
     new = ops.retry_run(first)["run_id"]
 
-    uri = ops._table.get_run(new)["trigger"]["event_s3_uri"]
-    assert uri.startswith(f"s3://run-data/trigger-events/{new}/")  # content-addressed, under the new run
+    old_uri, uri = (ops._table.get_run_data(r)["event_s3_uri"] for r in (first, new))
+    assert uri.startswith(f"s3://run-data/trigger-events/{new}/")
+    assert uri != old_uri
     body = env["session"].client("s3").get_object(Bucket="run-data", Key=uri.removeprefix("s3://run-data/"))["Body"]
     assert json.loads(body.read()) == event
+    assert ops.get_run(new)["trigger"]["event_s3_uri"] == uri
+
+
+def test_a_run_written_before_the_split_is_shown_and_retried_from_its_row(ops: Operations, env: dict[str, Any]) -> None:
+    """Rows of runs started before RUNDATA# existed hold their event and arguments themselves."""
+    first = ops.start_run("nightly-report", {"day": "2026-11-20"}, "token-1")["run_id"]
+    data = ops._table.get_run_data(first)
+    ops._table._client.delete_item(TableName="runs", Key={"pk": {"S": f"RUNDATA#{first}"}})
+    legacy = {"event": data["event"], "type": "manual", "key": "manual:token-1", "source": "manual"}
+    ops._table.update_run(
+        first, lambda row: {**row, "trigger": legacy, "arguments": data["arguments"], "status": "FAILED"}
+    )
+
+    shown = ops.get_run(first)
+    assert (shown["arguments"], shown["trigger"]["event"]) == ({"day": "2026-11-20"}, json.loads(data["event"]))
+    new = ops.retry_run(first)["run_id"]
+    new_data = ops._table.get_run_data(new)
+    assert (new_data["arguments"], new_data["event"], new_data["retry_of"]) == (data["arguments"], data["event"], first)
 
 
 def test_a_live_run_or_an_unknown_one_cannot_be_retried(ops: Operations) -> None:

@@ -1,6 +1,6 @@
-"""Write once, in the right order: whatever the duplicates, the first creator's trigger event is
-what the row, the execution input and the stored S3 object hold; nothing stays written for a
-request that is refused."""
+"""Write once, in the right order: whatever the duplicates, one delivery's trigger event is what
+the run's data (RUNDATA#), the execution input and the stored S3 object hold, and the row
+(RUN#) holds none of it; nothing stays written for a request that is refused."""
 
 from __future__ import annotations
 
@@ -60,29 +60,36 @@ def objects(env: dict[str, Any]) -> dict[str, bytes]:
     return {key: s3.get_object(Bucket="run-data", Key=key)["Body"].read() for key in keys}
 
 
+def delivered_event(events: list[dict[str, Any]], stored: dict[str, Any]) -> dict[str, Any]:
+    """Which delivery's event the run holds (the matched event, not the rule's wrapper)."""
+    (event,) = [e["event"] for e in events if e["event"] == stored]
+    return event
+
+
 @pytest.mark.parametrize("size", [10, 10_000], ids=["inline", "stored-in-s3"])
-def test_concurrent_duplicates_make_one_run_holding_the_creators_event(env: dict[str, Any], size: int) -> None:
+def test_concurrent_duplicates_make_one_run_holding_one_deliverys_event(env: dict[str, Any], size: int) -> None:
     events = [bus_event(i, size) for i in range(DUPLICATES)]
     results = deliver_concurrently(events)
 
-    creators = [i for i, result in enumerate(results) if result["runs"][0]["created"]]
-    assert len(creators) == 1
-    creator_event = events[creators[0]]["event"]  # the run keeps the matched event, not the rule's wrapper
+    assert sum(result["runs"][0]["created"] for result in results) == 1
     (run_id,) = {result["runs"][0]["run_id"] for result in results}
     assert executions(env) == [run_id]
-    row = get_deps().table.get_run(run_id)
+    row, data = get_deps().table.get_run_and_data(run_id)
+    assert {"event", "event_s3_uri", "arguments"}.isdisjoint(row)
+    assert set(row["trigger"]) == {"type", "key", "source"}
+    assert data["arguments"] == {"day": "2026-11-20"}
     environment = execution_environment(env, run_id)
     if size < 6144:
-        assert json.loads(row["trigger"]["event"]) == creator_event
-        assert environment["JOBLINE_TRIGGER_EVENT"] == row["trigger"]["event"]
+        delivered_event(events, json.loads(data["event"]))
+        assert environment["JOBLINE_TRIGGER_EVENT"] == data["event"]
         assert objects(env) == {}
     else:
-        uri = row["trigger"]["event_s3_uri"]
+        uri = data["event_s3_uri"]
         assert environment["JOBLINE_TRIGGER_EVENT_S3_URI"] == uri
         (key, body), *others = objects(env).items()
         assert others == []  # every duplicate's own object was removed again
         assert uri == f"s3://run-data/{key}"
-        assert json.loads(body) == creator_event
+        delivered_event(events, json.loads(body))
 
 
 def test_a_redelivery_of_the_same_large_event_keeps_its_one_object(env: dict[str, Any]) -> None:
@@ -135,4 +142,41 @@ def test_a_row_write_that_fails_leaves_the_object_for_the_redelivery_to_adopt(en
     (run,) = handler(event, LambdaContext())["runs"]
     assert run["created"] is True
     (key,) = objects(env)
-    assert deps.table.get_run(run["run_id"])["trigger"]["event_s3_uri"] == f"s3://run-data/{key}"
+    assert deps.table.get_run_data(run["run_id"])["event_s3_uri"] == f"s3://run-data/{key}"
+
+
+def test_a_redelivery_after_the_data_was_written_runs_the_stored_data_not_its_own(env: dict[str, Any]) -> None:
+    """The data is written, then the row write fails (the invocation dies between the two): the
+    next delivery, carrying another copy of the event, creates the row and starts the execution
+    from the stored data; its own large event's object is removed again."""
+    deps = get_deps()
+    client = deps.table._client
+    throttled = AWSResponse("https://dynamodb", 400, {}, None)
+
+    def throttle_rows(params: dict[str, Any], **_: Any) -> tuple[AWSResponse, dict[str, Any]] | None:
+        if b'"RUN#' not in params["body"]:
+            return None  # the RUNDATA# write goes through
+        return throttled, {"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}
+
+    client.meta.events.register("before-call.dynamodb.PutItem", throttle_rows)
+    handler = load_handler("bus_trigger").handler
+    first, second = bus_event(1, 10_000), bus_event(2, 10_000)
+    with pytest.raises(Exception, match="ThrottlingException"):
+        handler(first, LambdaContext())
+    client.meta.events.unregister("before-call.dynamodb.PutItem", throttle_rows)
+    run_id = run_id_of(first)
+    assert deps.table.get_run(run_id) is None
+    assert executions(env) == []
+    (first_key,) = objects(env)
+
+    (run,) = handler(second, LambdaContext())["runs"]
+    assert (run["run_id"], run["created"]) == (run_id, True)
+    assert objects(env).keys() == {first_key}  # the second delivery's own object was removed again
+    data = deps.table.get_run_data(run_id)
+    assert data["event_s3_uri"] == f"s3://run-data/{first_key}"
+    assert execution_environment(env, run_id)["JOBLINE_TRIGGER_EVENT_S3_URI"] == data["event_s3_uri"]
+    assert json.loads(objects(env)[first_key]) == first["event"]
+
+
+def run_id_of(delivered: dict[str, Any]) -> str:
+    return run_id("nightly-report", f"bus:{delivered['event']['detail']['request_id']}")

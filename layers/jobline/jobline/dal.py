@@ -1,10 +1,13 @@
 """All DynamoDB access to the run table.
 
-Items: a run is `pk = RUN#<run id>`; an attempt's ticket `pk = ATTEMPT#<run id>#<n>` (written by
-the submitter: the task token and retry strategy of that attempt); a job's concurrency slots
-`pk = SLOT#<job>`, `holders` a map of run id -> time taken (taken by the state machine's
-AcquireSlot, released and handed on by jobline.slots only); a submit API's per-second call
-counter `pk = QUOTA#<api>#<second>`.
+Items: a run is its hot row `pk = RUN#<run id>` (status, attempts, times: small, so each write is
+one write unit) and its cold data `pk = RUNDATA#<run id>` (trigger event, arguments, retry_of:
+written once before the row, never updated); an attempt's ticket `pk = ATTEMPT#<run id>#<n>`
+(written by the submitter: the task token and retry strategy of that attempt); a job's concurrency
+slots `pk = SLOT#<job>`, `holders` a map of run id -> time taken (taken by the state machine's
+AcquireSlot, released and handed on by jobline.slots only); a submit API's per-second call counter
+`pk = QUOTA#<api>#<second>`. The indexes hold keys only (by-waiting adds the waiter's token): a
+listing queries keys and reads the page's rows with BatchGetItem.
 
 State change events write with one conditional UpdateItem each (`write_run`, the rules in
 jobline.status), without reading the row first; the submitter claims attempts the same way.
@@ -34,6 +37,11 @@ BACKOFF_BASE_SECONDS = 0.02
 BACKOFF_CAP_SECONDS = 1.0
 # How long an update keeps trying when its caller gives no budget of its own.
 DEFAULT_PATIENCE_SECONDS = 10.0
+# BatchGetItem reads at most 100 items a call.
+# https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_BatchGetItem.html
+BATCH_GET_MAX_KEYS = 100
+# A page filtered after reading (a status within a job) reads this many keys at a time.
+FILTERED_PAGE_KEYS = BATCH_GET_MAX_KEYS
 
 
 # A quota counter item outlives its second by this much (TTL deletes it within days; a late read of
@@ -58,6 +66,10 @@ def ticket_key(run_id: str, attempt: int) -> dict[str, Any]:
     """An attempt's ticket: the task token waiting for it (written by the submitter, read by the
     state change handler at the attempt's end)."""
     return {"pk": {"S": f"ATTEMPT#{run_id}#{attempt}"}}
+
+
+def run_data_key(run_id: str) -> dict[str, Any]:
+    return {"pk": {"S": f"RUNDATA#{run_id}"}}
 
 
 def _to_item(row: dict[str, Any]) -> dict[str, Any]:
@@ -88,28 +100,80 @@ def _conditional_failed(error: ClientError) -> bool:
     return error.response["Error"]["Code"] == "ConditionalCheckFailedException"
 
 
+def _backoff(tries: int) -> float:
+    """Full jitter: uniform in [0, min(CAP, BASE * 2**tries)] seconds."""
+    return random.uniform(0, min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2**tries))  # noqa: S311 (jitter, not secrecy)
+
+
 class RunTable:
     def __init__(self, client: Any, table_name: str) -> None:
         self._client = client
         self._table = table_name
 
-    def create_run(self, row: dict[str, Any]) -> bool:
-        """Write a new run row. False when the run already exists (a duplicate trigger)."""
+    def create_run(self, row: dict[str, Any]) -> dict[str, Any] | None:
+        """Write a new run row. None when written; the stored row when the run already exists
+        (a duplicate trigger)."""
+        return self._put_new({"pk": f"RUN#{row['run_id']}", **row})
+
+    def create_run_data(self, data: dict[str, Any]) -> dict[str, Any] | None:
+        """Write a run's cold data once (before its row). None when written; the stored data when
+        a delivery of the same run wrote it first: that is the run's data, never this one."""
+        return self._put_new({"pk": f"RUNDATA#{data['run_id']}", **data})
+
+    def _put_new(self, item: dict[str, Any]) -> dict[str, Any] | None:
+        """Put an item that must not exist yet; on the condition's failure DynamoDB returns the
+        stored item with the error (ReturnValuesOnConditionCheckFailure), so no read follows.
+        https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_PutItem.html"""
         try:
             self._client.put_item(
                 TableName=self._table,
-                Item=_to_item({"pk": f"RUN#{row['run_id']}", **row}),
+                Item=_to_item(item),
                 ConditionExpression="attribute_not_exists(pk)",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as error:
             if _conditional_failed(error):
-                return False
+                return _from_item(error.response["Item"])
             raise
-        return True
+        return None
 
     def get_run(self, run_id: str) -> dict[str, Any] | None:
         item = self._client.get_item(TableName=self._table, Key=run_key(run_id), ConsistentRead=True).get("Item")
         return _from_item(item) if item else None
+
+    def get_run_data(self, run_id: str) -> dict[str, Any] | None:
+        """The run's cold data (trigger event, arguments, retry_of); None for a row written before
+        the split, whose row holds them itself."""
+        item = self._client.get_item(TableName=self._table, Key=run_data_key(run_id), ConsistentRead=True).get("Item")
+        return _from_item(item) if item else None
+
+    def get_run_and_data(self, run_id: str) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+        """The run's row and its cold data, in one BatchGetItem."""
+        items = self._batch_get([run_key(run_id), run_data_key(run_id)], consistent=True)
+        return items.get(f"RUN#{run_id}"), items.get(f"RUNDATA#{run_id}")
+
+    def _batch_get(self, keys: list[dict[str, Any]], *, consistent: bool = False) -> dict[str, dict[str, Any]]:
+        """Items by `pk`, 100 keys a call; keys DynamoDB leaves unprocessed (throttling, or over
+        16 MB) are asked again after a backoff, as the BatchGetItem page says. A missing item is
+        absent from the answer."""
+        items: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(keys), BATCH_GET_MAX_KEYS):
+            pending: dict[str, Any] = {
+                self._table: {"Keys": keys[start : start + BATCH_GET_MAX_KEYS], "ConsistentRead": consistent}
+            }
+            tries, time_left = 0, patience(DEFAULT_PATIENCE_SECONDS)
+            while pending:
+                answer = self._client.batch_get_item(RequestItems=pending)
+                for item in answer.get("Responses", {}).get(self._table, []):
+                    items[item["pk"]["S"]] = _from_item(item)
+                pending = answer.get("UnprocessedKeys") or {}
+                if pending:
+                    delay = _backoff(tries)
+                    tries += 1
+                    if delay >= time_left():
+                        raise RowContended(f"BatchGetItem left {len(pending[self._table]['Keys'])} keys unread")
+                    time.sleep(delay)
+        return items
 
     def update_run(
         self,
@@ -146,7 +210,7 @@ class RunTable:
                 if not _conditional_failed(error):
                     raise
                 # Someone else moved the row: wait, read it again and re-apply.
-                delay = random.uniform(0, min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2**conflicts))  # noqa: S311 (jitter, not secrecy)
+                delay = _backoff(conflicts)
                 conflicts += 1
                 if delay >= time_left():
                     raise RowContended(f"run {run_id}: still contended after {conflicts} concurrent updates") from None
@@ -199,8 +263,11 @@ class RunTable:
         start_key: dict[str, str] | None = None,
     ) -> tuple[list[dict[str, Any]], dict[str, str] | None]:
         """Runs of one partition (attribute, value) of a run index, newest first, created at `since`
-        or later, in `status` if given (a filter). Pages until `limit` rows or the end. Returns the
-        rows and, when more may follow, the index key of the last row (to start the next page at)."""
+        or later, in `status` if given. The index holds keys only: each page of keys is read with
+        BatchGetItem (eventually consistent, like the index itself), and a row whose current
+        partition value or status no longer matches (the index lags the row) is left out. Pages
+        until `limit` rows or the end. Returns the rows and, when more may follow, the index key
+        of the last row (to start the next page at)."""
         attribute, value = partition
         names = {"#k": attribute}
         values = {":k": {"S": value}}
@@ -209,30 +276,37 @@ class RunTable:
             condition += " AND #c >= :since"
             names["#c"] = "created_at"
             values[":since"] = {"S": since}
-        params: dict[str, Any] = {"TableName": self._table, "IndexName": index, "ScanIndexForward": False}
-        if status:
-            params["FilterExpression"] = "#s = :s"
-            names["#s"] = "status"
-            values[":s"] = {"S": status}
-        params.update(
-            KeyConditionExpression=condition, ExpressionAttributeNames=names, ExpressionAttributeValues=values
-        )
+        params: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": index,
+            "ScanIndexForward": False,
+            "KeyConditionExpression": condition,
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values,
+        }
+        wanted = {attribute: value, **({"status": status} if status else {})}
         exclusive = {k: {"S": v} for k, v in start_key.items()} if start_key else None
         rows: list[dict[str, Any]] = []
         while True:
-            room = limit - len(rows)
-            page_params = {**params, **({"ExclusiveStartKey": exclusive} if exclusive else {})}
-            if not status:  # unfiltered, every item read is returned: read no more than needed
-                page_params["Limit"] = room
-            page = self._client.query(**page_params)
-            items = page.get("Items", [])
-            rows.extend(_from_item(item) for item in items[:room])
+            page = self._client.query(
+                **params,
+                # Unfiltered, nearly every key read is a row returned: read no more than needed.
+                Limit=limit - len(rows) if not status else FILTERED_PAGE_KEYS,
+                **({"ExclusiveStartKey": exclusive} if exclusive else {}),
+            )
+            keys = page.get("Items", [])
             exclusive = page.get("LastEvaluatedKey")
-            if len(rows) == limit or exclusive is None:
-                more = len(items) > room or exclusive is not None
-                break
-        next_key = {k: rows[-1][k] for k in ("pk", attribute, "created_at")} if more and rows else None
-        return rows, next_key
+            found = self._batch_get([{"pk": key["pk"]} for key in keys])
+            for position, key in enumerate(keys):
+                row = found.get(key["pk"]["S"])
+                if row is None or any(row.get(k) != v for k, v in wanted.items()):
+                    continue
+                rows.append(row)
+                if len(rows) == limit:
+                    more = position < len(keys) - 1 or exclusive is not None
+                    return rows, _from_item(key) if more else None
+            if exclusive is None:
+                return rows, None
 
     def slot_holders(self, job: str) -> dict[str, str]:
         """The runs holding one of the job's concurrency slots: run id -> when it took it."""

@@ -22,7 +22,7 @@ from jobline.clock import now_iso
 from jobline.deps import Deps
 from jobline.errors import UnknownJobError
 from jobline.operator_errors import AlreadyFinished, Conflict, InvalidRequest, JobNotFound, NotFound, RunNotFound
-from jobline.runs import resolve_arguments, run_execution_arn
+from jobline.runs import resolve_arguments, run_data_of, run_execution_arn
 from jobline.settings import Settings, get_settings
 from jobline.status import TERMINAL, RunStatus, stop
 from jobline.triggers import RunRequest, Trigger
@@ -83,15 +83,19 @@ class Operations:
             event={"job": job.name, "parameters": parameters, "client_token": token},
         )
         request = RunRequest(job=job, trigger=trigger, arguments=parameters)
-        existing = self._table.get_run(request.run_id)
-        if existing is not None and existing.get("arguments") != resolve_arguments(job, parameters):
+        existing = self._table.get_run_data(request.run_id)
+        if existing is not None and existing["arguments"] != resolve_arguments(job, parameters):
             raise Conflict(f"client token {token!r} already started run {request.run_id} with other parameters")
         started = self._deps.starter.start(request)
         return {"run_id": started.run_id, "job": started.job, "created": started.created, "client_token": token}
 
     def get_run(self, run_id: str) -> dict[str, Any]:
+        """The run's row and its data, read together (one BatchGetItem)."""
+        row, data = self._table.get_run_and_data(run_id) if RUN_ID.match(run_id) else (None, None)
+        if row is None:
+            raise RunNotFound(run_id)
         region = self._deps.session.region_name
-        return run_view.detail(self._row(run_id), region, self._settings.job_log_group_name)
+        return run_view.detail(row, run_data_of(row, data), region, self._settings.job_log_group_name)
 
     def list_runs(
         self,
@@ -134,8 +138,8 @@ class Operations:
         return {"stopped": stopped, "errors": errors}
 
     def retry_run(self, run_id: str, client_token: str | None = None) -> dict[str, Any]:
-        """A new run of a finished run's job with its arguments and trigger event; its row names
-        the previous run in `retry_of` (set right after the start: a repeated request heals it)."""
+        """A new run of a finished run's job with its arguments and trigger event; its data names
+        the previous run in `retry_of`."""
         previous = self._row(run_id)
         if RunStatus(previous["status"]) not in TERMINAL:
             raise Conflict(f"run {run_id} is {previous['status']}: retry a finished run (stop this one first)")
@@ -144,11 +148,11 @@ class Operations:
             type="retry",
             key=f"retry:{run_id}:{token}",
             source=f"retry of {run_id}",
-            event=self._trigger_event(previous),
+            event=self._trigger_event(data := run_data_of(previous, self._table.get_run_data(run_id))),
         )
         job = self._catalog.get(previous["job"])
-        started = self._deps.starter.start(RunRequest(job=job, trigger=trigger, arguments=previous["arguments"]))
-        self._table.update_run(started.run_id, lambda row: {**row, "retry_of": run_id})
+        request = RunRequest(job=job, trigger=trigger, arguments=data["arguments"])
+        started = self._deps.starter.start(request, retry_of=run_id)
         return {"run_id": started.run_id, "job": job.name, "created": started.created, "retry_of": run_id}
 
     # ------------------------------------------------------------ helpers
@@ -199,16 +203,15 @@ class Operations:
             return {"warning": f"stopped, but terminating backend job {job} failed: {error}"}
         return {"terminated_backend_job": job_id} if job_id else {}
 
-    def _trigger_event(self, row: dict[str, Any]) -> dict[str, Any]:
-        trigger = row.get("trigger") or {}
-        if "event" in trigger:
-            return json.loads(trigger["event"])
-        uri = trigger["event_s3_uri"]
+    def _trigger_event(self, data: dict[str, Any]) -> dict[str, Any]:
+        if "event" in data:
+            return json.loads(data["event"])
+        uri = data["event_s3_uri"]
         bucket, _, key = uri.removeprefix("s3://").partition("/")
         try:
             body = self._deps.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
         except ClientError as error:
-            raise Conflict(f"the trigger event of run {row['run_id']} ({uri}) cannot be read: {error}") from None
+            raise Conflict(f"the trigger event of run {data['run_id']} ({uri}) cannot be read: {error}") from None
         return json.loads(body)
 
 

@@ -51,7 +51,7 @@ def stale_runs(deps: Deps, older_than: timedelta, now: datetime) -> Iterator[dic
         cutoff = iso_z(now - (unstarted if status == RunStatus.PENDING else older_than))
         start: dict[str, str] | None = None
         while True:
-            rows, start = deps.table.query_runs("by-status", ("status", status), limit=200, start_key=start)
+            rows, start = deps.table.query_runs("by-status-keys", ("status", status), limit=200, start_key=start)
             yield from (row for row in rows if row["updated_at"] < cutoff and not row.get("waiting_for"))
             if start is None:
                 break

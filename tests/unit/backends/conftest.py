@@ -63,7 +63,7 @@ def sent_requests(client: Any, operation: str) -> list[dict[str, Any]]:
 
 
 def start_row(table: RunTable, name: str, run_id: str, **fields: Any) -> None:
-    row = new_row(request(name), {}, SETTINGS, "2026-11-21T00:00:00.000Z")
+    row = new_row(request(name), SETTINGS, "2026-11-21T00:00:00.000Z")
     table.create_run({**row, "run_id": run_id, "attempt": 1, "status": "STARTING", "status_rank": 10, **fields})
 
 
