@@ -24,7 +24,7 @@ from jobline.errors import UnknownJobError
 from jobline.operator_errors import AlreadyFinished, Conflict, InvalidRequest, JobNotFound, NotFound, RunNotFound
 from jobline.runs import resolve_arguments, run_data_of, run_execution_arn
 from jobline.settings import Settings, get_settings
-from jobline.status import TERMINAL, RunStatus, stop
+from jobline.status import TERMINAL, Reason, RunStatus, end_write, stop
 from jobline.triggers import RunRequest, Trigger
 
 MAX_STOP_IDS = 25
@@ -168,14 +168,14 @@ class Operations:
             raise AlreadyFinished(f"already {row['status']}")
         self._stop_execution(row)
         at = now_iso()
-        result = self._table.update_run(run_id, lambda current: _stopped(current, at))
-        # The execution will not release its slot any more, whatever the row says now.
-        self._table.release_slot(row["job"], run_id)
-        if result is None:
+        # One conditional write; the run table's stream releases its slot (jobline.slots), as for
+        # every run that ends.
+        ended, before = self._table.write_run(run_id, end_write(RunStatus.STOPPED, Reason.STOPPED_BY_USER.value, at))
+        if before is None:
             raise RunNotFound(run_id)
-        after = result[1]
-        if after["status"] != RunStatus.STOPPED:
-            raise AlreadyFinished(f"already {after['status']}")
+        if not ended:
+            raise AlreadyFinished(f"already {before['status']}")
+        after = stop(before, at) | {"updated_at": at}
         return {**run_view.summary(after), **self._terminate_attempt(after)}
 
     def _stop_execution(self, row: dict[str, Any]) -> None:
@@ -213,11 +213,6 @@ class Operations:
         except ClientError as error:
             raise Conflict(f"the trigger event of run {data['run_id']} ({uri}) cannot be read: {error}") from None
         return json.loads(body)
-
-
-def _stopped(row: dict[str, Any], at: str) -> dict[str, Any]:
-    new = stop(row, at)
-    return row if new == row else {**new, "updated_at": at}
 
 
 def _client_token(token: str | None) -> str:

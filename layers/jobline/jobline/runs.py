@@ -133,10 +133,11 @@ def new_row(
         "updated_at": created_at,
         "expires_at": created_epoch + longest + settings.run_retention_days * 86_400,
         # Deterministic (the execution is named after the run), so known before it starts.
-        "execution_arn": execution_arn(settings, request.run_id),
+        "execution_arn": execution_arn(settings, job, request.run_id),
     }
-    if job.max_concurrent_runs:
-        row["slot_job"] = job.name
+    if job.max_concurrent_runs is not None:
+        # The stream consumer releases and hands on the slot of a run that ends (jobline.slots).
+        row.update(slot_job=job.name, slot_max=job.max_concurrent_runs)
     if fanout is not None:
         row.update(fanout_id=fanout.fanout_id, fanout_line=fanout.line)
     return row
