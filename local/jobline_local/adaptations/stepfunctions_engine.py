@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from jobline_local.adaptations.hooks import hooks
 from jobline_local.adaptations.patching import originals, replace
 
 
@@ -239,3 +240,54 @@ def adapt_sync_without_callback() -> None:
 
     replace(StateTaskServiceCallback, "_eval_integration_pattern", _fixed_eval_integration_pattern)
     replace(StateTaskServiceCallback, "_eval_sync", eval_sync)
+
+
+def engine_seconds(seconds: float) -> float:
+    """Real seconds for `seconds` of the local clock (the stack's `--clock-speed`)."""
+    scale = hooks["engine_seconds"]
+    return float(seconds) if scale is None else scale(seconds)
+
+
+def adapt_engine_clock() -> None:
+    """moto 5.2.5's Retry sleeps `IntervalSeconds x BackoffRate^n` (capped by MaxDelaySeconds, with
+    its jitter) in real seconds, and a Wait state waits its Seconds in real seconds: the local
+    clock speed (`--clock-speed`, as schedules and Lambda's retries use it) did not reach them.
+    Both wait `engine_seconds` of the delay moto computed. The retry wait also ends when the
+    execution stops (moto's `time.sleep` held a stopped execution RUNNING until it ended), as a
+    Wait state's already does. A Wait state's Timestamp is a real instant, not scaled."""
+    from moto.stepfunctions.parser.asl.component.common.retry.max_attempts_decl import MaxAttemptsOutcome
+    from moto.stepfunctions.parser.asl.component.common.retry.retrier_decl import RetrierDecl
+    from moto.stepfunctions.parser.asl.component.common.retry.retrier_outcome import RetrierOutcome
+    from moto.stepfunctions.parser.asl.component.state.wait.wait_function.timestamp import Timestamp
+    from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
+
+    def retrier_body(self: Any, env: Any) -> None:
+        # moto's RetrierDecl._eval_body, waiting on the local clock instead of time.sleep.
+        self.error_equals.eval(env)
+        if not env.stack.pop():
+            env.stack.append(RetrierOutcome.Skipped)
+            return
+        self.max_attempts.eval(env=env)
+        if env.stack.pop() == MaxAttemptsOutcome.EXHAUSTED:
+            env.stack.append(RetrierOutcome.Failed)
+            return
+        for part in (self.interval_seconds, self.backoff_rate, self.max_delay_seconds, self.jitter_strategy):
+            part.eval(env=env)
+        _wait(env, engine_seconds(env.stack.pop()))
+        env.stack.append(RetrierOutcome.Executed)
+
+    def wait_body(self: Any, env: Any) -> None:
+        seconds = self._get_wait_seconds(env=env)
+        _wait(env, seconds if isinstance(self, Timestamp) else engine_seconds(seconds))
+
+    replace(RetrierDecl, "_eval_body", retrier_body)
+    replace(WaitFunction, "_eval_body", wait_body)
+
+
+def _wait(env: Any, seconds: float) -> None:
+    """Wait `seconds`, or less if the execution leaves the running state (stopped, timed out)."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    while env.is_running() and (left := deadline - time.monotonic()) > 0:
+        env.program_state_event.wait(left)
