@@ -12,10 +12,12 @@ from jobline_local import adaptations
 REGISTERED = {
     "adaptations.stepfunctions_engine": {
         "adapt_asl_parse_cache",
+        "adapt_json_path_cache",
         "adapt_engine_client_cache",
         "adapt_keyword_path_fields",
         "adapt_sync_without_callback",
         "adapt_engine_clock",
+        "adapt_sync_poll_backoff",
     },
     "adaptations.stepfunctions_callbacks": {"adapt_callback_token_per_try", "adapt_stop_ends_callback_wait"},
     "adaptations.stepfunctions_integrations": {

@@ -21,9 +21,10 @@ class TaskAbandoned(Exception):
 
 
 def waits_for_token(task: Any) -> bool:
+    """A task with a token (moto's rule: `.waitForTaskToken`, and `.sync` of a service offering it)."""
     from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.resource import ResourceCondition
 
-    return task._is_integration_pattern() and task.resource.condition == ResourceCondition.WaitForTaskToken
+    return task._is_integration_pattern() and ResourceCondition.WaitForTaskToken in task._supported_integration_patterns
 
 
 def adapt_callback_token_per_try() -> None:
@@ -45,6 +46,7 @@ def adapt_callback_token_per_try() -> None:
         if not waits_for_token(self):
             return moto_eval_body(self, env)
         # moto's body without its token: each try makes its own (evaluate_with_timeout).
+        self._assert_integration_pattern_is_supported()
         super(StateTaskServiceCallback, self)._eval_body(env=env)
         env.states.context_object.context_object_data.pop("Task", None)
         return None
