@@ -191,3 +191,42 @@ def test_engine_clock(monkeypatch: pytest.MonkeyPatch, queue: str, fast_clock: l
     assert len(fast_clock) == 2
     assert 0 <= fast_clock[0] <= 10  # FULL jitter draws in [0, delay]
     assert 0 <= fast_clock[1] <= 20
+
+
+def test_callback_timeout_closes_the_token(queue: str, fast_clock: list[float]) -> None:
+    """The guard: TimeoutSecondsPath ends a waiting try with States.Timeout; the retry's try has
+    its own token, and the timed-out one is closed."""
+    sfn = client("stepfunctions")
+    states = attempt(queue, [{"ErrorEquals": ["States.Timeout"], "IntervalSeconds": 1, "MaxAttempts": 1}])
+    del states["Attempt"]["TimeoutSeconds"]
+    states["Attempt"]["TimeoutSecondsPath"] = "$.guard"
+    arn = run_asl(states, "Attempt", {"guard": 1}, wait=False)
+    first = next_message(queue)  # not answered: the try times out
+    second = next_message(queue)
+    assert second["token"] != first["token"]
+    assert second["retry_count"] == 1
+    assert refusal(sfn.send_task_success, taskToken=first["token"], output="{}") == "TaskTimedOut"
+    sfn.send_task_success(taskToken=second["token"], output='{"ok": 1}')
+    described = wait_execution(arn)
+    assert described["status"] == "SUCCEEDED"
+    assert [e["type"] for e in history(arn)].count("TaskTimedOut") == 1
+
+
+def test_concurrent_executions_of_one_callback_machine(queue: str, fast_clock: list[float]) -> None:
+    """One definition (one cached program), several executions at once: each try's token answers
+    its own execution only."""
+    sfn = client("stepfunctions")
+    role = client("iam").create_role(RoleName="sfn", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    definition = json.dumps({"StartAt": "Attempt", "States": attempt(queue, retry(1))})
+    machine = sfn.create_state_machine(name="shared", definition=definition, roleArn=role)["stateMachineArn"]
+    arns = [sfn.start_execution(stateMachineArn=machine, name=f"run-{n}")["executionArn"] for n in range(3)]
+    tokens = {next_message(queue)["token"] for _ in arns}
+    assert len(tokens) == 3
+    for token in tokens:  # every first try fails
+        sfn.send_task_failure(taskToken=token, error=FAILED)
+    retries = [next_message(queue) for _ in arns]
+    assert {r["retry_count"] for r in retries} == {1}
+    for n, r in enumerate(retries):
+        sfn.send_task_success(taskToken=r["token"], output=json.dumps({"n": n}))
+    outputs = sorted(json.loads(wait_execution(arn)["output"])["n"] for arn in arns)
+    assert outputs == [0, 1, 2]
