@@ -102,14 +102,14 @@ def test_job_slots_stand_for_the_compute_environment(tmp_path: Path) -> None:
 
         try:
             first, second = submit("job-a"), submit("job-b")
-            wait_until(lambda: status(first) == "RUNNING", 20, "the first job to run")
-            wait_until(lambda: status(second) == "RUNNABLE", 20, "the second job to wait")
+            wait_until(lambda: status(first) == "RUNNING", 60, "the first job to run")
+            wait_until(lambda: status(second) == "RUNNABLE", 60, "the second job to wait")
             time.sleep(0.5)  # the slot is held: the second job does not start meanwhile
             assert status(second) == "RUNNABLE"
             (tmp_path / "job-a").touch()
-            wait_until(lambda: status(first) == "SUCCEEDED", 20, "the first job to end")
-            wait_until(lambda: status(second) == "RUNNING", 20, "the second job to take the slot")
+            wait_until(lambda: status(first) == "SUCCEEDED", 60, "the first job to end")
+            wait_until(lambda: status(second) == "RUNNING", 60, "the second job to take the slot")
             (tmp_path / "job-b").touch()
-            wait_until(lambda: status(second) == "SUCCEEDED", 20, "the second job to end")
+            wait_until(lambda: status(second) == "SUCCEEDED", 60, "the second job to end")
         finally:
             local.stop()
