@@ -16,6 +16,11 @@ from jobline_local.adaptations.patching import add, replace
 CLOSED_TASK = "The task token has either expired or the task associated with the token has already been closed."
 
 
+# token -> the callback pool of the execution it belongs to: an answer finds its task at once
+# (moto asks every execution in turn: 10 ms per answer with 10,000 executions kept).
+_pools: dict[str, Any] = {}
+
+
 class TaskAbandoned(Exception):
     """A callback task's wait ended because its execution stopped: no outcome to record."""
 
@@ -56,6 +61,7 @@ def adapt_callback_token_per_try() -> None:
             return evaluate_try(self, env)
         token = env.states.context_object.update_task_token()
         endpoint = env.callback_pool_manager.add(token)
+        _pools[token] = env.callback_pool_manager
         try:
             return evaluate_try(self, env)
         except TaskAbandoned:
@@ -133,12 +139,14 @@ def _notify(executions: list[Any], task_token: str, outcome: Any) -> None:
     from moto.stepfunctions.parser.api import InvalidToken, TaskTimedOut
     from moto.stepfunctions.parser.asl.eval.callback.callback import CallbackNotifyConsumerError
 
-    for execution in executions:
-        env = getattr(execution.exec_worker, "env", None)
-        if env is None:
-            continue
+    known = _pools.get(task_token)
+    if known is not None:
+        pools = [known]
+    else:  # a token made elsewhere in moto (an activity's)
+        pools = [e.exec_worker.env.callback_pool_manager for e in executions if hasattr(e.exec_worker, "env")]
+    for pool in pools:
         try:
-            if env.callback_pool_manager.notify(callback_id=task_token, outcome=outcome):
+            if pool.notify(callback_id=task_token, outcome=outcome):
                 return
         except CallbackNotifyConsumerError:
             # the only consumer error reported here: the task was closed (API reference, errors)
