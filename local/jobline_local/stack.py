@@ -188,6 +188,7 @@ class Stack:
             processing_job=self.processing.submit,
             service_job=self.training.submit,
             glue_job_run=self.glue.submit,
+            engine_seconds=lambda seconds: seconds / options.clock_speed,
         )
         self.lambdas.start(prewarm=options.prewarm)
         poller_types = {"sqs": SqsPoller, "dynamodb": DynamoDBStreamPoller}

@@ -12,10 +12,14 @@ from jobline_local import adaptations
 REGISTERED = {
     "adaptations.stepfunctions_engine": {
         "adapt_asl_parse_cache",
+        "adapt_json_path_cache",
         "adapt_engine_client_cache",
         "adapt_keyword_path_fields",
         "adapt_sync_without_callback",
+        "adapt_engine_clock",
+        "adapt_sync_poll_backoff",
     },
+    "adaptations.stepfunctions_callbacks": {"adapt_callback_token_per_try", "adapt_stop_ends_callback_wait"},
     "adaptations.stepfunctions_integrations": {
         "adapt_optimized_integration_casing",
         "adapt_batch_sync_poll_retries",
@@ -105,4 +109,11 @@ def test_pins_the_moto_it_was_written_for() -> None:
         "start_job_run",
         "as_dict",
         "batch_stop_job_run",
+        # the callback Tasks and the engine's clock
+        "_eval_body",
+        "_evaluate_with_timeout",
+        "_eval_wait_for_task_token",
+        "set_stop",
+        "send_task_success",
+        "send_task_failure",
     }, "an adaptation was added or removed: give it a test here"

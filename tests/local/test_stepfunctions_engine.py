@@ -4,6 +4,7 @@ that the pinned moto still behaves as the adaptation assumes (through moto's ori
 
 from __future__ import annotations
 
+import inspect
 import json
 from typing import Any
 
@@ -11,7 +12,16 @@ import pytest
 from moto import mock_aws
 
 from tests.aws_resources import REGION
-from tests.local.moto_support import GLUE_SYNC, SFN, client, make_glue_job, original, run_asl, wait_status
+from tests.local.moto_support import (
+    GLUE_SYNC,
+    SFN,
+    client,
+    make_glue_job,
+    original,
+    run_asl,
+    wait_execution,
+    wait_status,
+)
 from tests.waiting import wait_until
 
 ASL = json.dumps({"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}})
@@ -24,14 +34,52 @@ def test_asl_parse_cache() -> None:
     assert pristine(ASL)[1] is not pristine(ASL)[1], "moto now keeps parse trees itself"
 
     (first, tree), (second, same_tree) = AmazonStateLanguageParser.parse(ASL), AmazonStateLanguageParser.parse(ASL)
+    assert pristine(ASL)[0] is not pristine(ASL)[0], "moto now keeps programs itself"
     assert tree is same_tree
-    assert first is not second  # every execution still gets its own evaluation components
+    assert first is second  # the program too: executions keep their state in their own Environment
     assert type(first) is type(pristine(ASL)[0])
     with pytest.raises(ASLParserException):
         AmazonStateLanguageParser.parse('{"StartAt": ')
 
 
+def test_asl_program_shared_by_executions() -> None:
+    """Two executions of one definition at once, each with its own input, retries and answers."""
+    states = {
+        "Try": {
+            "Type": "Pass",
+            "Parameters": {"n.$": "$.n", "name.$": "$$.Execution.Name"},
+            "ResultPath": "$.seen",
+            "Next": "Hold",
+        },
+        "Hold": {"Type": "Wait", "SecondsPath": "$.wait", "End": True},
+    }
+    with mock_aws(config=SFN):
+        sfn = client("stepfunctions")
+        role = client("iam").create_role(RoleName="sfn", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+        machine = sfn.create_state_machine(
+            name="shared", definition=json.dumps({"StartAt": "Try", "States": states}), roleArn=role
+        )
+        arns = [
+            sfn.start_execution(
+                stateMachineArn=machine["stateMachineArn"], name=f"e{n}", input=json.dumps({"n": n, "wait": 1 - n})
+            )["executionArn"]
+            for n in (0, 1)
+        ]
+        outputs = [json.loads(wait_status(sfn, arn)["output"]) for arn in arns]
+    assert [o["seen"] for o in outputs] == [{"n": 0, "name": "e0"}, {"n": 1, "name": "e1"}]
+
+
+def test_json_path_cache() -> None:
+    from moto.stepfunctions.parser.asl.utils import json_path
+
+    pristine = original(json_path, "parse")
+    assert pristine("$.a") is not pristine("$.a"), "moto now keeps parsed paths itself"
+    assert json_path.parse("$.a.b") is json_path.parse("$.a.b")
+    assert json_path.extract_json("$.a.b", {"a": {"b": [1]}}) == [1]
+
+
 def test_engine_client_cache() -> None:
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.credentials import StateCredentials
     from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import state_task_service_dynamodb
     from moto.stepfunctions.parser.asl.utils import boto_client
 
@@ -41,6 +89,11 @@ def test_engine_client_cache() -> None:
     assert adapted is boto_client.boto_client_for
     assert adapted(region=REGION, service="dynamodb") is adapted(region=REGION, service="dynamodb")
     assert adapted(region=REGION, service="dynamodb") is not adapted(region=REGION, service="batch")
+    # Every task passes its credentials (its role), which moto's clients never use.
+    role = StateCredentials(role_arn="arn:aws:iam::123456789012:role/sfn")
+    assert adapted(region=REGION, service="dynamodb", state_credentials=role) is adapted(
+        region=REGION, service="dynamodb"
+    )
     with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
         role = client("iam").create_role(RoleName="sfn", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
         client("dynamodb").create_table(
@@ -71,6 +124,8 @@ def test_engine_client_cache() -> None:
 def test_keyword_path_fields(monkeypatch: pytest.MonkeyPatch) -> None:
     from moto.stepfunctions.parser.asl.parse.preprocessor import Preprocessor
 
+    from jobline_local.adaptations.stepfunctions_engine import forget_parsed
+
     states = {
         "P": {
             "Type": "Pass",
@@ -86,9 +141,11 @@ def test_keyword_path_fields(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setattr(
             Preprocessor, "visitPayload_binding_value", original(Preprocessor, "visitPayload_binding_value")
         )
+        forget_parsed()  # programs are built by the preprocessor: rebuild them with moto's
         pristine = json.loads(run_asl(states, "P", {"role": "r"})["output"])
         assert pristine["RoleArn.$"] == "$.role", "moto now reads RoleArn.$ as a path"
         monkeypatch.undo()
+        forget_parsed()
         adapted = json.loads(run_asl(states, "P", {"role": "r"})["output"])
         assert adapted == {"RoleArn": "r", "Formatted": "r-1", "Execution": "e"}
 
@@ -118,3 +175,28 @@ def test_sync_without_callback(monkeypatch: pytest.MonkeyPatch, adapted: dict[st
         wait_until(lambda: held)
         client("stepfunctions").stop_execution(executionArn=arn)
         wait_until(lambda: held[0].status == "STOPPING")
+
+
+def test_sync_poll_backoff(monkeypatch: pytest.MonkeyPatch, adapted: dict[str, Any]) -> None:
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import state_task_service_callback
+
+    from jobline_local.adaptations import stepfunctions_engine
+
+    pristine = original(state_task_service_callback.StateTaskServiceCallback, "_eval_sync")
+    assert "time.sleep(_DELAY_SECONDS_SYNC_CONDITION_CHECK)" in inspect.getsource(pristine), "moto's .sync poll changed"
+    assert state_task_service_callback._DELAY_SECONDS_SYNC_CONDITION_CHECK == 0.5
+
+    waits: list[float] = []
+    real_wait = stepfunctions_engine._wait
+    monkeypatch.setattr(
+        stepfunctions_engine, "_wait", lambda env, seconds: (waits.append(seconds), real_wait(env, 0.01))
+    )
+    held: list[Any] = []
+    adapted["glue_job_run"] = lambda job, run: held.append(run)
+    with mock_aws(config=SFN):
+        make_glue_job()
+        arn = run_asl(GLUE_SYNC, "T", wait=False)
+        wait_until(lambda: len(waits) >= 8, what="eight polls of the held run")
+        held[0].status = "SUCCEEDED"
+        assert wait_execution(arn)["status"] == "SUCCEEDED"
+    assert waits[:8] == [0.5, 0.75, 1.125, 1.6875, 2.53125, 3.796875, 5.0, 5.0]

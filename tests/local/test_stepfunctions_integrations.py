@@ -73,14 +73,18 @@ def test_optimized_batch_integration_casing() -> None:
 def test_sagemaker_processing_sync(monkeypatch: pytest.MonkeyPatch, adapted: dict[str, Any]) -> None:
     from moto.stepfunctions.parser.asl.component.state.exec.state_task import state_task_factory
 
+    from jobline_local.adaptations.stepfunctions_engine import forget_parsed
+
     with mock_aws(config=SFN):
         monkeypatch.setattr(
             state_task_factory, "state_task_service_for", original(state_task_factory, "state_task_service_for")
         )
+        forget_parsed()  # the program's tasks are built once per definition: with moto's factory here
         pristine = run_asl(PROCESSING_SYNC, "T", ROLE)
         assert pristine["status"] == "FAILED"
         assert "Unsupported sync callback procedure" in json.dumps(pristine["failures"] or pristine.get("cause", ""))
         monkeypatch.undo()
+        forget_parsed()
 
         jobs: list[Any] = []
         adapted["processing_job"] = jobs.append

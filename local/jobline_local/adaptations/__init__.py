@@ -5,6 +5,7 @@ of AWS, an adaptation closes the gap, and tests/local/ holds one test per adapta
 moto stops behaving as the adaptation assumes. They live with what they adapt:
 
 - adaptations.stepfunctions_engine: the ASL engine itself (parsing, `.sync` waiting, clients);
+- adaptations.stepfunctions_callbacks: its callback Tasks (a token per try, stop ends the wait);
 - adaptations.stepfunctions_integrations: its service integrations (Batch, aws-sdk, SageMaker, Glue);
 - adaptations.delivery: event delivery (rule matching, rules to Lambda targets, S3 to EventBridge);
 - adaptations.moto_server: the server's request dispatch;
@@ -54,10 +55,15 @@ REGISTRY = (
     "jobline_local.emulated.batch:adapt_batch_job_description",
     "jobline_local.emulated.lambda_service:adapt_lambda_invoke",
     "jobline_local.adaptations.stepfunctions_engine:adapt_asl_parse_cache",
+    "jobline_local.adaptations.stepfunctions_engine:adapt_json_path_cache",
     "jobline_local.adaptations.stepfunctions_engine:adapt_engine_client_cache",
     "jobline_local.adaptations.moto_server:adapt_server_dispatch_cache",
     "jobline_local.adaptations.stepfunctions_engine:adapt_keyword_path_fields",
+    "jobline_local.adaptations.stepfunctions_engine:adapt_sync_poll_backoff",
     "jobline_local.adaptations.stepfunctions_engine:adapt_sync_without_callback",
+    "jobline_local.adaptations.stepfunctions_engine:adapt_engine_clock",
+    "jobline_local.adaptations.stepfunctions_callbacks:adapt_callback_token_per_try",
+    "jobline_local.adaptations.stepfunctions_callbacks:adapt_stop_ends_callback_wait",
     "jobline_local.adaptations.stepfunctions_integrations:adapt_sagemaker_processing_sync",
     "jobline_local.adaptations.stepfunctions_integrations:adapt_glue_sync",
     "jobline_local.adaptations.stepfunctions_integrations:adapt_aws_sdk_integrations",

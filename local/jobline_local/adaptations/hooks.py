@@ -13,6 +13,7 @@ from typing import Any
 #  processing_job(job): a new moto FakeProcessingJob (InProgress), to run; StopProcessingJob sets "Stopping"
 #  service_job(job): a new ServiceJob (SUBMITTED), to run; TerminateServiceJob sets job.terminate_reason
 #  glue_job_run(job, run): a new moto FakeJobRun (STARTING) of the FakeJob; BatchStopJobRun sets "STOPPING"
+#  engine_seconds(seconds) -> real seconds: a Retry delay or Wait of the ASL engine on the local clock
 hooks: dict[str, Callable[..., Any] | None] = {
     "lambda_target": None,
     "lambda_invoke": None,
@@ -20,6 +21,7 @@ hooks: dict[str, Callable[..., Any] | None] = {
     "processing_job": None,
     "service_job": None,
     "glue_job_run": None,
+    "engine_seconds": None,
 }
 
 

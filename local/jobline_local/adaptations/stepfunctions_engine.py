@@ -7,14 +7,24 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from jobline_local.adaptations.hooks import hooks
 from jobline_local.adaptations.patching import originals, replace
+
+# definition -> (program, parse tree): what AmazonStateLanguageParser.parse returns for it.
+_parsed: dict[str, tuple[Any, Any]] = {}
+
+
+def forget_parsed() -> None:
+    """Drop the cached programs (a test that changes how moto builds them)."""
+    _parsed.clear()
 
 
 def adapt_asl_parse_cache() -> None:
-    """moto 5.2.5 parses a state machine's definition with its ANTLR grammar at every execution
-    start (about 0.25 s of CPU for jobline's definition on this machine, and the local stack's
-    main bottleneck). Keep the parse tree of recent definitions and only rebuild the evaluation
-    components (fresh for each execution, as before) from it."""
+    """moto 5.2.5 parses a state machine's definition with its ANTLR grammar and builds its program
+    (the evaluation components) at every execution start: about 0.25 s of CPU for jobline's old
+    definition, then 13% of the local stack's time for rebuilding the program from a cached tree.
+    Keep both per definition. The components hold no execution's state (moto keeps that in each
+    execution's Environment: its stack, heap and context object), so executions share them."""
     import threading
 
     from antlr4 import CommonTokenStream, InputStream
@@ -23,14 +33,13 @@ def adapt_asl_parse_cache() -> None:
     from moto.stepfunctions.parser.asl.parse import asl_parser
     from moto.stepfunctions.parser.asl.parse.preprocessor import Preprocessor
 
-    trees: dict[str, Any] = {}
     lock = threading.Lock()
     original = asl_parser.AmazonStateLanguageParser.parse
 
     def parse(definition: str) -> tuple[Any, Any]:
         with lock:
-            tree = trees.get(definition)
-        if tree is None:
+            parsed = _parsed.get(definition)
+        if parsed is None:
             listener = asl_parser.SyntaxErrorListener()
             parser = ASLParser(CommonTokenStream(ASLLexer(InputStream(definition))))
             parser.removeErrorListeners()
@@ -38,14 +47,28 @@ def adapt_asl_parse_cache() -> None:
             tree = parser.state_machine()
             if listener.errors:
                 raise asl_parser.ASLParserException(errors=listener.errors)
+            parsed = (Preprocessor().visit(tree), tree)
             with lock:
-                if len(trees) >= 32:
-                    trees.pop(next(iter(trees)))
-                trees[definition] = tree
-        return Preprocessor().visit(tree), tree
+                if len(_parsed) >= 32:
+                    _parsed.pop(next(iter(_parsed)))
+                _parsed[definition] = parsed
+        return parsed
 
     originals.setdefault((asl_parser.AmazonStateLanguageParser, "parse"), original)
     asl_parser.AmazonStateLanguageParser.parse = staticmethod(parse)
+
+
+def adapt_json_path_cache() -> None:
+    """moto 5.2.5 builds a new JSONPath parser (jsonpath_ng's PLY lexer and grammar) for every path
+    it evaluates: InputPath, Parameters' `.$` fields, ResultPath, OutputPath, several per state
+    (6% of the local stack's time). A parsed path is immutable: keep one per path text."""
+    from functools import lru_cache
+
+    from moto.stepfunctions.parser.asl.component.common.path import result_path
+    from moto.stepfunctions.parser.asl.utils import json_path
+
+    for module in (json_path, result_path):
+        replace(module, "parse", lru_cache(maxsize=4096)(module.parse))
 
 
 _ENGINE_CLIENT_USERS = [
@@ -63,7 +86,8 @@ _ENGINE_CLIENT_USERS = [
 def adapt_engine_client_cache() -> None:
     """moto 5.2.5's Step Functions engine builds a new boto3 client for every task it runs (tens of
     milliseconds of CPU each, several per run). Reuse one client per service and region (boto3
-    clients are thread-safe); tasks with their own credentials still get a new one."""
+    clients are thread-safe). moto's clients ignore the task's credentials (they always sign with
+    the same test keys), so a task with a role shares the client too."""
     import importlib
     import threading
 
@@ -74,8 +98,6 @@ def adapt_engine_client_cache() -> None:
     lock = threading.Lock()
 
     def boto_client_for(region: str, service: str, state_credentials: Any = None) -> Any:
-        if state_credentials is not None:
-            return original(region=region, service=service, state_credentials=state_credentials)
         from moto.core.models import botocore_stubber
         from moto.settings import moto_server_port
 
@@ -207,6 +229,67 @@ def _fixed_eval_integration_pattern(
         env.stack.append(outcome)
 
 
+# `.sync` polls: the first after half a second (moto's fixed period), each next one 1.5 times later,
+# at most every 5 s. AWS does not document its period; it learns of a Batch job's end from
+# events and polls as a fallback, so a job's end shows within seconds, not at a poll per 0.5 s.
+SYNC_POLL_FIRST, SYNC_POLL_GROWTH, SYNC_POLL_MAX = 0.5, 1.5, 5.0
+
+
+def sync_poll_delays() -> Any:
+    delay = SYNC_POLL_FIRST
+    while True:
+        yield delay
+        delay = min(delay * SYNC_POLL_GROWTH, SYNC_POLL_MAX)
+
+
+def adapt_sync_poll_backoff() -> None:
+    """moto 5.2.5 polls every `.sync` task's job every 0.5 s for as long as it runs (a bench of runs
+    queued for the local compute made 37 DescribeJobs per run). Poll with a growing period
+    (sync_poll_delays), waking at once when the execution stops."""
+    import threading
+
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_callback import (
+        StateTaskServiceCallback,
+    )
+    from moto.stepfunctions.parser.utils import TMP_THREADS
+
+    from jobline_local.adaptations.stepfunctions_callbacks import TaskAbandoned
+
+    def eval_sync(
+        self: Any, env: Any, sync_resolver: Any, timeout_seconds: Any, callback_endpoint: Any, heartbeat_endpoint: Any
+    ) -> Any:
+        # moto's _eval_sync: a callback answer (SendTaskSuccess/Failure) may also end the task.
+        answered: list[Any] = []
+        if callback_endpoint is not None:
+
+            def wait_for_answer() -> None:
+                try:
+                    outcome = self._eval_wait_for_task_token(
+                        env=env,
+                        timeout_seconds=timeout_seconds,
+                        callback_endpoint=callback_endpoint,
+                        heartbeat_endpoint=heartbeat_endpoint,
+                    )
+                except TaskAbandoned:
+                    return
+                answered.append(outcome)
+
+            thread = threading.Thread(target=wait_for_answer, name="WaitForTaskToken_SyncTask", daemon=True)
+            TMP_THREADS.append(thread)
+            thread.start()
+        result = None
+        for delay in sync_poll_delays():
+            if not env.is_running():
+                break
+            result = sync_resolver()
+            if answered or result:
+                break
+            _wait(env, delay)
+        return (answered[0] if answered else None) or result
+
+    replace(StateTaskServiceCallback, "_eval_sync", eval_sync)
+
+
 def adapt_sync_without_callback() -> None:
     """`.sync` on a service without `.waitForTaskToken` crashes moto 5.2.5 ("'NoneType' object has
     no attribute 'interrupt_all'"): glue:startJobRun.sync fails at once. Also: when the task is
@@ -239,3 +322,54 @@ def adapt_sync_without_callback() -> None:
 
     replace(StateTaskServiceCallback, "_eval_integration_pattern", _fixed_eval_integration_pattern)
     replace(StateTaskServiceCallback, "_eval_sync", eval_sync)
+
+
+def engine_seconds(seconds: float) -> float:
+    """Real seconds for `seconds` of the local clock (the stack's `--clock-speed`)."""
+    scale = hooks["engine_seconds"]
+    return float(seconds) if scale is None else scale(seconds)
+
+
+def adapt_engine_clock() -> None:
+    """moto 5.2.5's Retry sleeps `IntervalSeconds x BackoffRate^n` (capped by MaxDelaySeconds, with
+    its jitter) in real seconds, and a Wait state waits its Seconds in real seconds: the local
+    clock speed (`--clock-speed`, as schedules and Lambda's retries use it) did not reach them.
+    Both wait `engine_seconds` of the delay moto computed. The retry wait also ends when the
+    execution stops (moto's `time.sleep` held a stopped execution RUNNING until it ended), as a
+    Wait state's already does. A Wait state's Timestamp is a real instant, not scaled."""
+    from moto.stepfunctions.parser.asl.component.common.retry.max_attempts_decl import MaxAttemptsOutcome
+    from moto.stepfunctions.parser.asl.component.common.retry.retrier_decl import RetrierDecl
+    from moto.stepfunctions.parser.asl.component.common.retry.retrier_outcome import RetrierOutcome
+    from moto.stepfunctions.parser.asl.component.state.wait.wait_function.timestamp import Timestamp
+    from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
+
+    def retrier_body(self: Any, env: Any) -> None:
+        # moto's RetrierDecl._eval_body, waiting on the local clock instead of time.sleep.
+        self.error_equals.eval(env)
+        if not env.stack.pop():
+            env.stack.append(RetrierOutcome.Skipped)
+            return
+        self.max_attempts.eval(env=env)
+        if env.stack.pop() == MaxAttemptsOutcome.EXHAUSTED:
+            env.stack.append(RetrierOutcome.Failed)
+            return
+        for part in (self.interval_seconds, self.backoff_rate, self.max_delay_seconds, self.jitter_strategy):
+            part.eval(env=env)
+        _wait(env, engine_seconds(env.stack.pop()))
+        env.stack.append(RetrierOutcome.Executed)
+
+    def wait_body(self: Any, env: Any) -> None:
+        seconds = self._get_wait_seconds(env=env)
+        _wait(env, seconds if isinstance(self, Timestamp) else engine_seconds(seconds))
+
+    replace(RetrierDecl, "_eval_body", retrier_body)
+    replace(WaitFunction, "_eval_body", wait_body)
+
+
+def _wait(env: Any, seconds: float) -> None:
+    """Wait `seconds`, or less if the execution leaves the running state (stopped, timed out)."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    while env.is_running() and (left := deadline - time.monotonic()) > 0:
+        env.program_state_event.wait(left)

@@ -18,16 +18,44 @@ from jobline_local.emulated.lambda_service import LambdaService
 from jobline_local.emulated.lambda_workers import InvokeResult
 
 
+class Filters:
+    """A mapping's FilterCriteria: EventBridge's pattern language (moto's), the patterns ORed; no
+    pattern lets every record through (Lambda developer guide, "Control which events Lambda sends
+    to your function", https://docs.aws.amazon.com/lambda/latest/dg/invocation-eventfiltering.html)."""
+
+    def __init__(self, patterns: list[str]) -> None:
+        from moto.events.models import EventPattern
+
+        self.patterns = [EventPattern.load(pattern) for pattern in patterns]
+
+    def match(self, record: dict[str, Any]) -> bool:
+        return not self.patterns or any(p.matches_event(record) for p in self.patterns)
+
+
+def sqs_filter_view(record: dict[str, Any]) -> dict[str, Any]:
+    """An SQS record as its filters see it: a JSON body as its value, any other body as its text
+    (Lambda developer guide, "Using event filtering with an Amazon SQS event source": filters
+    apply to the `body` key)."""
+    try:
+        return {**record, "body": json.loads(record["body"])}
+    except ValueError:
+        return record
+
+
 class SqsPoller:
     """An SQS event source mapping: long-polls the queue, invokes the function with batches of
     records shaped as Lambda's, deletes what succeeded. With ReportBatchItemFailures only the
     listed messages stay; a function error keeps the whole batch. Messages that stay become
     visible again after the queue's visibility timeout (divided by the clock speed), and the
-    queue's redrive policy moves them to its dead-letter queue after maxReceiveCount receives."""
+    queue's redrive policy moves them to its dead-letter queue after maxReceiveCount receives.
+    Messages the mapping's FilterCriteria reject are deleted without an invocation, as Lambda
+    deletes them; ScalingConfig.MaximumConcurrency caps the concurrent invocations (one poller
+    thread per allowed invocation)."""
 
     def __init__(self, mapping: EventSourceMapping, lambdas: LambdaService, clients: Any, clock_speed: float) -> None:
         self.mapping = mapping
         self.lambdas = lambdas
+        self.filters = Filters(mapping.filters)
         self.sqs = clients.client("sqs")
         self.clock_speed = clock_speed
         self.region = lambdas.deployment.region
@@ -99,22 +127,23 @@ class SqsPoller:
 
     def _process(self, spec: FunctionSpec, messages: list[dict[str, Any]]) -> None:
         records = [self._record(m) for m in messages]
-        result = self.lambdas.invoke(spec, {"Records": records})
-        by_id = {m["MessageId"]: m for m in messages}
+        wanted = {r["messageId"] for r in records if self.filters.match(sqs_filter_view(r))}
+        by_id = {m["MessageId"]: m for m in messages if m["MessageId"] in wanted}
+        if len(wanted) < len(records):
+            self.lambdas.activity.note(
+                "sqs", f"{spec.logical_id}: {len(records) - len(wanted)} message(s) rejected by the filter criteria"
+            )
+            self._delete([m for m in messages if m["MessageId"] not in wanted])
+        if not by_id:
+            return
+        result = self.lambdas.invoke(spec, {"Records": [r for r in records if r["messageId"] in wanted]})
         if result.error is not None:
             failed = set(by_id)
         elif self.mapping.report_batch_item_failures:
             failed = self._failures(json.loads(result.payload or b"null"), set(by_id))
         else:
             failed = set()
-        done = [m for i, m in by_id.items() if i not in failed]
-        for start in range(0, len(done), 10):
-            self.sqs.delete_message_batch(
-                QueueUrl=self.url,
-                Entries=[
-                    {"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]} for n, m in enumerate(done[start : start + 10])
-                ],
-            )
+        self._delete([m for i, m in by_id.items() if i not in failed])
         if failed:
             self.lambdas.activity.note(
                 "sqs", f"{spec.logical_id}: {len(failed)} of {len(messages)} message(s) failed; SQS will redeliver them"
@@ -127,6 +156,13 @@ class SqsPoller:
                 ]
                 for start in range(0, len(entries), 10):
                     self.sqs.change_message_visibility_batch(QueueUrl=self.url, Entries=entries[start : start + 10])
+
+    def _delete(self, messages: list[dict[str, Any]]) -> None:
+        for start in range(0, len(messages), 10):
+            entries = [
+                {"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]} for n, m in enumerate(messages[start : start + 10])
+            ]
+            self.sqs.delete_message_batch(QueueUrl=self.url, Entries=entries)
 
     def _failures(self, response: Any, ids: set[str]) -> set[str]:
         """Lambda's reading of a partial batch response: a malformed one fails the whole batch."""
@@ -151,14 +187,12 @@ class DynamoDBStreamPoller:
     on-failure destination, as Lambda does; the shard waits meanwhile."""
 
     def __init__(self, mapping: EventSourceMapping, lambdas: LambdaService, clients: Any, clock_speed: float) -> None:
-        from moto.events.models import EventPattern  # EventBridge's pattern language, as filters use it
-
         self.mapping = mapping
         self.lambdas = lambdas
         self.streams = clients.client("dynamodbstreams")
         self.clock_speed = clock_speed
         self.region = lambdas.deployment.region
-        self.filters = [EventPattern.load(pattern) for pattern in mapping.filters]
+        self.filters = Filters(mapping.filters)
         self._stopping = threading.Event()
         self.in_flight = 0
 
@@ -182,9 +216,6 @@ class DynamoDBStreamPoller:
             "eventSourceARN": self.mapping.source_arn,
         }
 
-    def _wanted(self, record: dict[str, Any]) -> bool:
-        return not self.filters or any(f.matches_event(record) for f in self.filters)
-
     def _loop(self) -> None:
         spec = self.lambdas.deployment.functions[self.mapping.function_name]
         arn = self.mapping.source_arn
@@ -202,7 +233,7 @@ class DynamoDBStreamPoller:
                     )["ShardIterator"]
                 response = self.streams.get_records(ShardIterator=iterator, Limit=1000)
                 iterator = response.get("NextShardIterator")
-                pending.extend(r for r in map(self._record, response.get("Records", [])) if self._wanted(r))
+                pending.extend(r for r in map(self._record, response.get("Records", [])) if self.filters.match(r))
             except Exception as error:
                 if self._stopping.is_set():
                     return
