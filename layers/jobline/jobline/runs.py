@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
@@ -25,9 +25,11 @@ from jobline.catalog import Job
 from jobline.clock import now_iso, parse_iso_z
 from jobline.dal import RunTable
 from jobline.errors import InvalidArguments, MalformedEvent
-from jobline.settings import Settings
 from jobline.status import RANK_PENDING, TERMINAL, Reason, RunStatus
 from jobline.triggers import RunRequest
+
+if TYPE_CHECKING:
+    from jobline.settings import Settings
 
 # Waiting in a queue is not part of a job's own timeout, so the state machine's guard on one
 # attempt (against a Batch job whose end is never reported) allows this much beyond it.

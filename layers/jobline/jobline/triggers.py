@@ -26,7 +26,7 @@ TriggerType = Literal["s3", "sqs", "schedule", "bus", "manual", "retry"]
 
 
 class Trigger(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     type: TriggerType
     key: str = Field(description="What makes this trigger one logical event")
@@ -35,7 +35,7 @@ class Trigger(BaseModel):
 
 
 class RunRequest(BaseModel):
-    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True, defer_build=True)
 
     job: Job
     trigger: Trigger
@@ -55,7 +55,7 @@ def run_id(job_name: str, trigger_key: str) -> str:
 class SqsJobMessage(BaseModel):
     """The body of a message on the trigger queue."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     job: str = Field(min_length=1, max_length=64)
     arguments: dict[str, str] = Field(default_factory=dict)
@@ -65,7 +65,7 @@ class SqsJobMessage(BaseModel):
 class ScheduleInput(BaseModel):
     """What an EventBridge Scheduler schedule sends (see jobline.codegen.schedule_input)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     job: str
     schedule: str
@@ -79,7 +79,7 @@ class RuleDelivery(BaseModel):
     triggers the rule stands for, and the event EventBridge matched (jobline_tools.codegen renders
     the rule's InputTransformer)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     job: str = Field(min_length=1)
     trigger: int = Field(ge=0, description="Index in the job's triggers.s3 or triggers.bus")

@@ -122,13 +122,15 @@ class Backend(Protocol):
 
 
 class EventDetail(BaseModel):
-    """An event's detail: AWS adds fields, so unknown ones are ignored."""
+    """An event's detail: AWS adds fields, so unknown ones are ignored (validator built on first use)."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", defer_build=True)
 
 
 class StateChangeEvent(EventBridgeModel):
     """A backend's state change event (EventBridge's envelope; each backend sets `detail`)."""
+
+    model_config = ConfigDict(defer_build=True)  # built on first use: a handler sees one backend's events
 
     @field_validator("time")
     @classmethod
