@@ -15,10 +15,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from botocore.exceptions import ClientError
 
-from jobline.backends import EVENT_MODELS, AttemptDetail, Observation, backend_of_event
+from jobline.backends import EVENT_MODELS, AttemptDetail, Observation, StateChangeEvent, backend_of_event
 from jobline.clock import now_iso
 from jobline.dal import RunTable
 from jobline.errors import MalformedEvent
@@ -50,7 +49,7 @@ NO_SUCH_RUN = Outcome(Effect.IGNORED, "no such run")
 STALE = Outcome(Effect.UNCHANGED, "duplicate or stale event")
 
 
-def parse_event(event: object) -> EventBridgeModel:
+def parse_event(event: object) -> StateChangeEvent:
     """A state change event as its backend's model; MalformedEvent (or pydantic's ValidationError,
     saying what is wrong) for anything else."""
     if not isinstance(event, dict):
@@ -62,7 +61,7 @@ def parse_event(event: object) -> EventBridgeModel:
 
 
 def apply_state_change(
-    event: EventBridgeModel, table: RunTable, glue: Any, sfn: Any, time_left: Callable[[], float] | None = None
+    event: StateChangeEvent, table: RunTable, glue: Any, sfn: Any, time_left: Callable[[], float] | None = None
 ) -> Outcome:
     """Move the run's row forward. `glue` traces Glue events to their run; `sfn` resumes executions;
     `time_left` bounds the retries of a contended row (RunTable.update_run)."""

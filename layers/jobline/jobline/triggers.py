@@ -10,17 +10,15 @@ id; a schedule by its name and scheduled time; a bus event by its idempotency ke
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from aws_lambda_powertools.utilities.parser.models import (
-    EventBridgeModel,
-    S3EventNotificationEventBridgeModel,
-    SqsRecordModel,
-)
 from pydantic import BaseModel, ConfigDict, Field
 
 from jobline.catalog import Catalog, Job
 from jobline.errors import MalformedEvent, NoMatchingJob
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
 
 TriggerType = Literal["s3", "sqs", "schedule", "bus", "manual", "retry"]
 
@@ -97,6 +95,9 @@ def _delivered(raw: dict[str, Any], catalog: Catalog, kind: Literal["s3", "bus"]
 
 def from_s3(raw: dict[str, Any], catalog: Catalog) -> list[RunRequest]:
     """EventBridge matched the object to this job's S3 trigger; the key names the run."""
+    # Powertools' parser models on first use: the package is a quarter of `import boto3`.
+    from aws_lambda_powertools.utilities.parser.models import S3EventNotificationEventBridgeModel
+
     job, _, event = _delivered(raw, catalog, "s3")
     parsed = S3EventNotificationEventBridgeModel.model_validate(event)
     bucket, obj = parsed.detail.bucket.name, parsed.detail.object
@@ -111,6 +112,8 @@ def from_s3(raw: dict[str, Any], catalog: Catalog) -> list[RunRequest]:
 
 def from_bus(raw: dict[str, Any], catalog: Catalog) -> list[RunRequest]:
     """EventBridge matched the event to this bus trigger; its paths give the key and the arguments."""
+    from aws_lambda_powertools.utilities.parser.models import EventBridgeModel  # on first use, as above
+
     job, index, event = _delivered(raw, catalog, "bus")
     parsed = EventBridgeModel.model_validate(event)
     bus_trigger = job.triggers.bus[index]
