@@ -25,7 +25,7 @@ LIST_RUNS_QUERY = ("job", "status", "since", "max_results", "next_token")
 
 
 class StartRunBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     job: str = Field(min_length=1, max_length=64)
     parameters: dict[str, str] = Field(default_factory=dict)
@@ -33,13 +33,13 @@ class StartRunBody(BaseModel):
 
 
 class StopRunsBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     run_ids: list[str]
 
 
 class RetryRunBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     client_token: str | None = None
 

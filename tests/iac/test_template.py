@@ -649,7 +649,8 @@ def test_environment_fills_every_setting() -> None:
     fields = {name.upper() for name in Settings.model_fields}
     required = {name.upper() for name, field in Settings.model_fields.items() if field.is_required()}
     assert required <= set(env)
-    unknown = set(env) - fields - {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "LOG_LEVEL"}
+    powertools = {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_TRACE_DISABLED", "LOG_LEVEL"}
+    unknown = set(env) - fields - powertools
     assert not unknown, f"no setting reads {sorted(unknown)}"
     for name in ("JOB_QUEUE_ON_DEMAND_ARN", "JOB_QUEUE_SPOT_ARN", "JOB_QUEUE_GPU_ARN", "DEFAULT_JOB_DEFINITION_ARN"):
         assert name in env
@@ -658,7 +659,9 @@ def test_environment_fills_every_setting() -> None:
 def test_layer_is_built_for_python311() -> None:
     layer = resource("JoblineLayer")
     assert layer["Properties"]["ContentUri"] == "layers/jobline/"
-    assert layer["Metadata"]["BuildMethod"] == "python3.11"
+    assert layer["Metadata"] == {"BuildMethod": "makefile", "BuildArchitecture": "x86_64"}
+    makefile = (ROOT / "layers" / "jobline" / "Makefile").read_text()
+    assert "--platform manylinux2014_x86_64 --implementation cp --python-version 3.11" in makefile
     assert template()["Parameters"]["LambdaRuntime"]["Default"] == "python3.11"
 
 

@@ -22,16 +22,33 @@ import random
 import time
 from collections.abc import Callable
 from decimal import Decimal
+from functools import cached_property
 from typing import Any
 
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from jobline.errors import RowContended
 from jobline.status import RANK_STARTING, RANK_TERMINAL, Reason, RowWrite, RunStatus
 
-_serializer = TypeSerializer()
-_deserializer = TypeDeserializer()
+
+class _Codec:
+    """boto3's DynamoDB type serializer and deserializer, built on first use: importing boto3 is the
+    largest part of a handler's cold import, and it is needed only once the table is used."""
+
+    @cached_property
+    def _boto3(self) -> tuple[Any, Any]:
+        from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+
+        return TypeSerializer(), TypeDeserializer()
+
+    def serialize(self, value: Any) -> dict[str, Any]:
+        return self._boto3[0].serialize(value)
+
+    def deserialize(self, value: dict[str, Any]) -> Any:
+        return self._boto3[1].deserialize(value)
+
+
+_serializer = _deserializer = _Codec()
 # Backoff after the n-th lost race: uniform in [0, min(CAP, BASE * 2**n)] seconds.
 BACKOFF_BASE_SECONDS = 0.02
 BACKOFF_CAP_SECONDS = 1.0

@@ -21,13 +21,11 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-import boto3
 from aws_lambda_powertools.utilities.parser.models import DynamoDBStreamRecordModel
 from botocore.exceptions import BotoCoreError, ClientError
 
 from jobline import run_view
 from jobline.observability import count, logger
-from jobline.settings import get_settings
 from jobline.status import TERMINAL, RunStatus
 
 SOURCE = "jobline"
@@ -152,6 +150,10 @@ def process_redrive(records: list[dict[str, Any]], notifier: Notifier) -> dict[s
 
 @lru_cache(maxsize=1)
 def get_notifier() -> Notifier:
+    import boto3  # on first use: importing boto3 and the settings is most of a cold import
+
+    from jobline.settings import get_settings
+
     settings = get_settings()
     session = boto3.session.Session()
     return Notifier(

@@ -11,7 +11,7 @@ import re
 import uuid
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
@@ -23,9 +23,11 @@ from jobline.deps import Deps
 from jobline.errors import UnknownJobError
 from jobline.operator_errors import AlreadyFinished, Conflict, InvalidRequest, JobNotFound, NotFound, RunNotFound
 from jobline.runs import resolve_arguments, run_data_of, run_execution_arn
-from jobline.settings import Settings, get_settings
 from jobline.status import TERMINAL, Reason, RunStatus, end_write, stop
 from jobline.triggers import RunRequest, Trigger
+
+if TYPE_CHECKING:
+    from jobline.settings import Settings
 
 MAX_STOP_IDS = 25
 CLIENT_TOKEN = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -225,5 +227,7 @@ def _client_token(token: str | None) -> str:
 
 @lru_cache(maxsize=1)
 def get_operations() -> Operations:
+    from jobline.settings import get_settings  # on first use: pydantic-settings is a slow import
+
     settings = get_settings()
     return Operations(Deps.build(settings, cached_catalog(settings.catalog_path)))

@@ -19,7 +19,7 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
@@ -28,10 +28,12 @@ from jobline.catalog import Catalog, Job
 from jobline.clock import now_iso, parse_iso_z
 from jobline.dal import RunTable
 from jobline.errors import InvalidArguments, MalformedEvent, UnknownJobError
-from jobline.settings import Settings
 from jobline.status import RANK_PENDING, TERMINAL, Reason, RunStatus
 from jobline.submit_request import SubmitRequest
 from jobline.triggers import RunRequest
+
+if TYPE_CHECKING:
+    from jobline.settings import Settings
 
 # Waiting in a queue is not part of a job's own timeout, so the state machine's guard on one
 # attempt (against a Batch job whose end is never reported) allows this much beyond it.

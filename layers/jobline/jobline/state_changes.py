@@ -18,10 +18,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from botocore.exceptions import ClientError
 
-from jobline.backends import EVENT_MODELS, AttemptDetail, Observation, backend_of_event
+from jobline.backends import EVENT_MODELS, AttemptDetail, Observation, StateChangeEvent, backend_of_event
 from jobline.clock import now_iso
 from jobline.dal import RunTable
 from jobline.errors import MalformedEvent, RowContended
@@ -72,7 +71,7 @@ NO_SUCH_RUN = Outcome(Effect.IGNORED, "no such run")
 STALE = Outcome(Effect.UNCHANGED, "duplicate or stale event")
 
 
-def parse_event(event: object) -> EventBridgeModel:
+def parse_event(event: object) -> StateChangeEvent:
     """A state change event as its backend's model; MalformedEvent (or pydantic's ValidationError,
     saying what is wrong) for anything else."""
     if not isinstance(event, dict):
@@ -83,7 +82,7 @@ def parse_event(event: object) -> EventBridgeModel:
     return EVENT_MODELS[detail_type].model_validate(event)
 
 
-def apply_state_change(event: EventBridgeModel, table: RunTable, glue: Any, sfn: Any) -> Outcome:
+def apply_state_change(event: StateChangeEvent, table: RunTable, glue: Any, sfn: Any) -> Outcome:
     """Move the run's row forward and answer the attempt's task token when the attempt ended.
     `glue` traces Glue events to their run; `sfn` answers task tokens."""
     seen = backend_of_event(event).observe(event, glue)

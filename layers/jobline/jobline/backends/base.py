@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any, Protocol
 
-from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from jobline.clock import iso_z
@@ -100,7 +99,7 @@ class Backend(Protocol):
 
     type: str
     model: type[BaseModel]  # the catalog's `backend:` entry for this type
-    events: Mapping[str, type[EventBridgeModel]]  # detail-type -> the event's model
+    events: Mapping[str, type[StateChangeEvent]]  # detail-type -> the event's model
     # Bytes of trigger event that travel inline in the job's environment; None: Settings' default.
     inline_event_limit: int | None
     # SageMaker names jobs "<run id>-<attempt>" within a limit; None: no limit to check.
@@ -140,13 +139,30 @@ class Backend(Protocol):
 
 
 class EventDetail(BaseModel):
-    """An event's detail: AWS adds fields, so unknown ones are ignored."""
+    """An event's detail: AWS adds fields, so unknown ones are ignored (validator built on first use)."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", defer_build=True)
 
 
-class StateChangeEvent(EventBridgeModel):
-    """A backend's state change event (EventBridge's envelope; each backend sets `detail`)."""
+class StateChangeEvent(BaseModel):
+    """A backend's state change event: EventBridge's envelope, each backend sets `detail`
+    (https://docs.aws.amazon.com/eventbridge/latest/ref/overiew-event-structure.html). The fields
+    of Powertools' EventBridgeModel, not the class: importing Powertools' parser package costs a
+    handler's cold import a quarter of `import boto3` (docs/PERFORMANCE.md). Validators are built on
+    first use: a handler sees one backend's events."""
+
+    model_config = ConfigDict(populate_by_name=True, defer_build=True)
+
+    version: str
+    id: str
+    source: str
+    account: str
+    time: datetime
+    region: str
+    resources: list[str]
+    detail_type: str = Field(alias="detail-type")
+    detail: Any
+    replay_name: str | None = Field(None, alias="replay-name")
 
     @field_validator("time")
     @classmethod
@@ -193,14 +209,14 @@ def bounded(value: Any) -> Any:
     return encoded[:room].decode("utf-8", "ignore") + TRUNCATED
 
 
-def tiebreak(event: EventBridgeModel) -> str:
+def tiebreak(event: StateChangeEvent) -> str:
     """A stable digest of an event's detail: orders two events that agree on everything else."""
     detail = event.detail.model_dump(mode="json") if isinstance(event.detail, BaseModel) else event.detail
     return hashlib.sha256(json.dumps(detail, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def observed(
-    event: EventBridgeModel,
+    event: StateChangeEvent,
     attempt: int,
     backend_status: str,
     mapped: tuple[RunStatus, Reason],
@@ -220,7 +236,7 @@ def observed(
     }
 
 
-def as_event(model: type[EventBridgeModel], source: str, detail_type: str, detail: dict[str, Any], at: str) -> Any:
+def as_event(model: type[StateChangeEvent], source: str, detail_type: str, detail: dict[str, Any], at: str) -> Any:
     """A describe call's answer in the shape of the backend's state change event."""
     return model.model_validate(
         {
