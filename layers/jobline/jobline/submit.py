@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -36,9 +36,11 @@ from jobline.clock import now_iso
 from jobline.dal import RunTable
 from jobline.errors import JoblineError, MalformedEvent
 from jobline.observability import count, logger
-from jobline.settings import Settings
 from jobline.status import RANK_TERMINAL, Reason, RunStatus
 from jobline.submit_request import SubmitMessage
+
+if TYPE_CHECKING:
+    from jobline.settings import Settings  # pydantic_settings: loaded by get_deps, not at import
 
 SUBMIT_FAILED_ERROR = "Jobline.SubmitFailed"
 # Answers of a backend's submit API that mean "not now": throttling, capacity and server errors
