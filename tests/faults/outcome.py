@@ -76,7 +76,8 @@ def run_problems(
     row = stack.deps.table.get_run(run_id)
     if row is None:
         return [] if ledger.parked else [f"lost run: {run_id} has no row and no DLQ record"]
-    problems = []
+    # What the event sources carrying the run met: a handler's own defect, a delivery given up on.
+    problems = unhandled(stack.background) + [f"lost run: parked by {p['source']}" for p in stack.background.parked]
     execution = stack.execution(run_id)
     if execution is None:
         return [f"lost run: row {row['status']} ({row['reason']}) without an execution"]

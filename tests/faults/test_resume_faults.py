@@ -72,7 +72,7 @@ def finish(
 ) -> list[str]:
     """The reconciler's next scheduled sweep, then what is wrong with the run (tallied)."""
     sweep(ledger, injector, stack)
-    stack.settle([run_id])
+    stack.settle([run_id], injector)
     problems = unhandled(ledger) + run_problems(stack, run_id, event, ledger)
     stack.dlq_bodies()
     TALLY.record(handler, case, injector, ledger, problems)
@@ -90,7 +90,7 @@ def test_the_enumerated_calls_are_the_calls_the_handlers_make(stack: Stack, inje
     # In order; other runs' rows an earlier case left live may add calls of their own around them.
     remaining = iter(injector.sequence())
     assert all(call in remaining for call in RECONCILER_CALLS), injector.sequence()
-    stack.settle([run_id])
+    stack.settle([run_id], injector)
     assert run_problems(stack, run_id, event, ledger) == []
 
 

@@ -50,7 +50,7 @@ def slot_problems(stack: Stack, run_id: str) -> list[str]:
 
 def test_the_enumerated_task_calls_are_the_calls_an_execution_makes(stack: Stack, injector: Injector) -> None:
     trigger = start_run(stack)
-    stack.settle([trigger.run_id])
+    stack.settle([trigger.run_id], injector)
     calls = [call for call in injector.sequence("engine") if call != ("batch", "DescribeJobs")]
     described = injector.sequence("engine").count(("batch", "DescribeJobs"))
     assert calls == [(s, o) for _, s, o, _ in TASK_CALLS if o != "DescribeJobs"]
@@ -80,9 +80,9 @@ def test_a_run_survives_a_fault_in_a_task_state(
     injector.rules.append(Rule(service, operation, nth, kind, origin="engine"))
     trigger = start_run(stack)
     ledger = Ledger()
-    stack.settle([trigger.run_id])
+    stack.settle([trigger.run_id], injector)
     sweep(ledger, injector, stack)
-    stack.settle([trigger.run_id])
+    stack.settle([trigger.run_id], injector)
     problems = unhandled(ledger) + run_problems(stack, trigger.run_id, trigger.event, ledger)
     problems += slot_problems(stack, trigger.run_id)
     TALLY.record("state machine", f"{state} {service}.{operation} {kind}", injector, ledger, problems)
