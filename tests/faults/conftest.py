@@ -11,8 +11,11 @@ import pytest
 from tests.faults.injection import Injector, installed
 from tests.faults.outcome import TALLY
 from tests.faults.redelivery import Ledger
-from tests.faults.stack import BATCH_JOB, Stack
-from tests.faults.stack import stack  # noqa: F401 - the session's moto stack
+from tests.faults.stack import (
+    BATCH_JOB,
+    Stack,
+    stack,  # noqa: F401 - the session's moto stack
+)
 
 
 @pytest.fixture

@@ -97,7 +97,8 @@ def _case(call: tuple[Any, ...], kind: Any) -> Any:
 
 
 @pytest.mark.parametrize(
-    ("state", "service", "operation", "nth", "kind"), [_case(call, kind) for call in TASK_CALLS for kind in ENGINE_KINDS]
+    ("state", "service", "operation", "nth", "kind"),
+    [_case(call, kind) for call in TASK_CALLS for kind in ENGINE_KINDS],
 )
 def test_a_run_survives_a_fault_in_a_task_state(
     stack: Stack, injector: Injector, state: str, service: str, operation: str, nth: int, kind: Any
