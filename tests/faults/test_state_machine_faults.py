@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from jobline import triggers
-from tests.faults.injection import ENGINE_KINDS, KINDS, Injector, Rule
+from tests.faults.injection import ENGINE_KINDS, KINDS, OUTAGE_KINDS, Injector, Rule
 from tests.faults.outcome import TALLY, run_problems, unhandled
 from tests.faults.redelivery import Ledger
 from tests.faults.scenarios import s3_drop
@@ -41,6 +41,9 @@ SUBMITTER_CALLS = [
     ("dynamodb", "UpdateItem"),
 ]
 SUBMITTER_STEPS = ["quota", "ticket", "claim", "submit", "record"]
+# The slot consumer's calls for the stream record of the run's end (jobline.slots.run_ended): the
+# oldest waiter looked up, none: the run's slot released, then free slots offered to waiters.
+RUN_STREAM_CALLS = [("dynamodb", "Query"), ("dynamodb", "UpdateItem"), ("dynamodb", "Query")]
 
 
 def start_run(stack: Stack) -> Any:
@@ -69,6 +72,7 @@ def test_the_enumerated_task_calls_are_the_calls_an_execution_makes(stack: Stack
     # The log holds the calls that got an answer: AcquireSlot's refusal is not in it.
     assert injector.sequence("engine") == [(s, o) for _, s, o, _ in TASK_CALLS[1:]]
     assert injector.sequence("handler", "submitter") == SUBMITTER_CALLS
+    assert injector.sequence("handler", "run_stream") == RUN_STREAM_CALLS
     assert run_problems(stack, trigger.run_id, trigger.event, Ledger()) == []
     assert slot_problems(stack, trigger.run_id) == []
 
@@ -132,5 +136,31 @@ def test_an_attempt_is_submitted_once_under_a_fault_in_the_submitter(
     TALLY.record(
         "submitter", f"{SUBMITTER_STEPS[index]} {service}.{operation} {kind}", injector, stack.background, problems
     )
+    assert injector.fired, "the fault never fired"
+    assert problems == []
+
+
+@pytest.mark.parametrize(
+    ("index", "kind", "outage"),
+    [
+        pytest.param(
+            index, kind, outage, id=f"{RUN_STREAM_CALLS[index][1]}{index + 1}-{kind}{'-outage' if outage else ''}"
+        )
+        for index in range(len(RUN_STREAM_CALLS))
+        for kind, outage in [*((k, False) for k in KINDS), *((k, True) for k in OUTAGE_KINDS)]
+    ],
+)
+def test_a_slot_is_released_under_a_fault_in_the_stream_consumer(
+    stack: Stack, injector: Injector, index: int, kind: Any, outage: bool
+) -> None:
+    """The stream retries the record (a partial batch response, or the whole batch after a crash),
+    then gives up on it; the reconciler's slot sweep releases what a lost record held."""
+    service, operation = RUN_STREAM_CALLS[index]
+    nth = RUN_STREAM_CALLS[: index + 1].count((service, operation))
+    injector.rules.append(Rule(service, operation, nth, kind, outage=outage, scope="run_stream"))
+    trigger = start_run(stack)
+    problems = outcome(stack, injector, trigger.run_id, trigger.event)
+    case = f"{service}.{operation}#{index + 1} {kind}{' outage' if outage else ''}"
+    TALLY.record("run_stream", case, injector, stack.background, problems)
     assert injector.fired, "the fault never fired"
     assert problems == []
