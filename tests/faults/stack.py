@@ -53,6 +53,7 @@ from tests.unit.conftest import LambdaContext, load_handler
 
 BATCH_JOB = "fault-count"
 SERVICE_JOB = "fault-train"
+REFUSED_JOB = "fault-refused"  # its SubmitJob request names a job definition Batch does not have
 SLOT_LIMIT = 2
 JOBS = [
     {
@@ -80,6 +81,13 @@ JOBS = [
         "description": "a SageMaker training job through a Batch service job queue",
         "backend": {"type": "batch_service", "training": TRAINING_REQUEST},
         "timeout_seconds": 600,
+        "retry": {"attempts": 1, "interval_seconds": 1},
+    },
+    {
+        "name": REFUSED_JOB,
+        "description": "a Batch job AWS refuses to submit",
+        "backend": {"type": "batch", "command": ["true"], "vcpu": 1, "memory_mib": 2048, "job_definition": "missing"},
+        "timeout_seconds": 60,
         "retry": {"attempts": 1, "interval_seconds": 1},
     },
 ]

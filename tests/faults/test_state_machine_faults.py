@@ -8,6 +8,7 @@ attempt and its concurrency slot released."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import pytest
@@ -17,7 +18,7 @@ from tests.faults.injection import ENGINE_KINDS, KINDS, OUTAGE_KINDS, Injector, 
 from tests.faults.outcome import TALLY, run_problems, unhandled
 from tests.faults.redelivery import Ledger
 from tests.faults.scenarios import s3_drop
-from tests.faults.stack import BATCH_JOB, Stack
+from tests.faults.stack import BATCH_JOB, REFUSED_JOB, Stack
 from tests.faults.test_trigger_faults import sweep
 
 pytestmark = pytest.mark.faults
@@ -162,5 +163,39 @@ def test_a_slot_is_released_under_a_fault_in_the_stream_consumer(
     problems = outcome(stack, injector, trigger.run_id, trigger.event)
     case = f"{service}.{operation}#{index + 1} {kind}{' outage' if outage else ''}"
     TALLY.record("run_stream", case, injector, stack.background, problems)
+    assert injector.fired, "the fault never fired"
+    assert problems == []
+
+
+# A request Batch refuses (ClientException): the submitter's calls after the refused SubmitJob,
+# which ends the run FAILED SubmitFailed and fails the attempt's task (Jobline.SubmitFailed).
+REFUSED_CALLS = [("dynamodb", "UpdateItem", 4), ("stepfunctions", "SendTaskFailure", 1)]
+
+
+def refused_run(stack: Stack) -> tuple[str, Any]:
+    job = stack.deps.catalog.get(REFUSED_JOB)
+    event = {"refused": len(stack.compute.batch_jobs)}
+    key = f"manual:refused-{uuid.uuid4().hex}"
+    trigger = triggers.Trigger(type="manual", key=key, source="test", event=event)
+    return stack.deps.starter.start(triggers.RunRequest(job=job, trigger=trigger, arguments={})).run_id, event
+
+
+@pytest.mark.parametrize(
+    ("service", "operation", "nth", "kind"),
+    [pytest.param(*call, kind, id=f"{call[1]}-{kind}") for call in REFUSED_CALLS for kind in KINDS],
+)
+def test_a_refused_submit_ends_its_run_under_a_fault(
+    stack: Stack, injector: Injector, service: str, operation: str, nth: int, kind: Any
+) -> None:
+    injector.rules.append(Rule(service, operation, nth, kind, scope="submitter"))
+    run_id, event = refused_run(stack)
+    ledger = Ledger()
+    stack.settle([run_id], injector)
+    sweep(ledger, injector, stack)
+    stack.settle([run_id], injector)
+    problems = unhandled(ledger) + run_problems(stack, run_id, event, ledger, expected_status="FAILED")
+    if (reason := (stack.deps.table.get_run(run_id) or {}).get("reason")) != "SubmitFailed":
+        problems.append(f"wrong outcome: reason {reason}, not SubmitFailed")
+    TALLY.record("submitter", f"refused {service}.{operation} {kind}", injector, stack.background, problems)
     assert injector.fired, "the fault never fired"
     assert problems == []
