@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from botocore.client import BaseClient
-from botocore.exceptions import ClientError, ReadTimeoutError
+from botocore.exceptions import ReadTimeoutError
 
 Kind = Literal["throttle", "server_error", "crash", "lost_response"]
 KINDS: tuple[Kind, ...] = ("throttle", "server_error", "crash", "lost_response")
@@ -189,7 +189,9 @@ class Injector:
         if rule.kind == "crash":
             raise InvocationCrash(f"invocation died before {service}.{name}")
         code, status = (THROTTLE if rule.kind == "throttle" else SERVER_ERROR)[service]
-        error = ClientError(
+        # As botocore raises it: the service model's exception class for a modeled code (whose
+        # class name Step Functions' aws-sdk integrations build the error name from), else ClientError.
+        error = client.exceptions.from_code(code)(
             {
                 "Error": {"Code": code, "Message": f"injected {rule.kind}"},
                 "ResponseMetadata": {"HTTPStatusCode": status, "RequestId": "injected-fault", "HTTPHeaders": {}},
