@@ -76,7 +76,9 @@ def run_problems(
     row = stack.deps.table.get_run(run_id)
     if row is None:
         return [] if ledger.parked else [f"lost run: {run_id} has no row and no DLQ record"]
-    problems = []
+    # A handler's own defect met while the stack's event sources carried the run (a delivery they
+    # gave up on is visible, in its DLQ; what it leaves undone shows in the run's outcome).
+    problems = unhandled(stack.background)
     execution = stack.execution(run_id)
     if execution is None:
         return [f"lost run: row {row['status']} ({row['reason']}) without an execution"]

@@ -43,11 +43,13 @@ class Ledger:
     unhandled: list[str] = field(default_factory=list)
     parked: list[dict[str, Any]] = field(default_factory=list)  # what reached a DLQ, and why
 
-    def invoke(self, injector: Injector, handler: Callable[..., Any], event: Any) -> tuple[bool, Any]:
+    def invoke(
+        self, injector: Injector, handler: Callable[..., Any], event: Any, context: Any = None
+    ) -> tuple[bool, Any]:
         self.invocations += 1
         try:
             with injector.handling():
-                return True, handler(event, LambdaContext())
+                return True, handler(event, context or LambdaContext())
         except BaseException as error:
             if isinstance(error, KeyboardInterrupt | SystemExit):
                 raise

@@ -67,9 +67,9 @@ def test_shuffled_redeliveries_under_random_faults(stack: Stack, injector: Injec
     for trigger, event in deliveries:
         trigger.deliver(ledger, injector, stack, event)
     run_ids = [t.run_id for t in logical if t.run_id]
-    stack.settle(run_ids)
+    stack.settle(run_ids, injector)
     sweep(ledger, injector, stack)
-    stack.settle(run_ids)
+    stack.settle(run_ids, injector)
     problems = unhandled(ledger)
     for trigger in logical:
         if trigger.run_id is None:
