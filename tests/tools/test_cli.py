@@ -14,10 +14,13 @@ import boto3
 import pytest
 
 from jobline.dal import RunTable
-from jobline.runs import now_iso
+from jobline.deps import get_deps
+from jobline.runs import execution_arn, now_iso
+from jobline.settings import get_settings
 from jobline_tools import operator_cli
 from jobline_tools.cli import main
 from tests.cfn import ROOT
+from tests.unit.conftest import put_row
 
 pytestmark = pytest.mark.usefixtures("env")
 RUN_ID = "nightly-report-ffffffffffffffffffff"
@@ -46,7 +49,7 @@ def set_status(run_id: str, status: str, reason: str = "test", attempt: int = 1)
     moved = {"status": status, "reason": reason, "attempt": attempt, "status_rank": rank}
     if rank == 30:
         moved["ended_at"] = now_iso()
-    table.update_run(run_id, lambda row: {**row, **moved})
+    put_row(table, run_id, **moved)
 
 
 # ---------------------------------------------------------------- jobs
@@ -83,10 +86,10 @@ def test_runs_start_get_and_list(capsys: pytest.CaptureFixture[str]) -> None:
     assert "status          PENDING: Recently submitted" in out
     assert "trigger         manual: manual by jobline CLI" in out
     assert "arguments       day=2026-11-20" in out
-    assert (
-        f"execution link  https://us-east-1.console.aws.amazon.com/states/home?region=us-east-1#/v2/executions/details/arn:aws:states:us-east-1:123456789012:execution:run:{run_id}"
-        in out
-    )
+    arn = execution_arn(get_settings(), get_deps().catalog.get("nightly-report"), run_id)
+    assert arn.startswith("arn:aws:states:us-east-1:123456789012:execution:jobline-run-")
+    link = f"https://us-east-1.console.aws.amazon.com/states/home?region=us-east-1#/v2/executions/details/{arn}"
+    assert f"execution link  {link}" in out
     detail = run_json(capsys, "runs", "get", run_id)
     assert (detail["run_id"], detail["arguments"]) == (run_id, {"day": "2026-11-20"})
 

@@ -17,6 +17,7 @@ from moto import mock_aws
 from jobline import deps as deps_module
 from jobline import settings as settings_module
 from jobline.catalog import parse_catalog
+from jobline.dal import RunTable, _to_item
 from tests.aws_resources import REGION, TEST_ENVIRONMENT, create_pass_machines, create_run_table, job_spec
 from tests.cfn import ROOT
 
@@ -95,6 +96,16 @@ def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[dict[str, A
         yield {"session": session, "prefix": prefix, "dlq": dlq}
         settings_module.get_settings.cache_clear()
         deps_module.get_deps.cache_clear()
+
+
+def put_row(table: RunTable, run_id: str, **fields: Any) -> dict[str, Any]:
+    """Put the run's row back with `fields` changed: a test's setup of a state it needs, written
+    directly (no writer of the stack rewrites a whole row). Returns the row as put."""
+    row = table.get_run(run_id)
+    assert row is not None, run_id
+    row.update(fields)
+    table._client.put_item(TableName=table._table, Item=_to_item(row))
+    return row
 
 
 def dlq_messages(env: dict[str, Any]) -> list[dict[str, Any]]:

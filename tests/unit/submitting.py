@@ -1,12 +1,15 @@
 """What the submitter's tests share: a stack on moto (the run table as template.yaml declares it,
 a Batch queue and job definition, a service job queue, a SageMaker role, a Glue job, the four
-submit queues) and a state machine whose one state is the contract's Attempt (PHASE3: a callback
-Task that sends `{run_id, job, retry_count, token, request}` to the run's submit queue), run by
-moto's engine. A run is started as the trigger does; its message is read from its submit queue."""
+submit queues) and, under each retry policy's run machine name, a state machine whose one state is
+the contract's Attempt (PHASE3: a callback Task that sends `{run_id, job, retry_count, token,
+request}` to the run's submit queue), run by moto's engine. A run is started as the trigger does;
+its message is read from its submit queue."""
 
 from __future__ import annotations
 
+import functools
 import json
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -15,21 +18,25 @@ from typing import Any
 import boto3
 import pytest
 from moto import mock_aws
+from moto.dynamodb.models import DynamoDBBackend
 
 from jobline.catalog import Catalog, parse_catalog
 from jobline.dal import RunTable
-from jobline.runs import execution_input, new_row
+from jobline.runs import RunStarter, execution_arn
 from jobline.settings import Settings
 from jobline.submit import Submitter
 from jobline.triggers import RunRequest, Trigger
 from jobline_local import adaptations
+from jobline_tools import run_machines
 from tests.aws_resources import (
     REGION,
+    STACK,
     TEST_ENVIRONMENT,
     TRAINING_REQUEST,
     create_batch,
     create_run_table,
     create_training_queue,
+    machine_prefix,
 )
 
 SUBMIT_ERRORS = ["Jobline.SubmitFailed", "Jobline.NonZeroExitCode", "Jobline.JobFailed", "Jobline.Timeout"]
@@ -109,7 +116,6 @@ class Stack:
     settings: Settings
     catalog: Catalog
     table: RunTable
-    machine: str
     clock: Clock = field(default_factory=Clock)
     _clients: dict[str, Any] = field(default_factory=dict)
     _received: dict[str, str] = field(default_factory=dict)  # run id -> its message's body
@@ -124,20 +130,14 @@ class Stack:
         return Submitter(self.table, self.client, stack_settings, clock=self.clock, sleep=self.clock.sleep)
 
     def start(self, job: str, **arguments: str) -> str:
-        """A run of `job` as a trigger starts it: its row, then its execution."""
+        """A run of `job` as a trigger starts it: its data, its row, then its execution."""
         request = RunRequest(
             job=self.catalog.get(job),
             trigger=Trigger(type="manual", key=f"{job}-{time.monotonic_ns()}", source="test", event={}),
             arguments=arguments,
         )
-        row = new_row(request, arguments, self.settings, "2026-12-01T00:00:00.000Z")
-        row["trigger"]["event"] = "{}"
-        self.table.create_run(row)
-        payload = execution_input(request, arguments, {"JOBLINE_TRIGGER_EVENT": "{}"}, self.settings)
-        self.client("stepfunctions").start_execution(
-            stateMachineArn=self.machine, name=request.run_id, input=json.dumps(payload)
-        )
-        return request.run_id
+        starter = RunStarter(self.settings, self.table, self.client("stepfunctions"), self.client("s3"))
+        return starter.start(request).run_id
 
     def message(self, run_id: str, timeout: float = 30) -> str:
         """The body of the next message for `run_id` on any submit queue (as the execution sent it)."""
@@ -156,7 +156,7 @@ class Stack:
 
     def execution(self, run_id: str, timeout: float = 30) -> dict[str, Any]:
         """The run's execution once it has ended."""
-        arn = self.machine.replace(":stateMachine:", ":execution:") + f":{run_id}"
+        arn = execution_arn(self.settings, self.catalog.get(self.row(run_id)["job"]), run_id)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             described = self.client("stepfunctions").describe_execution(executionArn=arn)
@@ -183,6 +183,23 @@ class Stack:
         return row
 
 
+def _atomic_item_writes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """DynamoDB applies each write to an item whole, its condition included (so an ADD counter
+    loses no increment: https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/WorkingWithItems.html#WorkingWithItems.AtomicCounters);
+    moto in-process reads, changes and stores the item unguarded, so threads (concurrent submitters)
+    could lose one's write. One lock around moto's writes makes them as atomic as DynamoDB's."""
+    lock = threading.Lock()
+    for name in ("put_item", "update_item", "delete_item", "transact_write_items"):
+        original = getattr(DynamoDBBackend, name)
+
+        @functools.wraps(original)
+        def write(*args: Any, _original: Any = original, **kwargs: Any) -> Any:
+            with lock:
+                return _original(*args, **kwargs)
+
+        monkeypatch.setattr(DynamoDBBackend, name, write)
+
+
 def _stay(*_: Any) -> None:
     """The local compute's hook, doing nothing: a job stays as AWS first puts it."""
 
@@ -195,6 +212,7 @@ def time_left(seconds: float = LONG_ENOUGH) -> Callable[[], float]:
 def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
     for key, value in TEST_ENVIRONMENT.items():
         monkeypatch.setenv(key, value)
+    _atomic_item_writes(monkeypatch)
     adaptations.install()
     saved = dict(adaptations.hooks)
     # Submitted jobs stay where AWS puts them first: nothing runs them (the submitter's part ends there).
@@ -206,9 +224,17 @@ def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
         queue, definition = create_batch(session)
         iam = session.client("iam")
         role = iam.create_role(RoleName="sm", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
-        machine = session.client("stepfunctions").create_state_machine(
-            name="run-attempt", definition=json.dumps(ATTEMPT_MACHINE), roleArn=role, type="STANDARD"
-        )["stateMachineArn"]
+        catalog = parse_catalog({"jobs": JOBS})
+        sfn = session.client("stepfunctions")
+        machines = [
+            sfn.create_state_machine(
+                name=f"{STACK}-{run_machines.NAME_PREFIX}{policy}",
+                definition=json.dumps(ATTEMPT_MACHINE),
+                roleArn=role,
+                type="STANDARD",
+            )["stateMachineArn"]
+            for policy in run_machines.policies(catalog)
+        ]
         session.client("glue").create_job(
             Name="jobline-example", Role=role, Command={"Name": "glueetl", "ScriptLocation": "s3://b/s.py"}
         )
@@ -216,7 +242,7 @@ def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
         urls = {name: sqs.create_queue(QueueName=queue_name)["QueueUrl"] for name, queue_name in QUEUES.items()}
         settings = Settings(
             run_table_name="runs",
-            state_machine_arn=machine,
+            state_machine_prefix=machine_prefix(sfn),
             event_dlq_url=sqs.create_queue(QueueName="event-dlq")["QueueUrl"],
             run_data_bucket="run-data",
             job_queue_on_demand_arn=queue,
@@ -227,9 +253,8 @@ def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
             glue_job_name="jobline-example",
             **urls,
         )
-        catalog = parse_catalog({"jobs": JOBS})
-        yield Stack(session, settings, catalog, RunTable(session.client("dynamodb"), "runs"), machine)
-        sfn = session.client("stepfunctions")
-        for execution in sfn.list_executions(stateMachineArn=machine, statusFilter="RUNNING")["executions"]:
-            sfn.stop_execution(executionArn=execution["executionArn"])
+        yield Stack(session, settings, catalog, RunTable(session.client("dynamodb"), "runs"))
+        for machine in machines:
+            for execution in sfn.list_executions(stateMachineArn=machine, statusFilter="RUNNING")["executions"]:
+                sfn.stop_execution(executionArn=execution["executionArn"])
     adaptations.hooks.update(saved)

@@ -15,9 +15,10 @@ from jobline.backends import Observation
 from jobline.errors import InvalidArguments, UnknownJobError
 from jobline.operations import Operations, get_operations
 from jobline.operator_errors import Conflict, InvalidRequest, JobNotFound, RunNotFound
+from jobline.slots import Slots
 from jobline.state_changes import apply_observation
 from jobline.triggers import RunRequest, Trigger
-from tests.unit.conftest import run_executions
+from tests.unit.conftest import put_row, run_executions
 
 pytestmark = pytest.mark.usefixtures("env")
 
@@ -125,7 +126,7 @@ def test_a_bad_start_is_refused_and_starts_nothing(
 def test_get_run_has_status_attempts_trigger_arguments_and_links(ops: Operations) -> None:
     run_id = ops.start_run("nightly-report", {"day": "2026-11-20"}, "token-1")["run_id"]
     arn = f"arn:aws:states:us-east-1:123456789012:execution:run:{run_id}"
-    ops._table.update_run(run_id, lambda row: {**row, "execution_arn": arn})
+    put_row(ops._table, run_id, execution_arn=arn)
     observe(ops, run_id, "RUNNING", started_at="2026-11-20T08:00:04.000Z")
 
     run = ops.get_run(run_id)
@@ -160,9 +161,11 @@ def test_an_unknown_run_is_not_found(ops: Operations, run_id: str) -> None:
 
 
 # ---------------------------------------------------------------- stop
-def test_stop_ends_a_live_run_stopped_and_frees_its_slot(ops: Operations, env: dict[str, Any]) -> None:
+def test_stop_ends_a_live_run_stopped_and_leaves_its_slot_to_the_stream(ops: Operations, env: dict[str, Any]) -> None:
     ddb = env["session"].client("dynamodb")
     run_id = ops.start_run("csv-word-count", {}, "token-1")["run_id"]
+    # As the row of a job with max_concurrent_runs carries them.
+    before = put_row(ops._table, run_id, slot_job="csv-word-count", slot_max=2)
     slot = {"pk": {"S": "SLOT#csv-word-count"}}
     holders = {run_id: {"S": "t1"}, "csv-word-count-other": {"S": "t0"}}
     ddb.put_item(TableName="runs", Item={**slot, "holders": {"M": holders}})
@@ -177,13 +180,17 @@ def test_stop_ends_a_live_run_stopped_and_frees_its_slot(ops: Operations, env: d
     assert row["ended_at"] == row["updated_at"] == stopped["ended_at"]
     (execution,) = executions(env)
     assert execution["status"] == "ABORTED"
+    # The stop writes the row only; the stream's record of the run's end releases its slot.
+    assert ddb.get_item(TableName="runs", Key=slot)["Item"]["holders"] == {"M": holders}
+    slots = Slots(ops._table, env["session"].client("stepfunctions"))
+    assert slots.on_change(before, row) == [f"{run_id}'s slot released"]
     assert ddb.get_item(TableName="runs", Key=slot)["Item"]["holders"] == {"M": {"csv-word-count-other": {"S": "t0"}}}
 
 
 def test_stop_reports_each_bad_id_and_stops_the_rest(ops: Operations) -> None:
     live = ops.start_run("csv-word-count", {}, "live")["run_id"]
     done = ops.start_run("csv-word-count", {}, "done")["run_id"]
-    ops._table.update_run(done, lambda row: {**row, "status": "SUCCEEDED", "reason": "Completed", "status_rank": 30})
+    put_row(ops._table, done, status="SUCCEEDED", reason="Completed", status_rank=30)
     unknown = "csv-word-count-ffffffffffffffffffff"
 
     result = ops.stop_runs([unknown, done, live, live])
@@ -253,7 +260,7 @@ def test_retry_of_a_run_whose_event_travelled_through_s3_reads_it_back(ops: Oper
     event = {"detail": {"note": "x" * 7000}}
     trigger = Trigger(type="manual", key="manual:big", source="test", event=event)
     first = ops._deps.starter.start(RunRequest(job=ops._catalog.get("csv-word-count"), trigger=trigger)).run_id
-    ops._table.update_run(first, lambda row: {**row, "status": "FAILED", "status_rank": 30})
+    put_row(ops._table, first, status="FAILED", status_rank=30)
 
     new = ops.retry_run(first)["run_id"]
 
@@ -271,9 +278,7 @@ def test_a_run_written_before_the_split_is_shown_and_retried_from_its_row(ops: O
     data = ops._table.get_run_data(first)
     ops._table._client.delete_item(TableName="runs", Key={"pk": {"S": f"RUNDATA#{first}"}})
     legacy = {"event": data["event"], "type": "manual", "key": "manual:token-1", "source": "manual"}
-    ops._table.update_run(
-        first, lambda row: {**row, "trigger": legacy, "arguments": data["arguments"], "status": "FAILED"}
-    )
+    put_row(ops._table, first, trigger=legacy, arguments=data["arguments"], status="FAILED")
 
     shown = ops.get_run(first)
     assert (shown["arguments"], shown["trigger"]["event"]) == ({"day": "2026-11-20"}, json.loads(data["event"]))

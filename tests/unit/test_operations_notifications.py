@@ -23,7 +23,7 @@ from jobline.state_changes import apply_observation
 from jobline_local.adaptations.delivery import pattern_matches
 from tests.aws_resources import job_spec
 from tests.cfn import resource, template
-from tests.unit.conftest import LambdaContext, load_handler
+from tests.unit.conftest import LambdaContext, load_handler, put_row
 
 pytestmark = pytest.mark.usefixtures("env")
 
@@ -108,7 +108,7 @@ def make_runs(ops: Operations) -> dict[str, str]:
     failed = ops.start_run("word-count", {}, "failed")["run_id"]
     succeeded = ops.start_run("word-count", {}, "succeeded")["run_id"]
     live = ops.start_run("word-count", {}, "live")["run_id"]
-    ops._table.update_run(stopped, lambda row: {**row, "status": "RUNNING", "status_rank": 20})
+    put_row(ops._table, stopped, status="RUNNING", status_rank=20)
     ops.stop_runs([stopped])
     ops._table._client.update_item(
         TableName="runs-streamed",
@@ -126,7 +126,7 @@ def make_runs(ops: Operations) -> dict[str, str]:
     observed["event_time"] = "2030-01-01T00:00:00.000Z"
     apply_observation(Observation(succeeded, 1, observed), ops._table, None)
     ops.stop_runs([failed])  # already FAILED: no write
-    ops._table.update_run(stopped, lambda row: {**row, "note": "a later write to a final row"})
+    put_row(ops._table, stopped, note="a later write to a final row")
     return {"stopped": stopped, "failed": failed, "succeeded": succeeded, "live": live}
 
 

@@ -24,8 +24,10 @@ def running(env: dict[str, Any]) -> dict[str, Any]:
     """A SageMaker processing run whose attempt 1 completed with its event lost, its execution waiting."""
     session = env["session"]
     sfn, sagemaker = session.client("stepfunctions"), session.client("sagemaker")
-    arn = sfn.start_execution(stateMachineArn=env["machine"], name=RUN_ID)["executionArn"]
-    role = session.client("iam").get_role(RoleName="sm")["Role"]["Arn"]
+    # Any run machine will do: the reconciler follows the execution ARN the row stores.
+    machine = next(m["stateMachineArn"] for m in sfn.list_state_machines()["stateMachines"])
+    arn = sfn.start_execution(stateMachineArn=machine, name=RUN_ID)["executionArn"]
+    role = session.client("iam").create_role(RoleName="sm", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
     sagemaker.create_processing_job(
         ProcessingJobName=f"{RUN_ID}-1",
         ProcessingResources={

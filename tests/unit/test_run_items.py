@@ -81,9 +81,8 @@ def test_the_hot_row_holds_no_event_arguments_or_version() -> None:
     assert {"event", "event_s3_uri", "arguments", "retry_of", "version"}.isdisjoint(limited)
     assert limited["trigger"].keys() == {"type", "key", "source"}
     assert limited["slot_job"] == "csv-word-count"
-    assert limited["execution_arn"] == (
-        f"arn:aws:states:eu-west-1:123456789012:execution:jobline-production-run:{limited['run_id']}"
-    )
+    machine = f"jobline-production-run-{s3_request(max_concurrent_runs=2).job.policy_id}"
+    assert limited["execution_arn"] == f"arn:aws:states:eu-west-1:123456789012:execution:{machine}:{limited['run_id']}"
     request = s3_request()
     # A job without a limit (model_copy: this catalog may still default every job to one).
     request = request.model_copy(update={"job": request.job.model_copy(update={"max_concurrent_runs": None})})
@@ -229,6 +228,7 @@ def test_the_reconciler_starts_a_never_started_run_from_its_stored_data(env: dic
     assert outcome == {request.run_id: "started: its execution had never started"}
     arn = deps.table.get_run(request.run_id)["execution_arn"]
     execution_input = json.loads(sfn.describe_execution(executionArn=arn)["input"])
-    environment = {item["Name"]: item["Value"] for item in execution_input["batch"]["Environment"]}
+    overrides = execution_input["request"]["params"]["containerOverrides"]
+    environment = {item["name"]: item["value"] for item in overrides["environment"]}
     assert environment["JOBLINE_TRIGGER_EVENT_S3_URI"] == deps.table.get_run_data(request.run_id)["event_s3_uri"]
     assert reads[:3] == ["Query", "BatchGetItem", "GetItem"]  # the PENDING keys, their rows, the run's data

@@ -267,8 +267,7 @@ def test_a_stale_index_entry_of_a_served_waiter_keeps_its_slot(stack: Stack) -> 
 
 def test_only_slot_records_pass_the_mappings_filter(stack: Stack) -> None:
     running = stack.run(holds=True)
-    unlimited = stack.table.create_run(new_row(run_id=f"{JOB}-{'f' * 20}"))  # no slot_job
-    assert unlimited
+    assert stack.table.create_run(new_row(run_id=f"{JOB}-{'f' * 20}")) is None  # written; no slot_job
     stack.table.write_run(running, end_write(RunStatus.SUCCEEDED, "Completed", "t"))  # ends: passes
     stack.table.write_run(running, end_write(RunStatus.FAILED, "late", "t"))  # refused: no record
     stack.ddb.update_item(  # a gap filled on the ended row: fails the filter
@@ -323,7 +322,8 @@ def test_the_run_stream_handler_reports_a_failed_record_for_retry(
 def test_the_run_stream_function_serves_a_waiter_with_the_stacks_clients(
     stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    settings = {"RUN_TABLE_NAME": "runs", "STATE_MACHINE_ARN": "arn:aws:states:us-east-1:123456789012:stateMachine:x"}
+    prefix = "arn:aws:states:us-east-1:123456789012:stateMachine:jobline-run-"
+    settings = {"RUN_TABLE_NAME": "runs", "STATE_MACHINE_PREFIX": prefix}
     for key, value in {**settings, "EVENT_DLQ_URL": "https://dlq", "RUN_DATA_BUCKET": "data"}.items():
         monkeypatch.setenv(key, value)
     settings_module.get_settings.cache_clear()

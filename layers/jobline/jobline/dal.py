@@ -11,9 +11,6 @@ listing queries keys and reads the page's rows with BatchGetItem.
 
 State change events write with one conditional UpdateItem each (`write_run`, the rules in
 jobline.status), without reading the row first; the submitter claims attempts the same way.
-`update_run` (read, change, conditional put on `version`, retried after an exponential backoff
-with full jitter: https://aws.amazon.com/builders-library/timeouts-retries-and-backoff-with-jitter/)
-is the operators' older path.
 """
 
 from __future__ import annotations
@@ -49,10 +46,11 @@ class _Codec:
 
 
 _serializer = _deserializer = _Codec()
-# Backoff after the n-th lost race: uniform in [0, min(CAP, BASE * 2**n)] seconds.
+# Backoff before the n-th re-ask for keys BatchGetItem left unprocessed (and after a lost race):
+# uniform in [0, min(CAP, BASE * 2**n)] seconds.
 BACKOFF_BASE_SECONDS = 0.02
 BACKOFF_CAP_SECONDS = 1.0
-# How long an update keeps trying when its caller gives no budget of its own.
+# How long a read keeps re-asking for unprocessed keys.
 DEFAULT_PATIENCE_SECONDS = 10.0
 # BatchGetItem reads at most 100 items a call.
 # https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_BatchGetItem.html
@@ -118,7 +116,8 @@ def _conditional_failed(error: ClientError) -> bool:
 
 
 def _backoff(tries: int) -> float:
-    """Full jitter: uniform in [0, min(CAP, BASE * 2**tries)] seconds."""
+    """Full jitter: uniform in [0, min(CAP, BASE * 2**tries)] seconds.
+    https://aws.amazon.com/builders-library/timeouts-retries-and-backoff-with-jitter/"""
     return random.uniform(0, min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2**tries))  # noqa: S311 (jitter, not secrecy)
 
 
@@ -191,49 +190,6 @@ class RunTable:
                         raise RowContended(f"BatchGetItem left {len(pending[self._table]['Keys'])} keys unread")
                     time.sleep(delay)
         return items
-
-    def update_run(
-        self,
-        run_id: str,
-        change: Callable[[dict[str, Any]], dict[str, Any]],
-        time_left: Callable[[], float] | None = None,
-    ) -> tuple[dict[str, Any], dict[str, Any]] | None:
-        """Apply `change` to the row under optimistic concurrency. Returns (before, after), or
-        None when the run does not exist. A lost race is retried after a backoff while
-        `time_left()` (seconds; default DEFAULT_PATIENCE_SECONDS from now) has room for it;
-        then RowContended."""
-        time_left = time_left or patience(DEFAULT_PATIENCE_SECONDS)
-        conflicts = 0
-        while True:
-            row = self.get_run(run_id)
-            if row is None:
-                return None
-            new = change(row)
-            if new == row:
-                return row, row
-            version = int(row.get("version", 0))
-            # A row no writer has versioned yet (no `version`) must still have none.
-            expected = {"ConditionExpression": "attribute_not_exists(#v)"}
-            if "version" in row:
-                expected = {"ConditionExpression": "#v = :v", "ExpressionAttributeValues": {":v": {"N": str(version)}}}
-            try:
-                self._client.put_item(
-                    TableName=self._table,
-                    Item=_to_item({**new, "version": version + 1}),
-                    ExpressionAttributeNames={"#v": "version"},
-                    **expected,
-                )
-            except ClientError as error:
-                if not _conditional_failed(error):
-                    raise
-                # Someone else moved the row: wait, read it again and re-apply.
-                delay = _backoff(conflicts)
-                conflicts += 1
-                if delay >= time_left():
-                    raise RowContended(f"run {run_id}: still contended after {conflicts} concurrent updates") from None
-                time.sleep(delay)
-                continue
-            return row, new
 
     def write_run(self, run_id: str, write: RowWrite) -> tuple[bool, dict[str, Any] | None]:
         """Make one conditional write on a run row: (True, the row before it), or, when its
