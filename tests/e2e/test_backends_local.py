@@ -42,7 +42,7 @@ def deps(stack: Stack) -> Deps:
     local = stack.local
     settings = Settings(
         run_table_name=local.output("RunTableName"),
-        state_machine_arn=local.output("RunStateMachineArn"),
+        state_machine_prefix=local.output("RunStateMachinePrefix"),
         event_dlq_url=local.output("EventDeadLetterQueueUrl"),
         run_data_bucket=local.output("RunDataBucketName"),
         service_job_queue_arn=local.output("TrainingJobQueueArn"),
