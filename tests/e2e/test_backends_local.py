@@ -145,7 +145,7 @@ def test_a_lost_event_is_healed_by_the_reconciler(stack: Stack, deps: Deps, lost
 
     healed = reconcile(deps, older_than=timedelta(seconds=0))
 
-    assert healed[run_id] == "applied: STARTING -> SUCCEEDED (execution resumed)"
+    assert healed[run_id] == "applied: STARTING -> SUCCEEDED (execution answered)"  # its token, lost with the event
     run = stack.wait_run_id(run_id, timeout=30)
     assert (run["status"], run["reason"], run["attempts"]["1"]["backend_status"]) == (
         "SUCCEEDED",
