@@ -34,7 +34,6 @@ SUBMIT_QUEUES = {
 }
 # The guard on one attempt in these tests: long enough never to fire unless a test means it to.
 GUARD_SECONDS = 300
-NEEDS_FRESH_TOKEN = "needs engine adaptation: fresh token per retry"
 
 
 def _parked(thread: threading.Thread) -> bool:
@@ -169,12 +168,12 @@ def fail(stack: Stack, attempt: dict[str, Any], error: str) -> None:
 
 
 def next_attempt(stack: Stack, previous: dict[str, Any], backend: str = "batch") -> dict[str, Any]:
-    """The retry of `previous`. Unadapted moto 5.2.5 retries a callback Task with the same token
-    and replays the previous answer (design probe 15), so a retry test cannot drive it: skip
-    there until the engine adaptation (local/jobline_local/adaptations) is installed."""
+    """The retry of `previous`: AWS gives each try of a callback Task a fresh token (unadapted moto
+    5.2.5 reuses the old one and replays its answer, design probe 15; the engine adaptation
+    installed by the fixture fixes that), so the handler can never answer a retry with a stale token."""
     attempt = receive_attempt(stack, backend)
-    if attempt["token"] == previous["token"]:
-        pytest.skip(NEEDS_FRESH_TOKEN)
+    assert attempt["token"] != previous["token"], "a retry reused its previous attempt's task token"
+    assert attempt["retry_count"] == previous["retry_count"] + 1
     return attempt
 
 
