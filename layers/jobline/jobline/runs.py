@@ -118,6 +118,8 @@ def new_row(request: RunRequest, arguments: dict[str, str], settings: Settings, 
         "updated_at": created_at,
         "expires_at": created_epoch + longest + settings.run_retention_days * 86_400,
         "version": 1,
+        # Only items of a fan-out carry these (the sparse by-fanout index lists a fan-out's runs).
+        **({"fanout_id": request.fanout_id, "fanout_line": request.fanout_line} if request.fanout_id else {}),
     }
 
 

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from jobline.catalog import Catalog, Job
 from jobline.errors import MalformedEvent, NoMatchingJob
 
-TriggerType = Literal["s3", "sqs", "schedule", "bus", "manual", "retry"]
+TriggerType = Literal["s3", "sqs", "schedule", "bus", "manual", "retry", "manifest"]
 
 
 class Trigger(BaseModel):
@@ -40,6 +40,8 @@ class RunRequest(BaseModel):
     job: Job
     trigger: Trigger
     arguments: dict[str, str] = Field(default_factory=dict)
+    fanout_id: str | None = Field(default=None, description="The fan-out (jobline.fanouts) the run is an item of")
+    fanout_line: int | None = Field(default=None, description="The item's line in its manifest (1 = first item)")
 
     @property
     def run_id(self) -> str:
