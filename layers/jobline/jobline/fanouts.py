@@ -89,9 +89,33 @@ def fanout_id(job: str, key: str) -> str:
     return run_id(job, f"fanout:{key}")
 
 
+def store_manifest(s3: Any, bucket: str, fid: str, body: bytes, fmt: Format) -> str:
+    """Items given in a request, stored once as the fan-out's manifest; its key."""
+    key = f"{ITEMS_PREFIX}{fid}.{fmt}"
+    try:
+        s3.put_object(Bucket=bucket, Key=key, Body=body, IfNoneMatch="*")
+    except ClientError as error:
+        if error.response["Error"]["Code"] != "PreconditionFailed":  # a redelivery stored it already
+            raise
+    return key
+
+
 def is_fanout_message(body: Any) -> bool:
     """A trigger queue message asking for a fan-out rather than one run."""
     return isinstance(body, dict) and ("items" in body or "manifest" in body)
+
+
+def request(body: dict[str, Any], fallback_key: str, deps: Deps) -> str:
+    """Hand a fan-out message to the fan-out function (checked first: a malformed one raises); its
+    id, known before it is read. Without an idempotency key, `fallback_key` names it."""
+    message = FanoutMessage.model_validate(body)
+    key = message.idempotency_key or fallback_key
+    deps.catalog.get(message.job)
+    deps.client("sqs").send_message(
+        QueueUrl=deps.settings.fanout_request_queue_url,
+        MessageBody=message.model_copy(update={"idempotency_key": key}).model_dump_json(exclude_none=True),
+    )
+    return fanout_id(message.job, f"message:{key}")
 
 
 class FanoutReader:
@@ -162,14 +186,10 @@ class FanoutReader:
 
     def _store_items(self, fid: str, items: list[Any]) -> ManifestObject:
         """A message's items as a JSON Lines object, so every fan-out is read (and resumed) alike."""
-        key = f"{ITEMS_PREFIX}{fid}.jsonl"
-        body = "".join(json.dumps(item, separators=(",", ":")) + "\n" for item in items).encode()
-        try:
-            self._s3.put_object(Bucket=self._settings.run_data_bucket, Key=key, Body=body, IfNoneMatch="*")
-        except ClientError as error:
-            if error.response["Error"]["Code"] != "PreconditionFailed":  # a redelivery stored it already
-                raise
-        return manifests.describe(self._s3, self._settings.run_data_bucket, key)
+        bucket = self._settings.run_data_bucket
+        return manifests.describe(
+            self._s3, bucket, store_manifest(self._s3, bucket, fid, manifests.jsonl(items), "jsonl")
+        )
 
     def _open(self, job: Job, index: int, fmt: Format, key: str, manifest: ManifestObject, via: str) -> str:
         fid = fanout_id(job.name, key)

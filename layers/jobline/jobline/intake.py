@@ -36,6 +36,40 @@ def handle(event: Any, source: str, requests: Callable[[Deps], list[RunRequest]]
     return start_all(wanted, deps, source, event)
 
 
+def handle_queued(
+    event: Any, context: Any, source: str, requests: Callable[[Any, Deps], list[RunRequest]]
+) -> dict[str, Any]:
+    """A batch from an intake queue: each record's body is a rule's delivery (`{"job", "trigger",
+    "event"}`), handled as `handle` handles one. Bad input is rejected (event DLQ) and the record
+    done; an AWS error fails that record alone (partial batch response) and SQS delivers it again."""
+    from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+
+    records = event.get("Records") if isinstance(event, dict) else None
+    if not isinstance(records, list) or not all(isinstance(r, dict) and "messageId" in r for r in records):
+        error = MalformedEvent("not an SQS batch: {'Records': [...]}, each record with its messageId")
+        return {"batchItemFailures": [], "rejected": reject(error, event, source, get_deps())}
+
+    handled: list[dict[str, Any]] = []
+
+    def record_handler(record: Any) -> None:
+        try:
+            delivery = json.loads(record.body)
+        except ValueError:
+            delivery = record.body  # rejected below as what it is: not a JSON object
+        handled.append(handle(delivery, source, lambda deps: requests(delivery, deps)))
+
+    processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+    response = process_partial_response(
+        event=event, record_handler=record_handler, processor=processor, context=context
+    )
+    # Lambda reads only batchItemFailures; the rest is for logs and tests.
+    return {
+        **response,
+        "runs": [r for h in handled for r in h["runs"]],
+        "rejected": [r for h in handled for r in h["rejected"]],
+    }
+
+
 def require_unicode(value: Any) -> None:
     """Text must be Unicode that can be encoded (JSON's escapes can carry lone surrogates, which no
     AWS API can store or send): refused here, before they reach a row, a hash or a request."""

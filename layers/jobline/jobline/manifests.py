@@ -105,6 +105,11 @@ def lines(s3: Any, manifest: ManifestObject, offset: int = 0, number: int = 0) -
         yield Line(number + 1, start + len(buffer), None if overlong else buffer)
 
 
+def jsonl(items: list[Any]) -> bytes:
+    """Items as a JSON Lines manifest (how a message's or an operator's items are read)."""
+    return "".join(json.dumps(item, separators=(",", ":")) + "\n" for item in items).encode()
+
+
 def decode(line: Line) -> str:
     if line.text is None:
         raise BadLine(f"line {line.number} is over {MAX_LINE_BYTES} bytes")
