@@ -128,8 +128,8 @@ def _ended(view: dict[str, Any]) -> str:
 
 
 def fanouts(items: list[dict[str, Any]]) -> str:
-    rows = [{**f, "created": when(f["created_at"]), "ended_runs": _ended(f)} for f in items]
-    columns = [("FAN-OUT ID", "fanout_id"), ("JOB", "job"), ("STATE", "state"), ("CREATED", "created")]
+    rows = [{**f, "created_when": when(f["created_at"]), "ended_runs": _ended(f)} for f in items]
+    columns = [("FAN-OUT ID", "fanout_id"), ("JOB", "job"), ("STATE", "state"), ("CREATED", "created_when")]
     columns += [("ITEMS", "item_count"), ("REJECTED", "rejected"), ("RUNS", "created"), ("ENDED", "ended_runs")]
     return table(rows, columns)
 
