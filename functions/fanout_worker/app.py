@@ -20,7 +20,8 @@ processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failu
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    worker = FanoutWorker(get_deps())  # per invocation: reads each fan-out's state once per batch
+    # Per invocation: each fan-out's state read once per batch; no run started in the last seconds.
+    worker = FanoutWorker(get_deps(), lambda: context.get_remaining_time_in_millis() / 1000)
 
     def record_handler(record: SQSRecord) -> str:
         return worker.start(record.body)

@@ -102,7 +102,7 @@ def drain(env: dict[str, Any], queue: str) -> list[str]:
 
 
 def work(bodies: list[str]) -> list[str]:
-    worker = FanoutWorker(get_deps())
+    worker = FanoutWorker(get_deps(), lambda: 30.0)
     return [worker.start(body) for body in bodies]
 
 
@@ -314,3 +314,20 @@ def test_the_functions_take_sqs_batches(fan: dict[str, Any]) -> None:
     assert load_handler("fanout_worker").handler({"Records": items}, LambdaContext()) == {"batchItemFailures": []}
     assert len(run_rows(fan)) == 2
     assert any("fanout_id" in m["reason"] for m in dlq_messages(fan))
+
+
+def test_a_worker_short_of_time_hands_its_remaining_items_back(fan: dict[str, Any]) -> None:
+    """The items it could not start fail alone (SQS redelivers them); those it started stay done."""
+    from jobline.fanouts import ItemDeferred
+
+    read(put(fan, "manifests/j.csv", "image\na\nb\nc\n"))
+    bodies = drain(fan, "items")
+    budget = iter([30.0, 30.0, 5.0])
+    worker = FanoutWorker(get_deps(), lambda: next(budget))
+
+    assert worker.start(bodies[0]).startswith("resize-")
+    assert worker.start(bodies[1]).startswith("resize-")
+    with pytest.raises(ItemDeferred):
+        worker.start(bodies[2])
+    assert len(run_rows(fan)) == 2
+    assert work(bodies) == [row["run_id"] for row in sorted(run_rows(fan), key=lambda r: r["fanout_line"])]

@@ -27,7 +27,7 @@ from jobline import manifests
 from jobline.catalog import Job
 from jobline.clock import now_iso
 from jobline.deps import Deps
-from jobline.errors import MalformedEvent, NoMatchingJob, RejectedInput
+from jobline.errors import JoblineError, MalformedEvent, NoMatchingJob, RejectedInput
 from jobline.fanout_store import QUEUED, READING, REJECTED, STOPPED, FanoutStore
 from jobline.intake import reject, require_unicode
 from jobline.manifests import BadLine, Format, Line, ManifestObject, ManifestRefused
@@ -42,6 +42,7 @@ SQS_BATCH_ENTRIES = 10  # SendMessageBatch: 10 messages, 262,144 bytes in all
 SQS_BATCH_BYTES = 262_144
 # https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_SendMessageBatch.html
 ITEMS_PREFIX = "fanout-items/"  # a message's items, stored as a JSON Lines manifest in the run data bucket
+WORKER_MARGIN_SECONDS = 10.0  # a worker starts no run with less of its invocation left
 LINE_HEAD = 1000  # characters of a rejected line kept in its DLQ record
 
 
@@ -369,16 +370,25 @@ def _decode_header(line: Line) -> str:
 
 
 # ---------------------------------------------------------------- the worker
+class ItemDeferred(JoblineError):
+    """Too little of the invocation is left to start another run: the item goes back to the queue
+    (it fails alone in the partial batch response) rather than die with the invocation's timeout,
+    which would send the whole batch back, started items included."""
+
+
 class FanoutWorker:
     """FanoutWorker's work: the run of one queued item, once, unless its fan-out was stopped."""
 
-    def __init__(self, deps: Deps) -> None:
+    def __init__(self, deps: Deps, time_left: Callable[[], float]) -> None:
         self._deps = deps
+        self._time_left = time_left
         self._store = FanoutStore(deps.client("dynamodb"), deps.settings.run_table_name)
         self._states: dict[str, str | None] = {}  # per invocation: one read per fan-out and batch
 
     def start(self, body: str) -> str:
         """The run id, "skipped" (fan-out stopped) or "rejected" (the item cannot run)."""
+        if (left := self._time_left()) < WORKER_MARGIN_SECONDS:
+            raise ItemDeferred(f"{left:.1f} s left of the invocation: the item waits for the next")
         try:
             item = FanoutItem.model_validate_json(body)
         except ValidationError as error:  # only jobline writes this queue: a bug, parked for operators
