@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from http import HTTPStatus
-from typing import Any, Literal
+from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.logging import correlation_paths
@@ -49,9 +49,10 @@ class StartFanoutBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     job: str = Field(min_length=1, max_length=64)
-    items: list[Any] | None = None
+    # Builtin types only: loaded by path (tests), the module has no sys.modules entry for pydantic to resolve names in.
+    items: list[object] | None = None
     manifest: str | None = Field(default=None, pattern=r"^s3://[^/]+/.+")
-    format: Literal["csv", "jsonl"] | None = None
+    format: str | None = Field(default=None, pattern=r"^(csv|jsonl)$")
     trigger: int = Field(default=0, ge=0)
     client_token: str | None = None
 

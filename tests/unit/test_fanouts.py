@@ -331,3 +331,86 @@ def test_a_worker_short_of_time_hands_its_remaining_items_back(fan: dict[str, An
         worker.start(bodies[2])
     assert len(run_rows(fan)) == 2
     assert work(bodies) == [row["run_id"] for row in sorted(run_rows(fan), key=lambda r: r["fanout_line"])]
+
+
+def stream_record(before: dict[str, Any], after: dict[str, Any], sequence: str) -> dict[str, Any]:
+    from boto3.dynamodb.types import TypeSerializer
+
+    typed = TypeSerializer().serialize
+    return {
+        "eventID": sequence,
+        "eventName": "MODIFY",
+        "eventVersion": "1.1",
+        "eventSource": "aws:dynamodb",
+        "awsRegion": "us-east-1",
+        "eventSourceARN": "arn:aws:dynamodb:us-east-1:123456789012:table/runs/stream/x",
+        "dynamodb": {
+            "ApproximateCreationDateTime": 1764547200,
+            "Keys": {"pk": {"S": f"RUN#{after['run_id']}"}},
+            "OldImage": {k: typed(v) for k, v in before.items()},
+            "NewImage": {k: typed(v) for k, v in after.items()},
+            "SequenceNumber": sequence,
+            "SizeBytes": 100,
+            "StreamViewType": "NEW_AND_OLD_IMAGES",
+        },
+    }
+
+
+def test_each_run_end_is_counted_on_its_fanout_by_final_status(fan: dict[str, Any]) -> None:
+    from jobline import notifications
+
+    result = read(put(fan, "manifests/k.csv", "image\na\nb\nc\n"))
+    work(drain(fan, "items"))
+    session = fan["session"]
+    session.client("events").create_event_bus(Name="jobs")
+    redrive = session.client("sqs").create_queue(QueueName="redrive")["QueueUrl"]
+    notifier = notifications.Notifier(
+        events=session.client("events"),
+        sns=session.client("sns"),
+        sqs=session.client("sqs"),
+        bus="jobs",
+        failure_topic_arn="",
+        redrive_queue_url=redrive,
+        fanouts=FanoutStore(session.client("dynamodb"), "runs"),
+    )
+    rows = sorted(run_rows(fan), key=lambda r: r["fanout_line"])
+    ends = ["SUCCEEDED", "FAILED", "SUCCEEDED"]
+    records = [
+        stream_record({**row, "status": "RUNNING"}, {**row, "status": status, "reason": "x"}, str(n))
+        for n, (row, status) in enumerate(zip(rows, ends, strict=True))
+    ]
+    other = {**rows[0], "run_id": "solo-00000000000000000000"}
+    del other["fanout_id"], other["fanout_line"]
+    records.append(stream_record({**other, "status": "RUNNING"}, {**other, "status": "FAILED"}, "9"))
+
+    assert notifications.process_stream({"Records": records}, notifier) == {"batchItemFailures": []}
+    assert record(result["fanout_id"])["ended"] == {"SUCCEEDED": 2, "FAILED": 1}
+
+
+def test_an_operator_starts_lists_gets_and_stops_a_fanout(fan: dict[str, Any]) -> None:
+    from jobline.fanout_operations import FanoutOperations
+    from jobline.operations import Operations
+
+    deps = get_deps()
+    ops = FanoutOperations(deps, Operations(deps))
+    started = ops.start("resize", items=[{"image": "a"}, {"image": "b"}, {"image": "c"}], client_token="t-1")
+    assert started["manifest"] == f"s3://run-data/fanout-items/{started['fanout_id']}.jsonl"
+    (request,) = drain(fan, "requests")
+    read(request, message_id="any")  # the fan-out function takes it
+    assert ops.start("resize", items=[{"image": "a"}], client_token="t-1")["fanout_id"] == started["fanout_id"]
+
+    fid = started["fanout_id"]
+    bodies = drain(fan, "items")
+    work(bodies[:2])  # two runs created, the third item still queued
+    shown = ops.get(fid)
+    assert (shown["item_count"], shown["queued"], shown["created"], shown["running"]) == (3, 3, 2, 2)
+    assert [f["fanout_id"] for f in ops.list()["fanouts"]] == [fid]
+
+    stopped = ops.stop(fid)
+    assert stopped["state"] == "STOPPED"
+    assert sorted(stopped["stopped_runs"]) == sorted(r["run_id"] for r in run_rows(fan))
+    assert {r["status"] for r in run_rows(fan)} == {"STOPPED"}
+    assert work(bodies[2:]) == ["skipped"]  # the queued item makes no run
+    assert len(run_rows(fan)) == 2
+    with pytest.raises(Exception, match="no fan-out"):
+        ops.get("resize-00000000000000000000")
