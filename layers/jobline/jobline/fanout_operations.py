@@ -44,7 +44,6 @@ VIEW_FIELDS = (
     "lines_read",
     "queued",
     "rejected",
-    "created",
 )
 
 
@@ -92,7 +91,7 @@ class FanoutOperations:
         record = self._store.get(fanout_id) if len(fanout_id) <= 80 else None
         if record is None:
             raise FanoutNotFound(fanout_id)
-        return view(record)
+        return view(record, self._store.count_runs(fanout_id))
 
     def list(self, max_results: int | str | None = None, next_token: str | None = None) -> dict[str, Any]:
         """Fan-outs, newest first."""
@@ -103,7 +102,8 @@ class FanoutOperations:
         if not 1 <= limit <= LIST_MAX:
             raise InvalidRequest(f"max_results must be from 1 to {LIST_MAX}, got {limit}")
         records, last = self._store.page(limit, _decode(next_token) if next_token else None)
-        return {"fanouts": [view(r) for r in records], "next_token": _encode(last) if last else None}
+        shown = [view(r, self._store.count_runs(r["fanout_id"])) for r in records]
+        return {"fanouts": shown, "next_token": _encode(last) if last else None}
 
     def stop(self, fanout_id: str, next_token: str | None = None) -> dict[str, Any]:
         """Mark the fan-out stopped, then stop a page of its runs that are still going."""
@@ -117,7 +117,7 @@ class FanoutOperations:
             stopped = [run["run_id"] for run in result["stopped"]]
             errors = [e for e in result["errors"] if e["code"] != "AlreadyFinished"]
         return {
-            **view(self._store.get(fanout_id) or {}),
+            **view(self._store.get(fanout_id) or {}, self._store.count_runs(fanout_id)),
             "stopped_runs": stopped,
             "errors": errors,
             "next_token": _encode(last) if last else None,
@@ -128,15 +128,17 @@ class FanoutOperations:
         return f"s3://{bucket}/{fanouts.store_manifest(self._deps.client('s3'), bucket, fid, body, fmt)}"
 
 
-def view(record: dict[str, Any]) -> dict[str, Any]:
-    """A fan-out as operators see it: its counts, and how many of its runs are still going."""
+def view(record: dict[str, Any], created: int) -> dict[str, Any]:
+    """A fan-out as operators see it: its counts (`created`: its runs, counted in by-fanout), and how
+    many of its runs are still going."""
     shown = {name: record.get(name) for name in VIEW_FIELDS}
     ended = {status: int(n) for status, n in sorted((record.get("ended") or {}).items())}
     return {
         **shown,
         "job": record.get("job_name"),
+        "created": created,
         "ended": ended,
-        "running": int(record.get("created") or 0) - sum(ended.values()),
+        "running": created - sum(ended.values()),
     }
 
 

@@ -1,8 +1,8 @@
 """The fan-out record `pk = FANOUT#<fan-out id>` in the run table, and the listing of a fan-out's runs.
 
 Written once (condition: not there), then moved by whoever holds its reading lease (the reader's
-checkpoints: byte offset, lines read, items queued, lines rejected), by the workers (`created`,
-`rejected`: ADD), by the run table stream (`ended.<final status>` per run end) and by a stop.
+checkpoints: byte offset, lines read, items queued, lines rejected), by the workers (`rejected`:
+ADD, for an item refused at its start), by the run table stream (`ended.<final status>` per run end) and by a stop.
 It carries no `job` or `status` attribute, so the run indexes (by-job, by-status) never list it;
 `record_type = FANOUT` and `created_at` put it in by-created, where `fanouts list` reads it.
 """
@@ -158,6 +158,23 @@ class FanoutStore:
         page = self._client.query(**params)
         last = page.get("LastEvaluatedKey")
         return [_from_item(i) for i in page.get("Items", [])], {k: v["S"] for k, v in last.items()} if last else None
+
+    def count_runs(self, fanout_id: str) -> int:
+        """How many runs the fan-out made: its by-fanout keys, counted (pages of 1 MB of keys)."""
+        params: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": BY_FANOUT_INDEX,
+            "KeyConditionExpression": "fanout_id = :f",
+            "ExpressionAttributeValues": {":f": {"S": fanout_id}},
+            "Select": "COUNT",
+        }
+        total = 0
+        while True:
+            page = self._client.query(**params)
+            total += page["Count"]
+            if "LastEvaluatedKey" not in page:
+                return total
+            params["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     def run_ids(
         self, fanout_id: str, limit: int, start_key: dict[str, Any] | None

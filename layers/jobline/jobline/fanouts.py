@@ -10,7 +10,9 @@ queued messages, so a reader that runs out of time, or dies, goes on from the la
 redelivered request, continuation or item message never makes a second run, because each run is
 named after (fan-out id, line). FanoutWorker starts the queued items (RunStarter.start, trigger
 type `manifest`) at the pace of its event source's MaximumConcurrency, and skips those of a
-stopped fan-out. Supported: MAX_ITEMS items and MAX_MANIFEST_BYTES per manifest, refused above.
+stopped fan-out. How many runs a fan-out made is counted from its runs themselves (the by-fanout
+index), so no crash between a run's creation and a counter can make the count wrong.
+Supported: MAX_ITEMS items and MAX_MANIFEST_BYTES per manifest, refused above.
 """
 
 from __future__ import annotations
@@ -217,7 +219,6 @@ class FanoutReader:
             "lines_read": 0,
             "queued": 0,
             "rejected": 0,
-            "created": 0,
             "ended": {},
         }
         try:
@@ -417,7 +418,5 @@ class FanoutWorker:
             reject(error, item.model_dump(), SOURCE, self._deps, job=item.job)
             self._store.add(item.fanout_id, "rejected")
             return "rejected"
-        if started.created:
-            self._store.add(item.fanout_id, "created")
         count("RunsCreated" if started.created else "DuplicateTriggers", Source=SOURCE)
         return started.run_id
