@@ -386,6 +386,8 @@ def test_each_run_end_is_counted_on_its_fanout_by_final_status(fan: dict[str, An
 
     assert notifications.process_stream({"Records": records}, notifier) == {"batchItemFailures": []}
     assert record(result["fanout_id"])["ended"] == {"SUCCEEDED": 2, "FAILED": 1}
+    notifications.process_stream({"Records": records}, notifier)  # the stream retries the batch
+    assert record(result["fanout_id"])["ended"] == {"SUCCEEDED": 2, "FAILED": 1}
 
 
 def test_an_operator_starts_lists_gets_and_stops_a_fanout(fan: dict[str, Any]) -> None:

@@ -2,7 +2,8 @@
 
 Written once (condition: not there), then moved by whoever holds its reading lease (the reader's
 checkpoints: byte offset, lines read, items queued, lines rejected), by the workers (`rejected`:
-ADD, for an item refused at its start), by the run table stream (`ended.<final status>` per run end) and by a stop.
+ADD, for an item refused at its start), by the run table stream (`ended.<final status>`, once per
+run end: a `FANOUTEND#<run>` marker) and by a stop.
 It carries no `job` or `status` attribute, so the run indexes (by-job, by-status) never list it;
 `record_type = FANOUT` and `created_at` put it in by-created, where `fanouts list` reads it.
 """
@@ -111,20 +112,40 @@ class FanoutStore:
             ExpressionAttributeValues={":n": {"N": str(amount)}},
         )
 
-    def count_end(self, fanout_id: str, status: str) -> None:
-        """One more run of the fan-out ended in `status` (ADD works on top-level attributes only,
-        so the map entry is SET from itself)."""
+    def count_end(self, fanout_id: str, run_id: str, status: str, expires_at: int) -> None:
+        """One more run of the fan-out ended in `status`, counted once per run however often the
+        stream hands the end over (a retried batch): the count and a marker item `FANOUTEND#<run>`
+        are written in one transaction, the marker only if absent. (ADD works on top-level
+        attributes only, so the map entry is SET from itself.)"""
         try:
-            self._client.update_item(
-                TableName=self._table,
-                Key=fanout_key(fanout_id),
-                UpdateExpression="SET #e.#s = if_not_exists(#e.#s, :zero) + :one",
-                ConditionExpression="attribute_exists(pk)",
-                ExpressionAttributeNames={"#e": "ended", "#s": status},
-                ExpressionAttributeValues={":zero": {"N": "0"}, ":one": {"N": "1"}},
+            self._client.transact_write_items(
+                TransactItems=[
+                    {
+                        "Put": {
+                            "TableName": self._table,
+                            "Item": {"pk": {"S": f"FANOUTEND#{run_id}"}, "expires_at": {"N": str(expires_at)}},
+                            "ConditionExpression": "attribute_not_exists(pk)",
+                        }
+                    },
+                    {
+                        "Update": {
+                            "TableName": self._table,
+                            "Key": fanout_key(fanout_id),
+                            "UpdateExpression": "SET #e.#s = if_not_exists(#e.#s, :zero) + :one",
+                            "ConditionExpression": "attribute_exists(pk)",
+                            "ExpressionAttributeNames": {"#e": "ended", "#s": status},
+                            "ExpressionAttributeValues": {":zero": {"N": "0"}, ":one": {"N": "1"}},
+                        }
+                    },
+                ]
             )
         except ClientError as error:
-            if not _failed_condition(error):  # the record expired (TTL) before its last run ended
+            reasons = [r.get("Code") for r in error.response.get("CancellationReasons", [])]
+            # Counted before (the marker exists), or the record expired (TTL) before its last run ended.
+            if (
+                error.response["Error"]["Code"] != "TransactionCanceledException"
+                or "ConditionalCheckFailed" not in reasons
+            ):
                 raise
 
     def stop(self, fanout_id: str, reason: str, now: str) -> bool:
@@ -216,4 +237,6 @@ def record_run_end(row: dict[str, Any], store: FanoutStore) -> None:
     """Count a run's end on its fan-out (the stream consumer calls this once per run that became
     final); runs that are no fan-out's items are left alone."""
     if row.get("fanout_id"):
-        store.count_end(row["fanout_id"], row["status"])
+        store.count_end(
+            row["fanout_id"], row["run_id"], row["status"], int(row.get("expires_at") or time.time() + 86_400)
+        )
