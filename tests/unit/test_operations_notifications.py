@@ -282,6 +282,7 @@ def test_the_notify_function_may_read_the_stream_put_on_the_bus_and_count_fanout
         "events:PutEvents": str({"Fn::GetAtt": ["JobBus", "Arn"]}),
         "dynamodb:PutItem": str({"Fn::GetAtt": ["RunTable", "Arn"]}),  # FANOUT# ended counts, once per run
         "dynamodb:UpdateItem": str({"Fn::GetAtt": ["RunTable", "Arn"]}),
+        "dynamodb:DeleteItem": str({"Fn::GetAtt": ["RunTable", "Arn"]}),
     }
     sends = [
         statement["Resource"]

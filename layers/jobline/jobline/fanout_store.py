@@ -113,40 +113,38 @@ class FanoutStore:
         )
 
     def count_end(self, fanout_id: str, run_id: str, status: str, expires_at: int) -> None:
-        """One more run of the fan-out ended in `status`, counted once per run however often the
-        stream hands the end over (a retried batch): the count and a marker item `FANOUTEND#<run>`
-        are written in one transaction, the marker only if absent. (ADD works on top-level
-        attributes only, so the map entry is SET from itself.)"""
+        """One more run of the fan-out ended in `status`, never counted twice however often the
+        stream hands the end over (a retried batch): a marker item `FANOUTEND#<run>` is written
+        first, only if absent, then the count (ADD works on top-level attributes only, so the map
+        entry is SET from itself). A count that fails takes its marker back, so the retry counts it;
+        only a function killed between the two writes leaves an end uncounted. (Not one
+        TransactWriteItems: moto's is not safe under concurrent writes, and the local stack would
+        lose the counts AWS keeps.)"""
+        marker = {"pk": {"S": f"FANOUTEND#{run_id}"}}
         try:
-            self._client.transact_write_items(
-                TransactItems=[
-                    {
-                        "Put": {
-                            "TableName": self._table,
-                            "Item": {"pk": {"S": f"FANOUTEND#{run_id}"}, "expires_at": {"N": str(expires_at)}},
-                            "ConditionExpression": "attribute_not_exists(pk)",
-                        }
-                    },
-                    {
-                        "Update": {
-                            "TableName": self._table,
-                            "Key": fanout_key(fanout_id),
-                            "UpdateExpression": "SET #e.#s = if_not_exists(#e.#s, :zero) + :one",
-                            "ConditionExpression": "attribute_exists(pk)",
-                            "ExpressionAttributeNames": {"#e": "ended", "#s": status},
-                            "ExpressionAttributeValues": {":zero": {"N": "0"}, ":one": {"N": "1"}},
-                        }
-                    },
-                ]
+            self._client.put_item(
+                TableName=self._table,
+                Item={**marker, "expires_at": {"N": str(expires_at)}},
+                ConditionExpression="attribute_not_exists(pk)",
             )
         except ClientError as error:
-            reasons = [r.get("Code") for r in error.response.get("CancellationReasons", [])]
-            # Counted before (the marker exists), or the record expired (TTL) before its last run ended.
-            if (
-                error.response["Error"]["Code"] != "TransactionCanceledException"
-                or "ConditionalCheckFailed" not in reasons
-            ):
-                raise
+            if _failed_condition(error):
+                return  # counted before
+            raise
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key=fanout_key(fanout_id),
+                UpdateExpression="SET #e.#s = if_not_exists(#e.#s, :zero) + :one",
+                ConditionExpression="attribute_exists(pk)",
+                ExpressionAttributeNames={"#e": "ended", "#s": status},
+                ExpressionAttributeValues={":zero": {"N": "0"}, ":one": {"N": "1"}},
+            )
+        except ClientError as error:
+            if _failed_condition(error):  # the record expired (TTL) before its last run ended
+                return
+            self._client.delete_item(TableName=self._table, Key=marker)
+            raise
 
     def stop(self, fanout_id: str, reason: str, now: str) -> bool:
         """Mark a live fan-out stopped (the reader and the workers see it); False if it was not live."""
