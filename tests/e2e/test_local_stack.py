@@ -75,7 +75,12 @@ def test_duplicate_deliveries_give_one_run_each(stack: Stack) -> None:
         "messageId": unique("intake"),
         "receiptHandle": "r",
         "body": json.dumps(delivery),
-        "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": "1"},
+        "attributes": {
+            "ApproximateReceiveCount": "1",
+            "SentTimestamp": "1",
+            "SenderId": "s",
+            "ApproximateFirstReceiveTimestamp": "1",
+        },
         "messageAttributes": {},
         "md5OfBody": "0" * 32,
         "eventSource": "aws:sqs",

@@ -44,7 +44,12 @@ def queued(*deliveries: Any) -> dict[str, Any]:
             "messageId": f"intake-{n}",
             "receiptHandle": f"receipt-{n}",
             "body": delivery if isinstance(delivery, str) else json.dumps(delivery),
-            "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": "1764547200000"},
+            "attributes": {
+                "ApproximateReceiveCount": "1",
+                "SentTimestamp": "1764547200000",
+                "SenderId": "AIDAEXAMPLE",
+                "ApproximateFirstReceiveTimestamp": "1764547200000",
+            },
             "messageAttributes": {},
             "md5OfBody": "0" * 32,
             "eventSource": "aws:sqs",
