@@ -26,7 +26,6 @@ from jobline.fanout_store import FanoutStore
 from jobline.manifests import Format
 from jobline.operations import Operations, _client_token
 from jobline.operator_errors import InvalidRequest, NotFound
-from jobline.settings import get_settings
 
 STOP_PAGE = 25  # Operations.stop_runs' most ids per call
 LIST_DEFAULT, LIST_MAX = 50, 200
@@ -164,6 +163,8 @@ def from_operations(operations: Operations) -> FanoutOperations:
 
 @lru_cache(maxsize=1)
 def get_fanout_operations() -> FanoutOperations:
+    from jobline.settings import get_settings  # on first use: pydantic-settings is a slow import
+
     settings = get_settings()
     deps = Deps.build(settings, cached_catalog(settings.catalog_path))
     return FanoutOperations(deps, Operations(deps))
