@@ -1,16 +1,18 @@
-"""Messages on the trigger queue -> one run each. Partial batch responses: a message that is
+"""Messages on the trigger queue -> one run each, or a fan-out (`{"job", "items"|"manifest"}`, handed
+to the fan-out function). Partial batch responses: a message that is
 malformed or names an unknown job fails alone (however many others fail with it), is retried by
 SQS and ends in its DLQ. An invocation that is not an SQS batch at all is parked in the event DLQ."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
-from jobline import intake, triggers
+from jobline import fanouts, intake, triggers
 from jobline.deps import get_deps
 from jobline.errors import MalformedEvent, RejectedInput
 from jobline.observability import count, logger, metrics, tracer
@@ -19,6 +21,8 @@ from jobline.observability import count, logger, metrics, tracer
 def record_handler(record: SqsRecordModel) -> str:
     deps = get_deps()
     try:
+        if fanouts.is_fanout_message(body := _json(record.body)):
+            return fanouts.request(body, f"sqs-message:{record.messageId}", deps)
         message = triggers.SqsJobMessage.model_validate_json(record.body)
         intake.require_unicode(message.model_dump())
         request = triggers.from_sqs(record, message, deps.catalog)
@@ -33,6 +37,13 @@ def record_handler(record: SqsRecordModel) -> str:
         raise
     logger.info("sqs run", extra={"run_id": started.run_id, "new_run": started.created})
     return started.run_id
+
+
+def _json(body: str) -> Any:
+    try:
+        return json.loads(body)
+    except ValueError:
+        return None  # not JSON: SqsJobMessage says so
 
 
 @logger.inject_lambda_context

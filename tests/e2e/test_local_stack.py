@@ -70,8 +70,26 @@ def test_duplicate_deliveries_give_one_run_each(stack: Stack) -> None:
     stack.client("s3").put_object(Bucket=stack.bucket, Key=key, Body=b"one,two\n")
     first = stack.wait_run(lambda r: r["trigger"]["source"] == f"s3://{stack.bucket}/{key}")
     event = json.loads(stack.run_data(first["run_id"])["event"])  # the matched event, as the job sees it
-    again = stack.invoke("S3TriggerFunction", {"job": "word-count", "trigger": 0, "event": event})
+    delivery = {"job": "word-count", "trigger": 0, "event": event}  # as the rule queues it in S3IntakeQueue
+    intake = {
+        "messageId": unique("intake"),
+        "receiptHandle": "r",
+        "body": json.dumps(delivery),
+        "attributes": {
+            "ApproximateReceiveCount": "1",
+            "SentTimestamp": "1",
+            "SenderId": "s",
+            "ApproximateFirstReceiveTimestamp": "1",
+        },
+        "messageAttributes": {},
+        "md5OfBody": "0" * 32,
+        "eventSource": "aws:sqs",
+        "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:jobline-local-S3IntakeQueue",
+        "awsRegion": "us-east-1",
+    }
+    again = stack.invoke("S3TriggerFunction", {"Records": [intake]})
     assert again["error"] is None
+    assert again["payload"]["batchItemFailures"] == []
     assert again["payload"]["runs"] == [{"run_id": first["run_id"], "job": "word-count", "created": False}]
     # SQS: the same message id twice (a redelivery), and the same idempotency key in two messages.
     record = {

@@ -22,6 +22,8 @@ FUNCTIONS = {
     "SqsTriggerFunction": "sqs_trigger",
     "StateChangeFunction": "state_change",
     "SubmitterFunction": "submitter",
+    "FanoutFunction": "fanout",
+    "FanoutWorkerFunction": "fanout_worker",
 }
 # Allow statements may use Resource "*" only for actions without resource-level permissions.
 # Every run state machine (one per retry policy), as the functions' grants name them.
@@ -194,6 +196,12 @@ def test_every_queue_is_encrypted() -> None:
         "NotificationDeadLetterQueue",
         *SUBMIT_QUEUES,
         "SubmitDeadLetterQueue",
+        "S3IntakeQueue",
+        "BusIntakeQueue",
+        "IntakeDeadLetterQueue",
+        "FanoutRequestQueue",
+        "FanoutQueue",
+        "FanoutDeadLetterQueue",
     }
     for queue_id, queue in queues.items():
         props = queue["Properties"]
@@ -232,12 +240,17 @@ def test_every_eventbridge_rule_event_has_a_dlq_and_a_retry_policy() -> None:
         assert {"MaximumRetryAttempts", "MaximumEventAgeInSeconds"} <= set(retry), where
 
 
-RULE_TARGETS = {"s3": "S3TriggerFunction", "bus": "BusTriggerFunction"}
+RULE_TARGETS = {"s3": "S3IntakeQueue", "bus": "BusIntakeQueue", "manifest": "FanoutRequestQueue"}
+RULE_PREFIXES = {"s3": "S3Rule", "bus": "BusRule", "manifest": "ManifestRule"}
 
 
 def _trigger_rules() -> dict[str, dict[str, Any]]:
-    """The generated S3 and bus trigger rules (jobline_tools.codegen)."""
-    return {k: v for k, v in _resources("AWS::Events::Rule").items() if k.startswith(("S3Rule", "BusRule"))}
+    """The generated S3, bus and manifest trigger rules (jobline_tools.codegen)."""
+    return {k: v for k, v in _resources("AWS::Events::Rule").items() if k.startswith(tuple(RULE_PREFIXES.values()))}
+
+
+def _kind(rule_id: str) -> str:
+    return next(kind for kind, prefix in RULE_PREFIXES.items() if rule_id.startswith(prefix))
 
 
 def _rule_arn(rule: dict[str, Any], token: str) -> str:
@@ -270,10 +283,10 @@ STACK_TOKEN = {
 
 def test_every_trigger_rule_has_a_dlq_a_retry_policy_and_names_its_job() -> None:
     rules = _trigger_rules()
-    assert {k[:2] for k in rules} == {"S3", "Bu"}, "the packaged catalog has S3 and bus triggers"
+    assert {_kind(k) for k in rules} == set(RULE_TARGETS), "the packaged catalog has S3, bus and manifest triggers"
     for rule_id, rule in rules.items():
         props = rule["Properties"]
-        kind = "s3" if rule_id.startswith("S3Rule") else "bus"
+        kind = _kind(rule_id)
         (target,) = props["Targets"]
         assert target["Arn"] == {"Fn::GetAtt": [RULE_TARGETS[kind], "Arn"]}, rule_id
         assert target["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": ["EventDeadLetterQueue", "Arn"]}}, rule_id
@@ -283,7 +296,7 @@ def test_every_trigger_rule_has_a_dlq_a_retry_policy_and_names_its_job() -> None
         job = json.loads(template_input.replace("<aws.events.event.json>", "null"))["job"]
         assert f"-{kind}-{job}-" in props["Name"]["Fn::Sub"][0], rule_id
         assert props["State"] == "ENABLED"
-        if kind == "s3":
+        if kind in ("s3", "manifest"):
             assert "EventBusName" not in props  # the default bus, where S3 sends its events
             assert props["EventPattern"]["source"] == ["aws.s3"]
             assert props["EventPattern"]["detail-type"] == ["Object Created"]
@@ -292,31 +305,71 @@ def test_every_trigger_rule_has_a_dlq_a_retry_policy_and_names_its_job() -> None
             assert props["EventBusName"] == {"Ref": "JobBus"}
 
 
-def test_only_the_trigger_rules_may_invoke_the_trigger_functions_and_use_the_dlq() -> None:
-    """One wildcard statement per function (Lambda's 20 KB function policy, SQS's 8 KB queue
-    policy), held to this stack's rule names: every generated rule fits it, other names do not."""
-    permissions = {
-        p["Properties"]["FunctionName"]["Fn::GetAtt"][0]: p for p in _resources("AWS::Lambda::Permission").values()
-    }
+def test_only_the_trigger_rules_may_send_to_their_queues_and_use_the_dlq() -> None:
+    """One wildcard statement per target queue (SQS's 8 KB queue policy), held to this stack's rule
+    names of that kind: every generated rule fits it, other stacks' and other kinds' do not."""
     policy = resource("EventDeadLetterQueuePolicy")["Properties"]["PolicyDocument"]
     (dead_letters,) = [s for s in policy["Statement"] if s["Sid"] == "TriggerRuleDeadLetters"]
     assert dead_letters["Condition"]["StringEquals"] == {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}
     dlq_patterns = [_arn_pattern(sub, "T0KEN") for sub in dead_letters["Condition"]["ArnLike"]["aws:SourceArn"]]
-    for kind, function in RULE_TARGETS.items():
-        props = permissions[function]["Properties"]
-        assert (props["Principal"], props["Action"]) == ("events.amazonaws.com", "lambda:InvokeFunction")
-        assert props["SourceAccount"] == {"Ref": "AWS::AccountId"}
-        allowed = _arn_pattern(props["SourceArn"], "T0KEN")
-        rules = [r for k, r in _trigger_rules().items() if k.startswith("S3Rule" if kind == "s3" else "BusRule")]
+    targets = resource("RuleTargetQueuesPolicy")["Properties"]
+    assert targets["Queues"] == [{"Ref": q} for q in RULE_TARGETS.values()]
+    statements = {s["Resource"]["Fn::GetAtt"][0]: s for s in targets["PolicyDocument"]["Statement"]}
+    assert set(statements) == set(RULE_TARGETS.values())
+    for kind, queue in RULE_TARGETS.items():
+        statement = statements[queue]
+        assert (statement["Principal"], statement["Action"]) == ({"Service": "events.amazonaws.com"}, "sqs:SendMessage")
+        assert statement["Condition"]["StringEquals"] == {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}
+        allowed = _arn_pattern(statement["Condition"]["ArnLike"]["aws:SourceArn"], "T0KEN")
+        rules = [r for k, r in _trigger_rules().items() if _kind(k) == kind]
         assert rules
         for rule in rules:
+            (target,) = rule["Properties"]["Targets"]
+            assert target["Arn"] == {"Fn::GetAtt": [queue, "Arn"]}
             assert fnmatch.fnmatchcase(_rule_arn(rule, "T0KEN"), allowed)
             assert not fnmatch.fnmatchcase(_rule_arn(rule, "OTHER"), allowed), "another stack's rule"
             assert [p for p in dlq_patterns if fnmatch.fnmatchcase(_rule_arn(rule, "T0KEN"), p)]
-        other_kind = next(f for k, f in RULE_TARGETS.items() if k != kind)
-        assert not fnmatch.fnmatchcase(
-            allowed.replace("*", "x"), _arn_pattern(permissions[other_kind]["Properties"]["SourceArn"], "T0KEN")
-        )
+            for other_kind, other_queue in RULE_TARGETS.items():
+                if other_kind != kind:
+                    other = _arn_pattern(statements[other_queue]["Condition"]["ArnLike"]["aws:SourceArn"], "T0KEN")
+                    assert not fnmatch.fnmatchcase(_rule_arn(rule, "T0KEN"), other), f"{kind} rule in {other_queue}"
+    assert not _resources("AWS::Lambda::Permission"), "rules invoke no function: they send to queues"
+
+
+@pytest.mark.parametrize(
+    ("function_id", "queue"), [("S3TriggerFunction", "S3IntakeQueue"), ("BusTriggerFunction", "BusIntakeQueue")]
+)
+def test_the_intake_queues_pace_the_trigger_functions(function_id: str, queue: str) -> None:
+    (event,) = resource(function_id)["Properties"]["Events"].values()
+    props = event["Properties"]
+    assert event["Type"] == "SQS"
+    assert props["Queue"] == {"Fn::GetAtt": [queue, "Arn"]}
+    assert (props["BatchSize"], props["FunctionResponseTypes"]) == (10, ["ReportBatchItemFailures"])
+    assert props["ScalingConfig"] == {"MaximumConcurrency": {"Ref": "IntakeConcurrency"}}
+    queue_props = resource(queue)["Properties"]
+    assert queue_props["RedrivePolicy"]["deadLetterTargetArn"] == {"Fn::GetAtt": ["IntakeDeadLetterQueue", "Arn"]}
+    assert int(queue_props["VisibilityTimeout"]) >= 6 * _function_timeout(function_id)
+    assert template()["Parameters"]["IntakeConcurrency"]["Default"] == 5
+
+
+def test_the_fanout_queues_feed_their_functions() -> None:
+    reader = resource("FanoutFunction")["Properties"]
+    (requests,) = reader["Events"].values()
+    assert requests["Properties"]["Queue"] == {"Fn::GetAtt": ["FanoutRequestQueue", "Arn"]}
+    assert requests["Properties"]["BatchSize"] == 1
+    assert int(resource("FanoutRequestQueue")["Properties"]["VisibilityTimeout"]) >= 6 * _function_timeout(
+        "FanoutFunction"
+    )
+    assert int(reader["Environment"]["Variables"]["FANOUT_LEASE_SECONDS"]) > _function_timeout("FanoutFunction")
+    worker = resource("FanoutWorkerFunction")["Properties"]
+    (items,) = worker["Events"].values()
+    assert items["Properties"]["Queue"] == {"Fn::GetAtt": ["FanoutQueue", "Arn"]}
+    assert items["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert items["Properties"]["ScalingConfig"] == {"MaximumConcurrency": {"Ref": "IntakeConcurrency"}}
+    assert worker["Policies"] == [{"Ref": "TriggerFunctionPolicy"}]
+    assert int(resource("FanoutQueue")["Properties"]["VisibilityTimeout"]) >= 6 * _function_timeout(
+        "FanoutWorkerFunction"
+    )
 
 
 def test_the_event_dlq_admits_exactly_the_sam_rules() -> None:
@@ -436,7 +489,10 @@ def test_the_trigger_policy_grants_exactly_what_starting_a_run_needs() -> None:
         "dynamodb:GetItem": {table},
         "dynamodb:UpdateItem": {table},
         "states:StartExecution": {str({"Fn::Sub": RUN_MACHINES})},
-        "sqs:SendMessage": {str({"Fn::GetAtt": ["EventDeadLetterQueue", "Arn"]})},
+        "sqs:SendMessage": {
+            str({"Fn::GetAtt": ["EventDeadLetterQueue", "Arn"]}),
+            str({"Fn::GetAtt": ["FanoutRequestQueue", "Arn"]}),
+        },
         "s3:PutObject": {str({"Fn::Sub": "${RunDataBucket.Arn}/trigger-events/*"})},
         "s3:DeleteObject": {str({"Fn::Sub": "${RunDataBucket.Arn}/trigger-events/*"})},
     }
@@ -517,6 +573,8 @@ CONCURRENCY = {
     "NotifyFunction": "NotifyConcurrency",
     "RunStreamFunction": "RunStreamConcurrency",
     "SubmitterFunction": "SubmitterConcurrency",
+    "FanoutFunction": "FanoutConcurrency",
+    "FanoutWorkerFunction": "IntakeConcurrency",
 }
 
 

@@ -276,7 +276,7 @@ def test_local_needs_a_running_local_stack(capsys: pytest.CaptureFixture[str], t
 def test_the_top_level_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--help"]) == 0
     out = capsys.readouterr().out
-    assert all(command in out for command in ("local", "jobs", "runs"))
+    assert all(command in out for command in ("local", "jobs", "runs", "fanouts"))
     with pytest.raises(SystemExit) as exit_info:
         main(["runs", "--help"])
     assert exit_info.value.code == 0
@@ -297,3 +297,45 @@ def test_jobline_local_is_an_alias_of_jobline_local(capsys: pytest.CaptureFixtur
         main(["local", "--help"])
     assert exit_info.value.code == 0
     assert "--clock-speed" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------- fan-outs
+def test_fanouts_start_get_list_and_stop(
+    capsys: pytest.CaptureFixture[str], fan: dict[str, Any], tmp_path: Path
+) -> None:
+    from tests.unit.test_fanouts import drain, read, work
+
+    manifest = tmp_path / "images.csv"
+    manifest.write_text("image\ncat.png\ndog.png\n")
+    code, out, _ = run(capsys, "runs", "start", "resize", "--manifest", str(manifest), "--client-token", "c1")
+    fid = out.split()[0]
+    assert code == 0
+    assert out.splitlines() == [
+        f"{fid}  fan-out requested (s3://run-data/fanout-items/{fid}.csv)",
+        f"watch it: jobline fanouts get {fid}",
+    ]
+    (request,) = drain(fan, "requests")
+    assert read(request)["queued"] == 2  # what the fan-out function does with it
+    work(drain(fan, "items"))
+
+    code, out, _ = run(capsys, "fanouts", "get", fid)
+    assert code == 0
+    assert "state     QUEUED" in out
+    assert "items     2 (lines read: 3, queued: 2)" in out
+    assert "runs      2 created, 2 not ended" in out
+    header, line = run(capsys, "fanouts", "list")[1].splitlines()
+    assert header.split()[:3] == ["FAN-OUT", "ID", "JOB"]
+    assert line.split()[:3] == [fid, "resize", "QUEUED"]
+    code, out, err = run(capsys, "fanouts", "stop", fid)
+    assert (code, out.strip(), err) == (0, f"{fid}  STOPPED: 2 run(s) stopped", "")
+
+    started = run_json(capsys, "fanouts", "start", "resize", "--items", '[{"image": "e.png"}]', "--client-token", "c2")
+    assert started["manifest"].endswith(".jsonl")
+    code, _, err = run(capsys, "runs", "start", "resize", "--items", "[{}]", "--param", "image=x")
+    assert (code, err.strip()) == (
+        2,
+        "jobline: --param and --wait start one run; a fan-out takes its arguments from its items",
+    )
+    code, _, err = run(capsys, "fanouts", "start", "nightly-report", "--items", "[{}]")
+    assert code == 2
+    assert "unknown job 'nightly-report'" in err

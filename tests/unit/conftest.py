@@ -37,6 +37,31 @@ def sample(name: str) -> dict[str, Any]:
     return json.loads((EVENTS / name).read_text())
 
 
+def queued(*deliveries: Any) -> dict[str, Any]:
+    """Rule deliveries as the intake queue's event source hands them over: an SQS batch whose
+    bodies are the rule target's input (EventBridge sends it as the message body)."""
+    records = [
+        {
+            "messageId": f"intake-{n}",
+            "receiptHandle": f"receipt-{n}",
+            "body": delivery if isinstance(delivery, str) else json.dumps(delivery),
+            "attributes": {
+                "ApproximateReceiveCount": "1",
+                "SentTimestamp": "1764547200000",
+                "SenderId": "AIDAEXAMPLE",
+                "ApproximateFirstReceiveTimestamp": "1764547200000",
+            },
+            "messageAttributes": {},
+            "md5OfBody": "0" * 32,
+            "eventSource": "aws:sqs",
+            "eventSourceARN": f"arn:aws:sqs:{REGION}:123456789012:intake",
+            "awsRegion": REGION,
+        }
+        for n, delivery in enumerate(deliveries)
+    ]
+    return {"Records": records}
+
+
 class LambdaContext:
     function_name = "test"
     memory_limit_in_mb = 256

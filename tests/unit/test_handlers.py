@@ -13,7 +13,7 @@ from jobline import settings as settings_module
 from jobline.deps import get_deps
 from jobline.settings import Settings
 from tests.cfn import resource
-from tests.unit.conftest import LambdaContext, dlq_messages, executions, load_handler, sample
+from tests.unit.conftest import LambdaContext, dlq_messages, executions, load_handler, queued, sample
 
 pytestmark = pytest.mark.usefixtures("env")
 
@@ -26,8 +26,8 @@ def rows(env: dict[str, Any], prefix: str = "RUN#") -> list[dict[str, Any]]:
 
 def test_s3_object_created_starts_one_run_and_a_duplicate_none(env: dict[str, Any]) -> None:
     handler = load_handler("s3_trigger").handler
-    first = handler(sample("s3-object-created.json"), LambdaContext())
-    again = handler(sample("s3-object-created.json"), LambdaContext())
+    first = handler(queued(sample("s3-object-created.json")), LambdaContext())
+    again = handler(queued(sample("s3-object-created.json")), LambdaContext())
 
     (run,) = first["runs"]
     assert run["job"] == "csv-word-count"
@@ -55,7 +55,7 @@ def test_a_rule_deployed_from_another_catalog_is_rejected_to_the_dlq(
     job or trigger it does not know when the template and the code's catalog disagree."""
     event = sample(sample_name) | change
     function = "s3_trigger" if sample_name.startswith("s3") else "bus_trigger"
-    result = load_handler(function).handler(event, LambdaContext())
+    result = load_handler(function).handler(queued(event), LambdaContext())
 
     assert result["runs"] == []
     (parked,) = dlq_messages(env)
@@ -80,7 +80,7 @@ def test_a_malformed_delivery_is_rejected_with_what_is_wrong(
     event = sample(sample_name)
     break_it(event)
     function = "s3_trigger" if sample_name.startswith("s3") else "bus_trigger"
-    load_handler(function).handler(event, LambdaContext())
+    load_handler(function).handler(queued(event), LambdaContext())
 
     (parked,) = dlq_messages(env)
     assert parked["code"] == "MalformedEvent"
@@ -91,9 +91,9 @@ def test_a_malformed_delivery_is_rejected_with_what_is_wrong(
 def test_a_bus_event_starts_a_run_with_its_arguments_and_its_key(env: dict[str, Any]) -> None:
     handler = load_handler("bus_trigger").handler
     event = sample("bus-report-requested.json")
-    first = handler(event, LambdaContext())
+    first = handler(queued(event), LambdaContext())
     event["event"]["id"] = "another-delivery-id"  # a re-sent event with the same request_id
-    again = handler(event, LambdaContext())
+    again = handler(queued(event), LambdaContext())
 
     (run,) = first["runs"]
     assert again["runs"][0]["run_id"] == run["run_id"]
@@ -107,7 +107,7 @@ def test_a_bus_event_starts_a_run_with_its_arguments_and_its_key(env: dict[str, 
 def test_a_bus_event_without_its_idempotency_key_is_rejected(env: dict[str, Any]) -> None:
     event = sample("bus-report-requested.json")
     del event["event"]["detail"]["request_id"]
-    load_handler("bus_trigger").handler(event, LambdaContext())
+    load_handler("bus_trigger").handler(queued(event), LambdaContext())
     (parked,) = dlq_messages(env)
     assert parked["code"] == "MalformedEvent"
     assert "has no detail.request_id" in parked["reason"]
@@ -116,7 +116,7 @@ def test_a_bus_event_without_its_idempotency_key_is_rejected(env: dict[str, Any]
 def test_a_bus_event_with_an_oversized_argument_is_rejected(env: dict[str, Any]) -> None:
     event = sample("bus-report-requested.json")
     event["event"]["detail"]["day"] = "x" * 2000
-    result = load_handler("bus_trigger").handler(event, LambdaContext())
+    result = load_handler("bus_trigger").handler(queued(event), LambdaContext())
     assert result["runs"] == []
     (parked,) = dlq_messages(env)
     assert parked["code"] == "InvalidArguments"
@@ -164,7 +164,7 @@ def test_sqs_reports_only_the_poison_message_as_failed(env: dict[str, Any]) -> N
 
 
 def test_state_change_moves_a_jobline_run_and_ignores_other_jobs(env: dict[str, Any]) -> None:
-    started = load_handler("s3_trigger").handler(sample("s3-object-created.json"), LambdaContext())["runs"][0]
+    started = load_handler("s3_trigger").handler(queued(sample("s3-object-created.json")), LambdaContext())["runs"][0]
     handler = load_handler("state_change").handler
     event = sample("batch-job-running.json")
     event["detail"]["tags"].update({"jobline:run-id": started["run_id"], "jobline:attempt": "1"})

@@ -267,7 +267,7 @@ def test_the_template_streams_the_run_table_to_the_notify_function() -> None:
     assert set(env) <= {name.upper() for name in Settings.model_fields}
 
 
-def test_the_notify_function_may_read_the_stream_and_put_on_the_bus_only() -> None:
+def test_the_notify_function_may_read_the_stream_put_on_the_bus_and_count_fanout_ends_only() -> None:
     allowed: dict[str, str] = {}
     for policy in resource("NotifyFunction")["Properties"]["Policies"]:
         for statement in policy["Statement"]:
@@ -281,6 +281,9 @@ def test_the_notify_function_may_read_the_stream_and_put_on_the_bus_only() -> No
         "dynamodb:GetShardIterator": stream,
         "dynamodb:ListStreams": stream,
         "events:PutEvents": str({"Fn::GetAtt": ["JobBus", "Arn"]}),
+        "dynamodb:PutItem": str({"Fn::GetAtt": ["RunTable", "Arn"]}),  # FANOUT# ended counts, once per run
+        "dynamodb:UpdateItem": str({"Fn::GetAtt": ["RunTable", "Arn"]}),
+        "dynamodb:DeleteItem": str({"Fn::GetAtt": ["RunTable", "Arn"]}),
     }
     sends = [
         statement["Resource"]

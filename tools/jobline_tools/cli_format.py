@@ -125,3 +125,30 @@ def run(view: dict[str, Any]) -> str:
 def progress(view: dict[str, Any], clock: str) -> str:
     attempt = f"attempt {view['attempt']}/{view['max_attempts']}" if view["attempt"] else "no attempt yet"
     return f"{clock}  {view['run_id']}  {view['status']:<9} {attempt}  {view['reason']}"
+
+
+def _ended(view: dict[str, Any]) -> str:
+    return ", ".join(f"{status} {n}" for status, n in view["ended"].items()) or "-"
+
+
+def fanouts(items: list[dict[str, Any]]) -> str:
+    rows = [{**f, "created_when": when(f["created_at"]), "ended_runs": _ended(f)} for f in items]
+    columns = [("FAN-OUT ID", "fanout_id"), ("JOB", "job"), ("STATE", "state"), ("CREATED", "created_when")]
+    columns += [("ITEMS", "item_count"), ("REJECTED", "rejected"), ("RUNS", "created"), ("ENDED", "ended_runs")]
+    return table(rows, columns)
+
+
+def fanout(view: dict[str, Any]) -> str:
+    return key_values(
+        [
+            ("fan-out", view["fanout_id"]),
+            ("job", view["job"]),
+            ("state", f"{view['state']}: {view['reason']}" if view.get("reason") else view["state"]),
+            ("manifest", f"{view['manifest']} ({view['format']}, from {view['source']})"),
+            ("created", when(view["created_at"])),
+            ("items", f"{view['item_count']} (lines read: {view['lines_read']}, queued: {view['queued']})"),
+            ("rejected", f"{view['rejected']} (each in the event DLQ with its line and reason)"),
+            ("runs", f"{view['created']} created, {view['running']} not ended"),
+            ("ended", _ended(view)),
+        ]
+    )

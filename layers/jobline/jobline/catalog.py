@@ -6,7 +6,7 @@ import operator
 import re
 from functools import lru_cache, reduce
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
@@ -106,11 +106,25 @@ class ScheduleTrigger(CatalogModel):
         return value
 
 
+class ManifestTrigger(CatalogModel):
+    """A fan-out: each line of a manifest object (CSV with a header, or JSON Lines) under `prefix`
+    of the input bucket becomes one run (jobline.fanouts)."""
+
+    prefix: str = Field(min_length=1, description="Manifests are objects under this prefix of the input bucket")
+    suffix: str = ""
+    format: Literal["csv", "jsonl"]
+    arguments: dict[str, str] = Field(
+        default_factory=dict,
+        description="parameter -> item field (CSV column, or dotted JSON path); empty: fields are parameters",
+    )
+
+
 class Triggers(CatalogModel):
     s3: list[S3Trigger] = Field(default_factory=list)
     bus: list[BusTrigger] = Field(default_factory=list)
     sqs: bool = False
     schedule: list[ScheduleTrigger] = Field(default_factory=list)
+    manifest: list[ManifestTrigger] = Field(default_factory=list)
 
 
 class Job(CatalogModel):
@@ -185,6 +199,12 @@ class Job(CatalogModel):
             *((f"triggers.schedule[{s.name}]", set(s.arguments)) for s in self.triggers.schedule),
             *((f"triggers.bus[{i}]", set(b.arguments)) for i, b in enumerate(self.triggers.bus)),
             *((f"triggers.s3[{i}]", set()) for i in range(len(self.triggers.s3))),
+            # Without a mapping the item's fields are the arguments: only each item can tell.
+            *(
+                (f"triggers.manifest[{i}]", set(m.arguments))
+                for i, m in enumerate(self.triggers.manifest)
+                if m.arguments
+            ),
         ]
         required = {n for n, p in self.parameters.items() if p.required and p.default is None}
         for where, supplied in supplied_by:

@@ -51,6 +51,30 @@ def sqs_batch(event: Any, context: Any, source: str, record_handler: Callable[..
     return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
 
 
+def handle_queued(
+    event: Any, context: Any, source: str, requests: Callable[[Any, Deps], list[RunRequest]]
+) -> dict[str, Any]:
+    """A batch from an intake queue: each record's body is a rule's delivery (`{"job", "trigger",
+    "event"}`), handled as `handle` handles one. Bad input is rejected (event DLQ) and the record
+    done; an AWS error fails that record alone (partial batch response) and SQS delivers it again."""
+    handled: list[dict[str, Any]] = []
+
+    def record_handler(record: Any) -> None:
+        try:
+            delivery = json.loads(record.body)
+        except ValueError:
+            delivery = record.body  # rejected below as what it is: not a JSON object
+        handled.append(handle(delivery, source, lambda deps: requests(delivery, deps)))
+
+    response = sqs_batch(event, context, source, record_handler)
+    # Lambda reads only batchItemFailures; the rest is for logs and tests.
+    return {
+        **response,
+        "runs": [r for h in handled for r in h["runs"]],
+        "rejected": response.get("rejected", []) + [r for h in handled for r in h["rejected"]],
+    }
+
+
 def require_unicode(value: Any) -> None:
     """Text must be Unicode that can be encoded (JSON's escapes can carry lone surrogates, which no
     AWS API can store or send): refused here, before they reach a row, a hash or a request."""

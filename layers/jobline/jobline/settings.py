@@ -48,6 +48,12 @@ class Settings(BaseSettings):
     notification_redrive_queue_url: str = Field(
         default="", description="Where Run State Change events PutEvents refused wait to be sent again"
     )
+    # Fan-outs (jobline.fanouts): requests and continuations, items, and where manifests may be read.
+    fanout_request_queue_url: str = ""
+    fanout_queue_url: str = ""
+    input_bucket: str = Field(default="", description="The input bucket: manifests are read from it")
+    # How long a manifest reader holds its lease: past the longest invocation (FanoutFunction's timeout).
+    fanout_lease_seconds: int = Field(default=960, ge=60)
     # The reconciler looks up runs that have not moved for this long (their events may be lost).
     reconcile_after_seconds: int = Field(default=900, ge=0)
     # A PENDING row this old has lost its execution's start (a started one moves it on at once).

@@ -20,7 +20,7 @@ from jobline.errors import MalformedEvent, NoMatchingJob
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
 
-TriggerType = Literal["s3", "sqs", "schedule", "bus", "manual", "retry"]
+TriggerType = Literal["s3", "sqs", "schedule", "bus", "manual", "retry", "manifest"]
 
 
 class Trigger(BaseModel):
