@@ -3,9 +3,12 @@ environment every function reads, and catalog entries to start from."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from tests.cfn import ASL, resource
+from jobline.catalog import Catalog
+from jobline_tools import run_machines
+from tests.cfn import resource
 
 REGION = "us-east-1"
 TEST_ENVIRONMENT = {
@@ -45,15 +48,45 @@ def create_run_table(ddb: Any, name: str) -> None:
     )
 
 
-def create_state_machine(sfn: Any, iam: Any, table: str) -> str:
-    substitutions = {"RunTableName": table}
-    definition = ASL.read_text()
-    for key, value in substitutions.items():
-        definition = definition.replace("${" + key + "}", value)
-    role = iam.create_role(RoleName="run-state-machine", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
-    return sfn.create_state_machine(name="jobline-run", definition=definition, roleArn=role, type="STANDARD")[
-        "stateMachineArn"
-    ]
+STACK = "jobline"
+
+
+def machine_prefix(sfn: Any) -> str:
+    """Settings.state_machine_prefix of machines named as template.yaml names them (`<stack>-run-`)."""
+    region = sfn.meta.region_name
+    return f"arn:aws:states:{region}:123456789012:stateMachine:{STACK}-{run_machines.NAME_PREFIX}"
+
+
+def create_run_machines(sfn: Any, iam: Any, table: str, catalog: Catalog) -> str:
+    """The generated run state machine of every retry policy of `catalog` not created yet, as
+    template.yaml deploys them (DefinitionSubstitutions applied); returns Settings.state_machine_prefix."""
+    existing = {machine["name"] for machine in sfn.list_state_machines()["stateMachines"]}
+    for policy, job in run_machines.policies(catalog).items():
+        name = f"{STACK}-{run_machines.NAME_PREFIX}{policy}"
+        if name in existing:
+            continue
+        definition = run_machines.definition_text(job).replace("${RunTableName}", table)
+        sfn.create_state_machine(name=name, definition=definition, roleArn=_role(iam, "run-machines"), type="STANDARD")
+    return machine_prefix(sfn)
+
+
+def _role(iam: Any, name: str) -> str:
+    try:
+        return str(iam.get_role(RoleName=name)["Role"]["Arn"])
+    except iam.exceptions.NoSuchEntityException:
+        return str(iam.create_role(RoleName=name, AssumeRolePolicyDocument="{}")["Role"]["Arn"])
+
+
+def create_pass_machines(sfn: Any, iam: Any, catalog: Catalog) -> str:
+    """A one-Pass-state machine under each policy's run machine name, for tests that only need
+    executions to start; returns Settings.state_machine_prefix."""
+    role = _role(iam, "pass-machines")
+    definition = json.dumps({"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}})
+    for policy in run_machines.policies(catalog):
+        sfn.create_state_machine(
+            name=f"{STACK}-{run_machines.NAME_PREFIX}{policy}", definition=definition, roleArn=role
+        )
+    return machine_prefix(sfn)
 
 
 def create_batch(session: Any) -> tuple[str, str]:
@@ -110,7 +143,7 @@ def job_spec(name: str = "word-count", **overrides: Any) -> dict[str, Any]:
         "description": "test job",
         "backend": {"type": "batch", "command": ["python", "-c", "print(1)"], "vcpu": 1, "memory_mib": 2048},
         "timeout_seconds": 60,
-        "retry": {"attempts": 1, "interval_seconds": 0},
+        "retry": {"attempts": 1, "interval_seconds": 1},
         "triggers": {"s3": [{"prefix": "incoming/"}], "sqs": True},
         "parameters": {"output_prefix": {"default": "results/"}},
     }

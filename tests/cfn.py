@@ -10,7 +10,7 @@ from jobline_local.deploy.template import parse_yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "template.yaml"
-ASL = ROOT / "statemachines" / "run.asl.json"
+STATEMACHINES = ROOT / "statemachines"
 
 
 @lru_cache(maxsize=1)

@@ -16,6 +16,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from jobline.errors import RejectedInput
+from jobline.fanout_operations import get_fanout_operations
 from jobline.observability import logger, metrics, tracer
 from jobline.operations import get_operations
 from jobline.operator_errors import Conflict, InvalidRequest, NotFound
@@ -25,7 +26,7 @@ LIST_RUNS_QUERY = ("job", "status", "since", "max_results", "next_token")
 
 
 class StartRunBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     job: str = Field(min_length=1, max_length=64)
     parameters: dict[str, str] = Field(default_factory=dict)
@@ -33,15 +34,33 @@ class StartRunBody(BaseModel):
 
 
 class StopRunsBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     run_ids: list[str]
 
 
 class RetryRunBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     client_token: str | None = None
+
+
+class StartFanoutBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    job: str = Field(min_length=1, max_length=64)
+    # Builtin types only: loaded by path (tests), the module has no sys.modules entry for pydantic to resolve names in.
+    items: list[object] | None = None
+    manifest: str | None = Field(default=None, pattern=r"^s3://[^/]+/.+")
+    format: str | None = Field(default=None, pattern=r"^(csv|jsonl)$")
+    trigger: int = Field(default=0, ge=0)
+    client_token: str | None = None
+
+
+class StopFanoutBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    next_token: str | None = None
 
 
 @app.get("/jobs")
@@ -84,6 +103,32 @@ def stop_runs() -> dict[str, Any]:
 def retry_run(run_id: str) -> Response:
     retried = get_operations().retry_run(run_id, _body(RetryRunBody).client_token)
     return _json(HTTPStatus.CREATED if retried["created"] else HTTPStatus.OK, retried)
+
+
+@app.post("/fanouts")
+def start_fanout() -> Response:
+    body = _body(StartFanoutBody)
+    fields = body.model_dump(exclude={"job"})
+    started = get_fanout_operations().start(body.job, **fields)
+    return _json(HTTPStatus.ACCEPTED, started)  # the fan-out function reads it next
+
+
+@app.get("/fanouts")
+def list_fanouts() -> dict[str, Any]:
+    query = app.current_event.query_string_parameters or {}
+    if unknown := sorted(set(query) - {"max_results", "next_token"}):
+        raise InvalidRequest(f"unknown query parameters {unknown}: use max_results, next_token")
+    return get_fanout_operations().list(query.get("max_results"), query.get("next_token"))
+
+
+@app.get("/fanouts/<fanout_id>")
+def get_fanout(fanout_id: str) -> dict[str, Any]:
+    return get_fanout_operations().get(fanout_id)
+
+
+@app.post("/fanouts/<fanout_id>/stop")
+def stop_fanout(fanout_id: str) -> dict[str, Any]:
+    return get_fanout_operations().stop(fanout_id, _body(StopFanoutBody).next_token)
 
 
 @app.exception_handler(ValidationError)

@@ -1,4 +1,5 @@
-"""An event on the job bus, delivered by the generated rule of one job's bus trigger -> its run."""
+"""An event on the job bus: the generated rule of one job's bus trigger queued it in the bus intake
+queue; each delivery -> its run."""
 
 from __future__ import annotations
 
@@ -14,4 +15,4 @@ from jobline.observability import logger, metrics, tracer
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return intake.handle(event, "bus", lambda deps: triggers.from_bus(event, deps.catalog))
+    return intake.handle_queued(event, context, "bus", lambda delivery, deps: triggers.from_bus(delivery, deps.catalog))

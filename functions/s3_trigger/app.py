@@ -1,4 +1,5 @@
-"""S3 `Object Created` (via EventBridge), delivered by the generated rule of one job's S3 trigger -> its run."""
+"""S3 `Object Created` (via EventBridge): the generated rule of one job's S3 trigger queued it in
+the S3 intake queue; each delivery -> its run."""
 
 from __future__ import annotations
 
@@ -14,4 +15,4 @@ from jobline.observability import logger, metrics, tracer
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return intake.handle(event, "s3", lambda deps: triggers.from_s3(event, deps.catalog))
+    return intake.handle_queued(event, context, "s3", lambda delivery, deps: triggers.from_s3(delivery, deps.catalog))

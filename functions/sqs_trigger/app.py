@@ -1,28 +1,28 @@
-"""Messages on the trigger queue -> one run each. Partial batch responses: a message that is
+"""Messages on the trigger queue -> one run each, or a fan-out (`{"job", "items"|"manifest"}`, handed
+to the fan-out function). Partial batch responses: a message that is
 malformed or names an unknown job fails alone (however many others fail with it), is retried by
 SQS and ends in its DLQ. An invocation that is not an SQS batch at all is parked in the event DLQ."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
-from jobline import intake, triggers
+from jobline import fanouts, intake, triggers
 from jobline.deps import get_deps
 from jobline.errors import MalformedEvent, RejectedInput
 from jobline.observability import count, logger, metrics, tracer
-
-# Every record failing is still a partial batch response (each id listed), not a Lambda error.
-processor = BatchProcessor(event_type=EventType.SQS, model=SqsRecordModel, raise_on_entire_batch_failure=False)
 
 
 def record_handler(record: SqsRecordModel) -> str:
     deps = get_deps()
     try:
+        if fanouts.is_fanout_message(body := _json(record.body)):
+            return fanouts.request(body, f"sqs-message:{record.messageId}", deps)
         message = triggers.SqsJobMessage.model_validate_json(record.body)
         intake.require_unicode(message.model_dump())
         request = triggers.from_sqs(record, message, deps.catalog)
@@ -39,12 +39,15 @@ def record_handler(record: SqsRecordModel) -> str:
     return started.run_id
 
 
+def _json(body: str) -> Any:
+    try:
+        return json.loads(body)
+    except ValueError:
+        return None  # not JSON: SqsJobMessage says so
+
+
 @logger.inject_lambda_context
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def handler(event: Any, context: LambdaContext) -> dict[str, Any]:
-    records = event.get("Records") if isinstance(event, dict) else None
-    if not isinstance(records, list) or not all(isinstance(r, dict) and "messageId" in r for r in records):
-        error = MalformedEvent("not an SQS batch: {'Records': [...]}, each record with its messageId")
-        return {"batchItemFailures": [], "rejected": intake.reject(error, event, "sqs", get_deps())}
-    return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
+    return intake.sqs_batch(event, context, "sqs", record_handler)

@@ -1,9 +1,12 @@
 """Backend job state change events (Batch, Batch service jobs, SageMaker, Glue) -> the run row
-moves forward, never back; a service job's terminal event resumes its waiting execution.
+moves forward, never back, with one conditional write; an attempt that ended answers the
+execution waiting on its task token.
 
 Any input is handled: what is not a state change jobline consumes is rejected (logged, counted,
-parked in the event DLQ). A row that stays contended for the whole invocation is the one error
-raised on purpose: Lambda's async retries redeliver the event later, then park it in the DLQ."""
+parked in the event DLQ). Errors raised on purpose: a row changed by concurrent writers round
+after round, and a task token answer AWS refused for a passing reason (throttling): Lambda's
+async retries deliver the event again (the write is then a no-op and the answer is repeated),
+then park it in the DLQ."""
 
 from __future__ import annotations
 
@@ -18,22 +21,15 @@ from jobline.errors import RejectedInput, RowContended
 from jobline.observability import count, logger, metrics, tracer
 from jobline.state_changes import apply_state_change, parse_event
 
-# Time kept back from the invocation's end: the resume call, the log line and the metric after it.
-SAFETY_MARGIN_SECONDS = 5.0
-
 
 @logger.inject_lambda_context
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def handler(event: Any, context: LambdaContext) -> dict[str, Any]:
     deps = get_deps()
-
-    def time_left() -> float:
-        return context.get_remaining_time_in_millis() / 1000 - SAFETY_MARGIN_SECONDS
-
     try:
         parsed = parse_event(event)
-        outcome = apply_state_change(parsed, deps.table, deps.client("glue"), deps.client("stepfunctions"), time_left)
+        outcome = apply_state_change(parsed, deps.table, deps.client("glue"), deps.client("stepfunctions"))
     except (ValidationError, RejectedInput) as error:
         return {"rejected": intake.reject(error, event, "state-change", deps)}
     except RowContended as error:
@@ -43,4 +39,6 @@ def handler(event: Any, context: LambdaContext) -> dict[str, Any]:
     detail_type = event.get("detail-type")
     logger.info("state change", extra={"detail_type": detail_type, "outcome": str(outcome)})
     count("StateChanges", Outcome=outcome.effect.value)
+    if outcome.answered:
+        count("AttemptsAnswered")
     return {"outcome": str(outcome)}

@@ -263,14 +263,21 @@ def usage(before: dict[str, Any], after: dict[str, Any], runs: int) -> dict[str,
 
 
 def run_scenario(stack: LocalStack, scenario: Scenario, runs: int, timeout: float) -> dict[str, Any]:
-    print(f"  scenario {scenario.key}: {runs} runs of {scenario.job}", flush=True)
+    print(f"  scenario {scenario.key}: {runs} runs of {scenario.job} (after one warm-up run)", flush=True)
+    # A job's first run ever makes what later runs find (its slot item): one run first, not counted,
+    # so the figures are a steady state's.
+    drop(stack, f"bench/{scenario.job}/warm-up-", 1, threads=1)
+    wait_final(stack, scenario.job, 1, timeout, time.time())
+    stack.wait_for(settled(stack), 600, interval=1, what="the stack to settle")
+    warm = {r["run_id"] for r in stack.runs() if r.get("job") == scenario.job}
     started = time.time()
     before = point(stack)
     drop(stack, f"bench/{scenario.job}/", runs, threads=1)
-    became_final = wait_final(stack, scenario.job, runs, timeout, started)
+    ended = wait_final(stack, scenario.job, runs + len(warm), timeout, started)
+    became_final = {run_id: at for run_id, at in ended.items() if run_id not in warm}
     stack.wait_for(settled(stack), 600, interval=1, what="the stack to settle")
     after = point(stack)
-    rows = [r for r in stack.runs() if r.get("job") == scenario.job]
+    rows = [r for r in stack.runs() if r.get("job") == scenario.job and r["run_id"] not in warm]
     arns = execution_arns(stack)
     histories = [history_of(stack, r.get("execution_arn") or arns[r["run_id"]]) for r in rows]
     transitions = [billed_transitions(history) for history in histories]

@@ -53,7 +53,7 @@ def summary(info: dict) -> str:
         f"  trigger queue   {out.get('TriggerQueueUrl', '-')}",
         f"  run table       {out.get('RunTableName', '-')}",
         f"  event DLQ       {out.get('EventDeadLetterQueueUrl', '-')}",
-        f"  state machine   {out.get('RunStateMachineArn', '-')}",
+        f"  state machines  {out.get('RunStateMachinePrefix', '-')}<policy>",
         f"  catalog         {info['catalog']}",
         f"  logs            {info['state_dir']}/logs (lambda/<Function>.log, batch/<log stream>.log)",
         f"  local clock     {info['clock']['now']} x{info['clock']['speed']:g}",

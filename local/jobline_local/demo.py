@@ -3,8 +3,9 @@
 Starts the local stack with the demo catalog (examples/demo-jobs.yaml), then triggers runs the
 ways jobline is triggered in production: files dropped in S3, an event on the job bus, messages
 on the trigger queue (one malformed) and a schedule; one job runs on each newer backend (Batch
-service job for SageMaker training, SageMaker processing, Glue). It shows the runs moving as they
-move and ends with the run table. Exit status 0 when every run ended as this script expects."""
+service job for SageMaker training, SageMaker processing, Glue); a 20-line manifest fans out into
+20 runs. It shows the runs moving as they move and ends with the run table and the fan-out's
+counts. Exit status 0 when every run ended as this script expects."""
 
 from __future__ import annotations
 
@@ -47,7 +48,10 @@ BACKEND_JOBS = {
 }
 # What each of them writes to the run data bucket.
 BACKEND_OUTPUTS = {"train-model": "models/{}.json", "clean-data": "clean/{}.json", "glue-etl": "glue-example/{}-1.json"}
-EXPECTED_COUNT = {("word-count", "s3"): len(CSV_FILES)}
+FANOUT_NAMES = [f"guest-{n:02d}" for n in range(1, 21)]
+FANOUT_KEY = "manifests/guests.csv"
+EXPECTED["greet", "manifest"] = ("SUCCEEDED", 1)
+EXPECTED_COUNT = {("word-count", "s3"): len(CSV_FILES), ("greet", "manifest"): len(FANOUT_NAMES)}
 
 
 class Demo:
@@ -104,7 +108,12 @@ class Demo:
                 for job in BACKEND_JOBS
             ],
         )
-        self.say("5. The schedule nightly-digest.nightly, cron(0 2 * * ? *), fires when the local clock")
+        self.say(
+            f"5. Dropping a {len(FANOUT_NAMES)}-line manifest at s3://{bucket}/{FANOUT_KEY} (job greet, a fan-out:"
+        )
+        self.say("   one run per line, created once, paced by the fan-out queue; its counts on its FANOUT# record)")
+        st.client("s3").put_object(Bucket=bucket, Key=FANOUT_KEY, Body="\n".join(["name", *FANOUT_NAMES, ""]).encode())
+        self.say("6. The schedule nightly-digest.nightly, cron(0 2 * * ? *), fires when the local clock")
         self.say(f"   (started at {self.stack.info['clock']['now']}, {CLOCK_SPEED}x) passes 02:00 UTC")
         self.say()
 
@@ -116,6 +125,8 @@ class Demo:
         while time.monotonic() < deadline:
             rows = self.stack.runs()
             for row in rows:
+                if trigger_of(row) == "manifest" and not is_final(row):
+                    continue  # the fan-out's 20 runs: only their ends, or the view drowns in them
                 state = (row.get("status"), row.get("reason"), row.get("attempt"))
                 if self.seen.get(row["run_id"]) != state:
                     self.seen[row["run_id"]] = state
@@ -157,7 +168,23 @@ class Demo:
             return False
         if any(sum(1 for r in rows if (r["job"], trigger_of(r)) == g) < n for g, n in EXPECTED_COUNT.items()):
             return False
-        return MALFORMED in self.dead_letters()
+        return MALFORMED in self.dead_letters() and self.fanout_counted()
+
+    def fanout(self) -> dict[str, Any] | None:
+        from boto3.dynamodb.types import TypeDeserializer
+
+        items = self.stack.client("dynamodb").scan(
+            TableName=self.stack.output("RunTableName"),
+            FilterExpression="begins_with(pk, :p)",
+            ExpressionAttributeValues={":p": {"S": "FANOUT#"}},
+            ConsistentRead=True,
+        )["Items"]
+        records = [{k: TypeDeserializer().deserialize(v) for k, v in item.items()} for item in items]
+        return next((r for r in records if r["manifest"].endswith(FANOUT_KEY)), None)
+
+    def fanout_counted(self) -> bool:
+        record = self.fanout()
+        return record is not None and sum(record.get("ended", {}).values()) == len(FANOUT_NAMES)
 
     # ------------------------------------------------------------ the verdict
     def table(self, rows: list[dict[str, Any]]) -> None:
@@ -178,6 +205,26 @@ class Demo:
         self.say("  ".join("-" * w for w in widths))
         for line in lines:
             self.say("  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)))
+
+    def fanout_summary(self) -> list[str]:
+        record = self.fanout()
+        if record is None:
+            return [f"no fan-out record for {FANOUT_KEY}"]
+        ended = ", ".join(f"{status} {int(n)}" for status, n in sorted(record.get("ended", {}).items())) or "none"
+        self.say(f"  {record['fanout_id']}  {record['state']}  manifest {record['manifest']}")
+        created = len([r for r in self.stack.runs() if r.get("fanout_id") == record["fanout_id"]])
+        self.say(
+            f"  items {int(record['item_count'])}, rejected {int(record['rejected'])}, runs {created}, ended: {ended}"
+        )
+        self.say(f"  (jobline fanouts get {record['fanout_id']} --local {self.stack.info['state_dir']})")
+        want = len(FANOUT_NAMES)
+        if (int(record["item_count"]), created, record.get("ended")) != (
+            want,
+            want,
+            {"SUCCEEDED": want},
+        ):
+            return [f"fan-out {record['fanout_id']}: counts are not {want} items, {want} runs, {want} SUCCEEDED"]
+        return []
 
     def check(self, rows: list[dict[str, Any]]) -> list[str]:
         problems = []
@@ -241,11 +288,14 @@ def main(argv: list[str] | None = None) -> int:
         demo.trigger()
         rows = demo.watch(args.timeout)
         print()
-        print("The run table (every run, read from DynamoDB):")
-        demo.table(rows)
+        print("The run table (every run, read from DynamoDB; the fan-out's runs are counted below):")
+        demo.table([r for r in rows if trigger_of(r) != "manifest"])
+        print()
+        print("The fan-out (its FANOUT# record: one run per manifest line):")
+        problems = demo.fanout_summary()
         print()
         print("What the jobs wrote:")
-        problems = demo.check(rows)
+        problems += demo.check(rows)
         print()
         print(f"The malformed message is in the trigger DLQ: {MALFORMED in demo.dead_letters()}")
         print()

@@ -80,14 +80,16 @@ class Clients:
 
 
 def load_template(path: Path, catalog: Path | None) -> dict[str, Any]:
-    """template.yaml; with a catalog override, its generated triggers (schedules, S3 and bus
-    rules) are rendered from that catalog exactly as `make generate` would render them."""
+    """template.yaml; with a catalog override, its generated block (schedules, S3 and bus rules,
+    run state machines) is rendered from that catalog as `make generate` would render it, the
+    definitions inline (statemachines/ holds the packaged catalog's)."""
     text = path.read_text()
     if catalog is not None:
         from jobline.catalog import load_catalog
         from jobline_tools import codegen
 
-        text = codegen.replace_block(text, codegen.render(load_catalog(catalog), codegen.handwritten_rules(text)))
+        rendered = codegen.render(load_catalog(catalog), codegen.handwritten_rules(text), inline_definitions=True)
+        text = codegen.replace_block(text, rendered)
     return parse_yaml(text)
 
 

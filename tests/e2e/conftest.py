@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from jobline.dal import RunTable
 from jobline.triggers import run_id
 from jobline_local.client import LocalStack
 from jobline_local.runs import is_final
@@ -40,6 +41,10 @@ class Stack:
 
     def run(self, rid: str) -> dict[str, Any] | None:
         return next((r for r in self.runs() if r["run_id"] == rid), None)
+
+    def run_data(self, rid: str) -> dict[str, Any] | None:
+        """The run's RUNDATA# item: its trigger event (or event_s3_uri), arguments, retry_of."""
+        return RunTable(self.client("dynamodb"), self.local.output("RunTableName")).get_run_data(rid)
 
     def wait_run(
         self, match: Callable[[dict[str, Any]], bool], timeout: float = 60, final: bool = True

@@ -42,7 +42,7 @@ def deps(stack: Stack) -> Deps:
     local = stack.local
     settings = Settings(
         run_table_name=local.output("RunTableName"),
-        state_machine_arn=local.output("RunStateMachineArn"),
+        state_machine_prefix=local.output("RunStateMachinePrefix"),
         event_dlq_url=local.output("EventDeadLetterQueueUrl"),
         run_data_bucket=local.output("RunDataBucketName"),
         service_job_queue_arn=local.output("TrainingJobQueueArn"),
@@ -145,7 +145,7 @@ def test_a_lost_event_is_healed_by_the_reconciler(stack: Stack, deps: Deps, lost
 
     healed = reconcile(deps, older_than=timedelta(seconds=0))
 
-    assert healed[run_id] == "applied: STARTING -> SUCCEEDED (execution resumed)"
+    assert healed[run_id] == "applied: STARTING -> SUCCEEDED (execution answered)"  # its token, lost with the event
     run = stack.wait_run_id(run_id, timeout=30)
     assert (run["status"], run["reason"], run["attempts"]["1"]["backend_status"]) == (
         "SUCCEEDED",

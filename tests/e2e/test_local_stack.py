@@ -61,7 +61,7 @@ def test_a_failed_attempt_is_retried_and_the_run_succeeds(stack: Stack) -> None:
     assert (run["status"], run["attempt"], run["trigger"]["type"]) == ("SUCCEEDED", 2, "bus")
     assert run["attempts"]["1"]["exit_code"] == 3
     assert run["attempts"]["2"]["exit_code"] == 0
-    assert run["arguments"] == {"day": "2025-01-31"}
+    assert stack.run_data(run["run_id"])["arguments"] == {"day": "2025-01-31"}
 
 
 def test_duplicate_deliveries_give_one_run_each(stack: Stack) -> None:
@@ -69,9 +69,27 @@ def test_duplicate_deliveries_give_one_run_each(stack: Stack) -> None:
     key = f"incoming/{unique('dup')}.csv"
     stack.client("s3").put_object(Bucket=stack.bucket, Key=key, Body=b"one,two\n")
     first = stack.wait_run(lambda r: r["trigger"]["source"] == f"s3://{stack.bucket}/{key}")
-    event = json.loads(first["trigger"]["event"])  # the matched event, as the job sees it
-    again = stack.invoke("S3TriggerFunction", {"job": "word-count", "trigger": 0, "event": event})
+    event = json.loads(stack.run_data(first["run_id"])["event"])  # the matched event, as the job sees it
+    delivery = {"job": "word-count", "trigger": 0, "event": event}  # as the rule queues it in S3IntakeQueue
+    intake = {
+        "messageId": unique("intake"),
+        "receiptHandle": "r",
+        "body": json.dumps(delivery),
+        "attributes": {
+            "ApproximateReceiveCount": "1",
+            "SentTimestamp": "1",
+            "SenderId": "s",
+            "ApproximateFirstReceiveTimestamp": "1",
+        },
+        "messageAttributes": {},
+        "md5OfBody": "0" * 32,
+        "eventSource": "aws:sqs",
+        "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:jobline-local-S3IntakeQueue",
+        "awsRegion": "us-east-1",
+    }
+    again = stack.invoke("S3TriggerFunction", {"Records": [intake]})
     assert again["error"] is None
+    assert again["payload"]["batchItemFailures"] == []
     assert again["payload"]["runs"] == [{"run_id": first["run_id"], "job": "word-count", "created": False}]
     # SQS: the same message id twice (a redelivery), and the same idempotency key in two messages.
     record = {

@@ -10,11 +10,20 @@ import pytest
 
 from tests.faults.injection import Injector, installed
 from tests.faults.outcome import TALLY
-from tests.faults.stack import stack  # noqa: F401 - the session's moto stack
+from tests.faults.redelivery import Ledger
+from tests.faults.stack import (
+    BATCH_JOB,
+    Stack,
+    stack,  # noqa: F401 - the session's moto stack
+)
 
 
 @pytest.fixture
-def injector() -> Iterator[Injector]:
+def injector(stack: Stack) -> Iterator[Injector]:  # noqa: F811 - the fixture above
+    """A fresh injector, and a fresh start for the case: the event sources' ledger, and the Batch
+    job's slot item (a run an earlier case left holding a slot must not make this one wait)."""
+    stack.background = Ledger()
+    stack.client("dynamodb").delete_item(TableName="runs", Key={"pk": {"S": f"SLOT#{BATCH_JOB}"}})
     with installed(Injector()) as fresh:
         yield fresh
 

@@ -11,7 +11,10 @@ calls its rules name. A fault is what reaches the caller once botocore has given
   ReadTimeoutError once its retries are spent).
 Calls are told apart by origin: `handler` (the test's main thread) or `engine` (the threads moto's
 Step Functions engine runs executions on), so a rule on a handler's UpdateItem never fires inside
-an execution's UpdateItem task.
+an execution's UpdateItem task; and by scope: `main` for the deliveries a case makes itself, the
+function's name for those the stack's event sources make as runs go on (Stack.settle: the
+submitter, the state change handler, the stream consumer), so a rule on a trigger's PutItem never
+fires in the submitter's ticket PutItem.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from botocore.client import BaseClient
-from botocore.exceptions import ClientError, ReadTimeoutError
+from botocore.exceptions import ReadTimeoutError
 
 Kind = Literal["throttle", "server_error", "crash", "lost_response"]
 KINDS: tuple[Kind, ...] = ("throttle", "server_error", "crash", "lost_response")
@@ -90,6 +93,7 @@ class Rule:
     origin: Origin = "handler"
     outage: bool = False
     fired: int = 0
+    scope: str = "main"
 
 
 @dataclass(frozen=True)
@@ -99,13 +103,14 @@ class Call:
     origin: Origin
     params: dict[str, Any]
     reached_aws: bool
+    scope: str = "main"
 
 
 @dataclass
 class Injector:
     rules: list[Rule] = field(default_factory=list)
     calls: list[Call] = field(default_factory=list)
-    _seen: dict[tuple[str, str, Origin], int] = field(default_factory=dict)
+    _seen: dict[tuple[str, str, Origin, str], int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _local: threading.local = field(default_factory=threading.local)
 
@@ -118,6 +123,15 @@ class Injector:
             yield
         finally:
             self._local.active = False
+
+    @contextmanager
+    def scoped(self, scope: str) -> Iterator[None]:
+        """The invocations made inside are an event source's, as `scope` (a function's name)."""
+        self._local.scope = scope
+        try:
+            yield
+        finally:
+            self._local.scope = "main"
 
     def reset(self) -> None:
         with self._lock:
@@ -136,8 +150,8 @@ class Injector:
     def fired(self) -> int:
         return sum(rule.fired for rule in self.rules)
 
-    def sequence(self, origin: Origin = "handler") -> list[tuple[str, str]]:
-        return [(c.service, c.operation) for c in self.calls if c.origin == origin]
+    def sequence(self, origin: Origin = "handler", scope: str = "main") -> list[tuple[str, str]]:
+        return [(c.service, c.operation) for c in self.calls if c.origin == origin and c.scope == scope]
 
     def made(self, service: str, operation: str) -> list[dict[str, Any]]:
         """The parameters of every call that reached AWS."""
@@ -145,10 +159,10 @@ class Injector:
 
     def _match(self, service: str, operation: str, origin: Origin) -> Rule | None:
         with self._lock:
-            key = (service, operation, origin)
+            key = (service, operation, origin, getattr(self._local, "scope", "main"))
             self._seen[key] = count = self._seen.get(key, 0) + 1
             for rule in self.rules:
-                if (rule.service, rule.operation, rule.origin) != key or rule.nth < 0:
+                if (rule.service, rule.operation, rule.origin, rule.scope) != key or rule.nth < 0:
                     continue
                 if count == rule.nth or (rule.outage and count >= rule.nth):
                     rule.fired += 1
@@ -175,7 +189,9 @@ class Injector:
         if rule.kind == "crash":
             raise InvocationCrash(f"invocation died before {service}.{name}")
         code, status = (THROTTLE if rule.kind == "throttle" else SERVER_ERROR)[service]
-        error = ClientError(
+        # As botocore raises it: the service model's exception class for a modeled code (whose
+        # class name Step Functions' aws-sdk integrations build the error name from), else ClientError.
+        error = client.exceptions.from_code(code)(
             {
                 "Error": {"Code": code, "Message": f"injected {rule.kind}"},
                 "ResponseMetadata": {"HTTPStatusCode": status, "RequestId": "injected-fault", "HTTPHeaders": {}},
@@ -187,7 +203,8 @@ class Injector:
 
     def _log(self, service: str, name: str, origin: Origin, params: dict[str, Any], reached: bool) -> None:
         with self._lock:
-            self.calls.append(Call(service, name, origin, params, reached))
+            scope = getattr(self._local, "scope", "main")
+            self.calls.append(Call(service, name, origin, params, reached, scope))
 
 
 @contextmanager

@@ -76,7 +76,9 @@ def run_problems(
     row = stack.deps.table.get_run(run_id)
     if row is None:
         return [] if ledger.parked else [f"lost run: {run_id} has no row and no DLQ record"]
-    problems = []
+    # A handler's own defect met while the stack's event sources carried the run (a delivery they
+    # gave up on is visible, in its DLQ; what it leaves undone shows in the run's outcome).
+    problems = unhandled(stack.background)
     execution = stack.execution(run_id)
     if execution is None:
         return [f"lost run: row {row['status']} ({row['reason']}) without an execution"]
@@ -90,10 +92,10 @@ def run_problems(
         problems.append(
             f"duplicate execution: Batch jobs {stack.compute.submitted(run_id)} for {row['attempt']} attempt(s)"
         )
-    trigger = row["trigger"]
-    stored = trigger.get("event") or trigger.get("event_s3_uri")
+    data = stack.deps.table.get_run_data(run_id) or {}
+    stored = data.get("event") or data.get("event_s3_uri")
     if stored is None or _stored_event(stack, stored) != first_event:
-        problems.append("replaced trigger event: the row's trigger event is not the first delivery's")
+        problems.append("replaced trigger event: the run data's trigger event is not the first delivery's")
     environment = stack.compute.environments.get(run_id)
     seen = environment and (environment.get("JOBLINE_TRIGGER_EVENT") or environment.get("JOBLINE_TRIGGER_EVENT_S3_URI"))
     if environment is not None and (not seen or _stored_event(stack, seen) != first_event):

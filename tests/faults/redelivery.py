@@ -1,13 +1,12 @@
 """How AWS hands an event to a function again after the function failed, one model per source.
 
-- Async invokes (EventBridge rule targets, Scheduler, the reconciler's schedule): 1 + 2 retries
+- Async invokes (Scheduler, the reconciler's schedule): 1 + 2 retries
   (template.yaml `EventInvokeConfig.MaximumRetryAttempts: 2`), then the on-failure destination, the
   event DLQ, gets the Lambda destination record with the original payload ("Asynchronous
-  invocation", Lambda developer guide). EventBridge's own retry policy (4 retries) covers only
-  failed deliveries to Lambda (throttled invokes), which these faults do not produce.
-- SQS event source (trigger queue): a failed batch item (ReportBatchItemFailures) or every item of a
-  failed invocation becomes visible again; at receive count `maxReceiveCount` (5) SQS moves the
-  message to the trigger DLQ.
+  invocation", Lambda developer guide).
+- SQS event source (the trigger queue, and the intake queues the S3 and bus rules send to): a
+  failed batch item (ReportBatchItemFailures) or every item of a failed invocation becomes visible
+  again; at receive count `maxReceiveCount` (5) SQS moves the message to the queue's DLQ.
 - DynamoDB stream (notify): the batch is retried from the first reported failure (or whole, on a
   function error) up to `MaximumRetryAttempts` (10), then the on-failure destination gets a record
   naming the batch's range (not the records).
@@ -43,11 +42,13 @@ class Ledger:
     unhandled: list[str] = field(default_factory=list)
     parked: list[dict[str, Any]] = field(default_factory=list)  # what reached a DLQ, and why
 
-    def invoke(self, injector: Injector, handler: Callable[..., Any], event: Any) -> tuple[bool, Any]:
+    def invoke(
+        self, injector: Injector, handler: Callable[..., Any], event: Any, context: Any = None
+    ) -> tuple[bool, Any]:
         self.invocations += 1
         try:
             with injector.handling():
-                return True, handler(event, LambdaContext())
+                return True, handler(event, context or LambdaContext())
         except BaseException as error:
             if isinstance(error, KeyboardInterrupt | SystemExit):
                 raise

@@ -1,5 +1,6 @@
-"""Logical triggers as AWS delivers them to each trigger handler (and an operator's start through
-the API's operations), each with its run id and the trigger event its run must keep."""
+"""Logical triggers as AWS delivers them to each trigger handler (S3 and bus deliveries through
+their intake queues, and an operator's start through the API's operations), each with its run id
+and the trigger event its run must keep."""
 
 from __future__ import annotations
 
@@ -38,6 +39,14 @@ def _async(handler: str) -> Callable[[Ledger, Injector, Stack, Any], Any]:
     )
 
 
+def _intake(handler: str) -> Callable[[Ledger, Injector, Stack, Any], Any]:
+    """A rule's delivery, queued in the handler's intake queue (one message per delivery)."""
+    ids = itertools.count(1)
+    return lambda ledger, injector, stack, delivery: deliver_sqs(
+        ledger, injector, stack.handlers[handler].handler, {f"{handler}-{next(ids)}": json.dumps(delivery)}
+    )
+
+
 def _sqs(ledger: Ledger, injector: Injector, stack: Stack, message: tuple[str, str]) -> None:
     deliver_sqs(ledger, injector, stack.handlers["sqs_trigger"].handler, dict([message]))
 
@@ -52,7 +61,7 @@ def s3_drop(stack: Stack) -> LogicalTrigger:
     delivery["event"]["id"] = f"s3-event-{n}"
     delivery["event"]["detail"]["object"].update(key=f"incoming/{n}.csv", sequencer=f"{n:018X}")
     (request,) = triggers.from_s3(delivery, stack.deps.catalog)
-    return LogicalTrigger("s3_trigger", [delivery], request.run_id, request.trigger.event, _async("s3_trigger"))
+    return LogicalTrigger("s3_trigger", [delivery], request.run_id, request.trigger.event, _intake("s3_trigger"))
 
 
 def bus_event(stack: Stack, duplicates: int = 0, size: int = 0) -> LogicalTrigger:
@@ -69,7 +78,7 @@ def bus_event(stack: Stack, duplicates: int = 0, size: int = 0) -> LogicalTrigge
         other["event"]["detail"]["note"] = f"duplicate {copy_number}"
         events.append(other)
     (request,) = triggers.from_bus(base, stack.deps.catalog)
-    return LogicalTrigger("bus_trigger", events, request.run_id, request.trigger.event, _async("bus_trigger"))
+    return LogicalTrigger("bus_trigger", events, request.run_id, request.trigger.event, _intake("bus_trigger"))
 
 
 def schedule_fire(stack: Stack, job: str = BATCH_JOB) -> LogicalTrigger:
@@ -103,19 +112,15 @@ def api_start(stack: Stack) -> LogicalTrigger:
 
 
 # Each trigger kind and the AWS calls its first delivery makes, in order (checked against a clean
-# run by test_the_enumerated_calls_are_the_calls_each_handler_makes).
+# run by test_the_enumerated_calls_are_the_calls_each_handler_makes). A run is two conditional
+# PutItems: its data (RUNDATA#), then its row (RUN#).
+CREATE = [("dynamodb", "PutItem"), ("dynamodb", "PutItem"), ("stepfunctions", "StartExecution")]
 TRIGGERS: dict[str, tuple[Callable[[Stack], LogicalTrigger], list[tuple[str, str]]]] = {
-    "s3": (s3_drop, [("dynamodb", "PutItem"), ("stepfunctions", "StartExecution")]),
-    "bus-large-event": (
-        lambda stack: bus_event(stack, size=7000),
-        [("s3", "PutObject"), ("dynamodb", "PutItem"), ("stepfunctions", "StartExecution")],
-    ),
-    "bus": (bus_event, [("dynamodb", "PutItem"), ("stepfunctions", "StartExecution")]),
-    "schedule": (schedule_fire, [("dynamodb", "PutItem"), ("stepfunctions", "StartExecution")]),
+    "s3": (s3_drop, CREATE),
+    "bus-large-event": (lambda stack: bus_event(stack, size=7000), [("s3", "PutObject"), *CREATE]),
+    "bus": (bus_event, CREATE),
+    "schedule": (schedule_fire, CREATE),
     "schedule-unknown-job": (lambda stack: schedule_fire(stack, job="no-such-job"), [("sqs", "SendMessage")]),
-    "sqs": (sqs_message, [("dynamodb", "PutItem"), ("stepfunctions", "StartExecution")]),
-    "api-start": (
-        api_start,
-        [("dynamodb", "GetItem"), ("dynamodb", "PutItem"), ("stepfunctions", "StartExecution")],
-    ),
+    "sqs": (sqs_message, CREATE),
+    "api-start": (api_start, [("dynamodb", "GetItem"), *CREATE]),
 }

@@ -28,18 +28,17 @@ OPERATIONS = sorted({call for _, calls in TRIGGERS.values() for call in calls})
 
 
 def creators_event(injector: Injector, run_id: str) -> Any | None:
-    """The trigger event of the delivery that created the run's row: the first conditional PutItem
-    of its key that reached AWS (its inline event, or the first body put at its S3 reference)."""
+    """The trigger event of the delivery that wrote the run's data: the first conditional PutItem
+    of its RUNDATA# key that reached AWS (its inline event, or the first body put at its S3 reference)."""
     for call in injector.calls:
         if (call.service, call.operation) != ("dynamodb", "PutItem") or not call.reached_aws:
             continue
         item = call.params["Item"]
-        if item["pk"]["S"] != f"RUN#{run_id}" or "ConditionExpression" not in call.params:
+        if item["pk"]["S"] != f"RUNDATA#{run_id}" or "ConditionExpression" not in call.params:
             continue
-        trigger = item["trigger"]["M"]
-        if "event" in trigger:
-            return json.loads(trigger["event"]["S"])
-        key = trigger["event_s3_uri"]["S"].split("/", 3)[3]
+        if "event" in item:
+            return json.loads(item["event"]["S"])
+        key = item["event_s3_uri"]["S"].split("/", 3)[3]
         (body, *_) = [put["Body"] for put in injector.made("s3", "PutObject") if put["Key"] == key]
         return json.loads(body)
     return None
@@ -68,9 +67,9 @@ def test_shuffled_redeliveries_under_random_faults(stack: Stack, injector: Injec
     for trigger, event in deliveries:
         trigger.deliver(ledger, injector, stack, event)
     run_ids = [t.run_id for t in logical if t.run_id]
-    stack.settle(run_ids)
+    stack.settle(run_ids, injector)
     sweep(ledger, injector, stack)
-    stack.settle(run_ids)
+    stack.settle(run_ids, injector)
     problems = unhandled(ledger)
     for trigger in logical:
         if trigger.run_id is None:

@@ -20,34 +20,40 @@ from tests.faults.test_trigger_faults import SCHEDULED_EVENT, sweep
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.faults
-STATE_CHANGE_CALLS = [("dynamodb", "GetItem"), ("dynamodb", "PutItem"), ("stepfunctions", "SendTaskSuccess")]
-# The sweep queries by-status per live status and heals each stale row as it is read: PENDING,
-# STARTING (the waiting run: described, its row moved, its execution resumed), then RUNNING; then
-# the running executions, for any whose run has ended.
+# One event, one row write: the attempt's ticket (for its token), the row's UpdateItem, the answer.
+STATE_CHANGE_CALLS = [("dynamodb", "GetItem"), ("dynamodb", "UpdateItem"), ("stepfunctions", "SendTaskSuccess")]
+# The sweep queries by-status-keys per live status (then reads those rows in one BatchGetItem) and
+# heals each stale row as it is read: PENDING, STARTING (the waiting run: described, its row
+# moved, its execution resumed), then RUNNING; then the running executions of each run machine,
+# for any whose run has ended; then the limited job's slot (its holders, its waiters).
 RECONCILER_CALLS = [
     ("dynamodb", "Query"),
     ("dynamodb", "Query"),
+    ("dynamodb", "BatchGetItem"),
     ("batch", "DescribeServiceJob"),
     ("dynamodb", "GetItem"),
-    ("dynamodb", "PutItem"),
+    ("dynamodb", "UpdateItem"),
     ("stepfunctions", "SendTaskSuccess"),
     ("dynamodb", "Query"),
-    ("stepfunctions", "ListExecutions"),  # executions that outlived their run (heal's reconciler)
+    ("stepfunctions", "ListExecutions"),  # executions that outlived their run (heal_ended)
+    ("stepfunctions", "ListExecutions"),
+    ("dynamodb", "GetItem"),
+    ("dynamodb", "Query"),
 ]
 # The matrix faults the first Query (the other two fail the sweep the same way) and each heal call.
-RECONCILER_FAULTED = [0, 2, 3, 4, 5, 7]
+RECONCILER_FAULTED = [0, 2, 3, 4, 5, 6, 8]
 COMPLETED = "Received status from SageMaker: Training job completed"
 _serial = iter(range(1, 10**6))
 
 
-def waiting_service_job(stack: Stack) -> tuple[str, Any, dict[str, Any]]:
-    """A service job's run whose execution waits on its token; the job then ends. Returns the run
-    id, the job, and the trigger event its run keeps."""
+def waiting_service_job(stack: Stack, injector: Injector) -> tuple[str, Any, dict[str, Any]]:
+    """A service job's run whose execution waits on its attempt's token (the submitter submitted
+    its job); the job then ends. Returns the run id, the job, and the trigger event its run keeps."""
     job = stack.deps.catalog.get(SERVICE_JOB)
     event = {"order": next(_serial)}
     trigger = triggers.Trigger(type="manual", key=f"manual:resume-{event['order']}", source="test", event=event)
     run_id = stack.deps.starter.start(triggers.RunRequest(job=job, trigger=trigger, arguments={})).run_id
-    wait_until(lambda: (stack.deps.table.get_run(run_id) or {}).get("task_token"), 30, what="the task token")
+    wait_until(lambda: [stack.carry(injector)] and run_id in stack.compute.service_jobs, 30, what="its service job")
     held = stack.compute.service_jobs[run_id]
     held.finish("SUCCEEDED", COMPLETED)
     return run_id, held, event
@@ -72,7 +78,7 @@ def finish(
 ) -> list[str]:
     """The reconciler's next scheduled sweep, then what is wrong with the run (tallied)."""
     sweep(ledger, injector, stack)
-    stack.settle([run_id])
+    stack.settle([run_id], injector)
     problems = unhandled(ledger) + run_problems(stack, run_id, event, ledger)
     stack.dlq_bodies()
     TALLY.record(handler, case, injector, ledger, problems)
@@ -80,17 +86,17 @@ def finish(
 
 
 def test_the_enumerated_calls_are_the_calls_the_handlers_make(stack: Stack, injector: Injector) -> None:
-    run_id, held, event = waiting_service_job(stack)
+    run_id, held, event = waiting_service_job(stack, injector)
     ledger = Ledger()
     deliver_async(ledger, injector, stack.handlers["state_change"].handler, terminal_event(held))
     assert injector.sequence() == STATE_CHANGE_CALLS
     injector.reset()
-    run_id, held, event = waiting_service_job(stack)
+    run_id, held, event = waiting_service_job(stack, injector)
     deliver_async(ledger, injector, stack.handlers["reconciler"].handler, SCHEDULED_EVENT)
     # In order; other runs' rows an earlier case left live may add calls of their own around them.
     remaining = iter(injector.sequence())
-    assert all(call in remaining for call in RECONCILER_CALLS), injector.sequence()
-    stack.settle([run_id])
+    assert all(call in remaining for call in RECONCILER_CALLS), repr(injector.sequence())[:3000]
+    stack.settle([run_id], injector)
     assert run_problems(stack, run_id, event, ledger) == []
 
 
@@ -111,7 +117,7 @@ def rule(calls: list[tuple[str, str]], index: int, kind: Any, outage: bool) -> R
 def test_a_terminal_event_resumes_its_execution_under_a_fault(
     stack: Stack, injector: Injector, index: int, kind: Any, outage: bool
 ) -> None:
-    run_id, held, event = waiting_service_job(stack)
+    run_id, held, event = waiting_service_job(stack, injector)
     injector.rules.append(rule(STATE_CHANGE_CALLS, index, kind, outage))
     ledger = Ledger()
     deliver_async(ledger, injector, stack.handlers["state_change"].handler, terminal_event(held))
@@ -125,7 +131,7 @@ def test_a_terminal_event_resumes_its_execution_under_a_fault(
 def test_the_reconciler_heals_a_lost_event_under_a_fault(
     stack: Stack, injector: Injector, index: int, kind: Any, outage: bool
 ) -> None:
-    run_id, _, event = waiting_service_job(stack)
+    run_id, _, event = waiting_service_job(stack, injector)
     injector.rules.append(rule(RECONCILER_CALLS, index, kind, outage))
     ledger = Ledger()
     deliver_async(ledger, injector, stack.handlers["reconciler"].handler, SCHEDULED_EVENT)

@@ -27,14 +27,14 @@ def sweep(ledger: Ledger, injector: Injector, stack: Stack) -> None:
 
 def outcome(stack: Stack, injector: Injector, ledger: Ledger, trigger: LogicalTrigger) -> list[str]:
     if trigger.run_id is not None:
-        stack.settle([trigger.run_id])
+        stack.settle([trigger.run_id], injector)
     sweep(ledger, injector, stack)
     problems = unhandled(ledger)
     if trigger.run_id is None:
         if not ledger.parked and not stack.dlq_bodies():
             problems.append("lost run: a rejected trigger left no DLQ record")
         return problems
-    stack.settle([trigger.run_id])
+    stack.settle([trigger.run_id], injector)
     stack.dlq_bodies()  # this case's DLQ records, read and dropped
     return problems + run_problems(stack, trigger.run_id, trigger.event, ledger)
 

@@ -10,8 +10,10 @@ from typing import Any
 
 import pytest
 
-from jobline.settings import Settings
-from tests.cfn import ASL, ROOT, resource, template
+from jobline.catalog import load_catalog
+from jobline.settings import PACKAGED_CATALOG, Settings
+from jobline_tools import run_machines
+from tests.cfn import ROOT, STATEMACHINES, resource, template
 
 FUNCTIONS = {
     "S3TriggerFunction": "s3_trigger",
@@ -19,11 +21,19 @@ FUNCTIONS = {
     "ScheduleTriggerFunction": "schedule_trigger",
     "SqsTriggerFunction": "sqs_trigger",
     "StateChangeFunction": "state_change",
+    "SubmitterFunction": "submitter",
+    "FanoutFunction": "fanout",
+    "FanoutWorkerFunction": "fanout_worker",
 }
 # Allow statements may use Resource "*" only for actions without resource-level permissions.
+# Every run state machine (one per retry policy), as the functions' grants name them.
+RUN_MACHINES = "arn:${AWS::Partition}:states:${AWS::Region}:${AWS::AccountId}:stateMachine:${AWS::StackName}-run-*"
+RUN_MACHINE_GRANT = {str({"Fn::Sub": RUN_MACHINES})}
+SUBMIT_QUEUES = ["SubmitBatchJobQueue", "SubmitServiceJobQueue", "CreateProcessingJobQueue", "StartJobRunQueue"]
 ACTIONS_WITHOUT_RESOURCES = {
     "batch:DescribeJobs",
     "batch:DescribeServiceJob",
+    "batch:ListJobs",
     "batch:ListServiceJobs",
     "ecr:GetAuthorizationToken",
     "cloudwatch:PutMetricData",
@@ -161,12 +171,19 @@ def test_run_table() -> None:
         for gsi in props["GlobalSecondaryIndexes"]
     }
     assert indexes == {
-        "by-job": ([("job", "HASH"), ("created_at", "RANGE")], "ALL"),
-        "by-status": ([("status", "HASH"), ("created_at", "RANGE")], "ALL"),
-        "by-created": ([("record_type", "HASH"), ("created_at", "RANGE")], "ALL"),
+        "by-job-keys": ([("job", "HASH"), ("created_at", "RANGE")], "KEYS_ONLY"),
+        "by-status-keys": ([("status", "HASH"), ("created_at", "RANGE")], "KEYS_ONLY"),
+        "by-created-keys": ([("record_type", "HASH"), ("created_at", "RANGE")], "KEYS_ONLY"),
+        "by-fanout": ([("fanout_id", "HASH"), ("fanout_line", "RANGE")], "KEYS_ONLY"),
+        "by-waiting": ([("waiting_for", "HASH"), ("created_at", "RANGE")], "INCLUDE"),
     }
+    (waiting,) = (gsi for gsi in props["GlobalSecondaryIndexes"] if gsi["IndexName"] == "by-waiting")
+    assert waiting["Projection"]["NonKeyAttributes"] == ["slot_token"]  # what wakes the waiter (jobline.slots)
     types = {a["AttributeName"]: a["AttributeType"] for a in props["AttributeDefinitions"]}
-    assert types == dict.fromkeys(["pk", "job", "status", "record_type", "created_at"], "S")
+    assert types == {
+        **dict.fromkeys(["pk", "job", "status", "record_type", "created_at", "fanout_id", "waiting_for"], "S"),
+        "fanout_line": "N",
+    }
 
 
 def test_every_queue_is_encrypted() -> None:
@@ -177,6 +194,14 @@ def test_every_queue_is_encrypted() -> None:
         "EventDeadLetterQueue",
         "NotificationRedriveQueue",
         "NotificationDeadLetterQueue",
+        *SUBMIT_QUEUES,
+        "SubmitDeadLetterQueue",
+        "S3IntakeQueue",
+        "BusIntakeQueue",
+        "IntakeDeadLetterQueue",
+        "FanoutRequestQueue",
+        "FanoutQueue",
+        "FanoutDeadLetterQueue",
     }
     for queue_id, queue in queues.items():
         props = queue["Properties"]
@@ -215,12 +240,17 @@ def test_every_eventbridge_rule_event_has_a_dlq_and_a_retry_policy() -> None:
         assert {"MaximumRetryAttempts", "MaximumEventAgeInSeconds"} <= set(retry), where
 
 
-RULE_TARGETS = {"s3": "S3TriggerFunction", "bus": "BusTriggerFunction"}
+RULE_TARGETS = {"s3": "S3IntakeQueue", "bus": "BusIntakeQueue", "manifest": "FanoutRequestQueue"}
+RULE_PREFIXES = {"s3": "S3Rule", "bus": "BusRule", "manifest": "ManifestRule"}
 
 
 def _trigger_rules() -> dict[str, dict[str, Any]]:
-    """The generated S3 and bus trigger rules (jobline_tools.codegen)."""
-    return {k: v for k, v in _resources("AWS::Events::Rule").items() if k.startswith(("S3Rule", "BusRule"))}
+    """The generated S3, bus and manifest trigger rules (jobline_tools.codegen)."""
+    return {k: v for k, v in _resources("AWS::Events::Rule").items() if k.startswith(tuple(RULE_PREFIXES.values()))}
+
+
+def _kind(rule_id: str) -> str:
+    return next(kind for kind, prefix in RULE_PREFIXES.items() if rule_id.startswith(prefix))
 
 
 def _rule_arn(rule: dict[str, Any], token: str) -> str:
@@ -253,10 +283,10 @@ STACK_TOKEN = {
 
 def test_every_trigger_rule_has_a_dlq_a_retry_policy_and_names_its_job() -> None:
     rules = _trigger_rules()
-    assert {k[:2] for k in rules} == {"S3", "Bu"}, "the packaged catalog has S3 and bus triggers"
+    assert {_kind(k) for k in rules} == set(RULE_TARGETS), "the packaged catalog has S3, bus and manifest triggers"
     for rule_id, rule in rules.items():
         props = rule["Properties"]
-        kind = "s3" if rule_id.startswith("S3Rule") else "bus"
+        kind = _kind(rule_id)
         (target,) = props["Targets"]
         assert target["Arn"] == {"Fn::GetAtt": [RULE_TARGETS[kind], "Arn"]}, rule_id
         assert target["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": ["EventDeadLetterQueue", "Arn"]}}, rule_id
@@ -266,7 +296,7 @@ def test_every_trigger_rule_has_a_dlq_a_retry_policy_and_names_its_job() -> None
         job = json.loads(template_input.replace("<aws.events.event.json>", "null"))["job"]
         assert f"-{kind}-{job}-" in props["Name"]["Fn::Sub"][0], rule_id
         assert props["State"] == "ENABLED"
-        if kind == "s3":
+        if kind in ("s3", "manifest"):
             assert "EventBusName" not in props  # the default bus, where S3 sends its events
             assert props["EventPattern"]["source"] == ["aws.s3"]
             assert props["EventPattern"]["detail-type"] == ["Object Created"]
@@ -275,31 +305,71 @@ def test_every_trigger_rule_has_a_dlq_a_retry_policy_and_names_its_job() -> None
             assert props["EventBusName"] == {"Ref": "JobBus"}
 
 
-def test_only_the_trigger_rules_may_invoke_the_trigger_functions_and_use_the_dlq() -> None:
-    """One wildcard statement per function (Lambda's 20 KB function policy, SQS's 8 KB queue
-    policy), held to this stack's rule names: every generated rule fits it, other names do not."""
-    permissions = {
-        p["Properties"]["FunctionName"]["Fn::GetAtt"][0]: p for p in _resources("AWS::Lambda::Permission").values()
-    }
+def test_only_the_trigger_rules_may_send_to_their_queues_and_use_the_dlq() -> None:
+    """One wildcard statement per target queue (SQS's 8 KB queue policy), held to this stack's rule
+    names of that kind: every generated rule fits it, other stacks' and other kinds' do not."""
     policy = resource("EventDeadLetterQueuePolicy")["Properties"]["PolicyDocument"]
     (dead_letters,) = [s for s in policy["Statement"] if s["Sid"] == "TriggerRuleDeadLetters"]
     assert dead_letters["Condition"]["StringEquals"] == {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}
     dlq_patterns = [_arn_pattern(sub, "T0KEN") for sub in dead_letters["Condition"]["ArnLike"]["aws:SourceArn"]]
-    for kind, function in RULE_TARGETS.items():
-        props = permissions[function]["Properties"]
-        assert (props["Principal"], props["Action"]) == ("events.amazonaws.com", "lambda:InvokeFunction")
-        assert props["SourceAccount"] == {"Ref": "AWS::AccountId"}
-        allowed = _arn_pattern(props["SourceArn"], "T0KEN")
-        rules = [r for k, r in _trigger_rules().items() if k.startswith("S3Rule" if kind == "s3" else "BusRule")]
+    targets = resource("RuleTargetQueuesPolicy")["Properties"]
+    assert targets["Queues"] == [{"Ref": q} for q in RULE_TARGETS.values()]
+    statements = {s["Resource"]["Fn::GetAtt"][0]: s for s in targets["PolicyDocument"]["Statement"]}
+    assert set(statements) == set(RULE_TARGETS.values())
+    for kind, queue in RULE_TARGETS.items():
+        statement = statements[queue]
+        assert (statement["Principal"], statement["Action"]) == ({"Service": "events.amazonaws.com"}, "sqs:SendMessage")
+        assert statement["Condition"]["StringEquals"] == {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}
+        allowed = _arn_pattern(statement["Condition"]["ArnLike"]["aws:SourceArn"], "T0KEN")
+        rules = [r for k, r in _trigger_rules().items() if _kind(k) == kind]
         assert rules
         for rule in rules:
+            (target,) = rule["Properties"]["Targets"]
+            assert target["Arn"] == {"Fn::GetAtt": [queue, "Arn"]}
             assert fnmatch.fnmatchcase(_rule_arn(rule, "T0KEN"), allowed)
             assert not fnmatch.fnmatchcase(_rule_arn(rule, "OTHER"), allowed), "another stack's rule"
             assert [p for p in dlq_patterns if fnmatch.fnmatchcase(_rule_arn(rule, "T0KEN"), p)]
-        other_kind = next(f for k, f in RULE_TARGETS.items() if k != kind)
-        assert not fnmatch.fnmatchcase(
-            allowed.replace("*", "x"), _arn_pattern(permissions[other_kind]["Properties"]["SourceArn"], "T0KEN")
-        )
+            for other_kind, other_queue in RULE_TARGETS.items():
+                if other_kind != kind:
+                    other = _arn_pattern(statements[other_queue]["Condition"]["ArnLike"]["aws:SourceArn"], "T0KEN")
+                    assert not fnmatch.fnmatchcase(_rule_arn(rule, "T0KEN"), other), f"{kind} rule in {other_queue}"
+    assert not _resources("AWS::Lambda::Permission"), "rules invoke no function: they send to queues"
+
+
+@pytest.mark.parametrize(
+    ("function_id", "queue"), [("S3TriggerFunction", "S3IntakeQueue"), ("BusTriggerFunction", "BusIntakeQueue")]
+)
+def test_the_intake_queues_pace_the_trigger_functions(function_id: str, queue: str) -> None:
+    (event,) = resource(function_id)["Properties"]["Events"].values()
+    props = event["Properties"]
+    assert event["Type"] == "SQS"
+    assert props["Queue"] == {"Fn::GetAtt": [queue, "Arn"]}
+    assert (props["BatchSize"], props["FunctionResponseTypes"]) == (10, ["ReportBatchItemFailures"])
+    assert props["ScalingConfig"] == {"MaximumConcurrency": {"Ref": "IntakeConcurrency"}}
+    queue_props = resource(queue)["Properties"]
+    assert queue_props["RedrivePolicy"]["deadLetterTargetArn"] == {"Fn::GetAtt": ["IntakeDeadLetterQueue", "Arn"]}
+    assert int(queue_props["VisibilityTimeout"]) >= 6 * _function_timeout(function_id)
+    assert template()["Parameters"]["IntakeConcurrency"]["Default"] == 5
+
+
+def test_the_fanout_queues_feed_their_functions() -> None:
+    reader = resource("FanoutFunction")["Properties"]
+    (requests,) = reader["Events"].values()
+    assert requests["Properties"]["Queue"] == {"Fn::GetAtt": ["FanoutRequestQueue", "Arn"]}
+    assert requests["Properties"]["BatchSize"] == 1
+    assert int(resource("FanoutRequestQueue")["Properties"]["VisibilityTimeout"]) >= 6 * _function_timeout(
+        "FanoutFunction"
+    )
+    assert int(reader["Environment"]["Variables"]["FANOUT_LEASE_SECONDS"]) > _function_timeout("FanoutFunction")
+    worker = resource("FanoutWorkerFunction")["Properties"]
+    (items,) = worker["Events"].values()
+    assert items["Properties"]["Queue"] == {"Fn::GetAtt": ["FanoutQueue", "Arn"]}
+    assert items["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert items["Properties"]["ScalingConfig"] == {"MaximumConcurrency": {"Ref": "IntakeConcurrency"}}
+    assert worker["Policies"] == [{"Ref": "TriggerFunctionPolicy"}]
+    assert int(resource("FanoutQueue")["Properties"]["VisibilityTimeout"]) >= 6 * _function_timeout(
+        "FanoutWorkerFunction"
+    )
 
 
 def test_the_event_dlq_admits_exactly_the_sam_rules() -> None:
@@ -418,8 +488,11 @@ def test_the_trigger_policy_grants_exactly_what_starting_a_run_needs() -> None:
         "dynamodb:PutItem": {table},
         "dynamodb:GetItem": {table},
         "dynamodb:UpdateItem": {table},
-        "states:StartExecution": {str({"Ref": "RunStateMachine"})},
-        "sqs:SendMessage": {str({"Fn::GetAtt": ["EventDeadLetterQueue", "Arn"]})},
+        "states:StartExecution": {str({"Fn::Sub": RUN_MACHINES})},
+        "sqs:SendMessage": {
+            str({"Fn::GetAtt": ["EventDeadLetterQueue", "Arn"]}),
+            str({"Fn::GetAtt": ["FanoutRequestQueue", "Arn"]}),
+        },
         "s3:PutObject": {str({"Fn::Sub": "${RunDataBucket.Arn}/trigger-events/*"})},
         "s3:DeleteObject": {str({"Fn::Sub": "${RunDataBucket.Arn}/trigger-events/*"})},
     }
@@ -431,9 +504,25 @@ def test_state_change_function_only_touches_the_run_table_glue_runs_and_its_exec
     assert allowed == {
         "dynamodb:GetItem": table,
         "dynamodb:UpdateItem": table,
-        "dynamodb:PutItem": table,
         "glue:GetJobRun": {str({"Fn::Sub": "arn:${AWS::Partition}:glue:${AWS::Region}:${AWS::AccountId}:job/*"})},
-        "states:SendTaskSuccess": {str({"Ref": "RunStateMachine"})},
+        "states:SendTaskSuccess": RUN_MACHINE_GRANT,
+        "states:SendTaskFailure": RUN_MACHINE_GRANT,
+    }
+
+
+def test_the_run_stream_function_only_touches_slots_waiters_and_their_executions() -> None:
+    table = str({"Fn::GetAtt": ["RunTable", "Arn"]})
+    stream = {str({"Fn::GetAtt": ["RunTable", "StreamArn"]})}
+    assert _policy_actions("RunStreamFunction") == {
+        **dict.fromkeys(
+            ["dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator", "dynamodb:ListStreams"],
+            stream,
+        ),
+        "dynamodb:GetItem": {table},
+        "dynamodb:UpdateItem": {table},
+        "dynamodb:Query": {str({"Fn::Sub": "${RunTable.Arn}/index/by-waiting"})},
+        "states:SendTaskSuccess": RUN_MACHINE_GRANT,
+        "sqs:SendMessage": {str({"Fn::GetAtt": ["EventDeadLetterQueue", "Arn"]})},
     }
 
 
@@ -453,7 +542,7 @@ def test_terminating_jobs_is_scoped_to_joblines_tagged_jobs() -> None:
         allowed = {str({"Fn::Sub": f"{arn}{TERMINATE[a]}/*"}) for a in actions}
         assert {str(r) for r in _as_list(statement["Resource"])} == allowed, where
         assert statement["Condition"] == {"Null": {"aws:ResourceTag/jobline:run-id": "false"}}, where
-    assert found == 4, "the state machine and the API function terminate both kinds of job"
+    assert found == 2, "the API function terminates both kinds of job"
 
 
 def test_metrics_on_star_are_held_to_sagemakers_namespaces() -> None:
@@ -482,6 +571,10 @@ CONCURRENCY = {
     "ReconcilerFunction": "ReconcilerConcurrency",
     "ApiFunction": "ApiConcurrency",
     "NotifyFunction": "NotifyConcurrency",
+    "RunStreamFunction": "RunStreamConcurrency",
+    "SubmitterFunction": "SubmitterConcurrency",
+    "FanoutFunction": "FanoutConcurrency",
+    "FanoutWorkerFunction": "IntakeConcurrency",
 }
 
 
@@ -518,32 +611,36 @@ def test_the_readme_documents_every_concurrency_parameter() -> None:
 
 
 def test_sagemaker_role_is_passed_only_to_sagemaker() -> None:
-    (statement,) = [
-        s
-        for _, s in _statements(resource("RunStateMachine")["Properties"]["Policies"])
-        if s["Action"] == "iam:PassRole"
-    ]
-    assert statement["Resource"] == {"Fn::GetAtt": ["SageMakerExecutionRole", "Arn"]}
-    assert statement["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
+    passes = [s for _, s in _statements(template()) if "iam:PassRole" in _as_list(s.get("Action"))]
+    for statement in passes:
+        assert statement["Resource"] == {"Fn::GetAtt": ["SageMakerExecutionRole", "Arn"]}
+        assert statement["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
+    role = resource("RunStateMachineRole")["Properties"]
+    assert "iam:PassRole" not in str(role), "the submitter passes roles; the run state machines submit nothing"
 
 
-def test_state_machine_submits_only_to_joblines_queues() -> None:
-    allowed = _policy_actions("RunStateMachine")
-    (submit,) = [
-        s
-        for _, s in _statements(resource("RunStateMachine")["Properties"]["Policies"])
-        if s["Action"] == "batch:SubmitJob"
-    ]
-    assert "*" not in str(submit["Resource"]).replace("job-definition/*", "")
-    assert _refs(submit["Resource"]) >= {"OnDemandJobQueue", "SpotJobQueue", "GpuJobQueue", "ExistingJobQueueArn"}
-    rule_arn = "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:rule/"
-    rules = {
-        str({"Fn::Sub": rule_arn + "StepFunctionsGetEventsForBatchJobsRule"}),
-        str({"Fn::Sub": rule_arn + "StepFunctionsGetEventsForSageMakerProcessingJobsRule"}),
+def _run_machine_role_actions() -> dict[str, set[str]]:
+    allowed: dict[str, set[str]] = {}
+    for _, statement in _statements(resource("RunStateMachineRole")["Properties"]["Policies"]):
+        assert statement["Effect"] == "Allow"
+        for action in _as_list(statement["Action"]):
+            allowed.setdefault(action, set()).update(map(str, _as_list(statement["Resource"])))
+    return allowed
+
+
+def test_the_run_machines_role_sends_attempts_writes_the_run_table_and_logs_only() -> None:
+    """Least privilege: Attempt's sqs:sendMessage to the submit queues, the slot and failure
+    writes (dynamodb:UpdateItem), and what logging and X-Ray tracing need."""
+    allowed = _run_machine_role_actions()
+    star = {"*"}
+    assert allowed == {
+        "sqs:SendMessage": {str({"Fn::GetAtt": [queue, "Arn"]}) for queue in SUBMIT_QUEUES},
+        "dynamodb:UpdateItem": {str({"Fn::GetAtt": ["RunTable", "Arn"]})},
+        **{action: star for action in ACTIONS_WITHOUT_RESOURCES if action.startswith(("logs:", "xray:"))},
     }
-    for action in ("events:PutTargets", "events:PutRule", "events:DescribeRule"):
-        assert allowed[action] == rules
-    assert allowed["dynamodb:UpdateItem"] == {str({"Fn::GetAtt": ["RunTable", "Arn"]})}
+    (trust,) = resource("RunStateMachineRole")["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Principal"] == {"Service": "states.amazonaws.com"}
+    assert trust["Condition"]["StringEquals"]["aws:SourceAccount"] == {"Ref": "AWS::AccountId"}
 
 
 def test_scheduler_role_trusts_only_this_account() -> None:
@@ -555,22 +652,39 @@ def test_scheduler_role_trusts_only_this_account() -> None:
 # ---------------------------------------------------------------- code and orchestration
 
 
-def test_state_machine_substitutions_cover_the_definition() -> None:
-    machine = resource("RunStateMachine")["Properties"]
-    assert machine["DefinitionUri"] == "statemachines/run.asl.json"
-    assert ASL.exists(), "statemachines/run.asl.json is missing"
-    placeholders = set(re.findall(r"\$\{([^}]+)\}", ASL.read_text()))
-    assert placeholders, "expected at least ${RunTableName} in the definition"
-    missing = placeholders - set(machine["DefinitionSubstitutions"])
-    assert not missing, f"DefinitionSubstitutions lacks {sorted(missing)}"
+def _run_machines() -> dict[str, dict[str, Any]]:
+    return _resources("AWS::Serverless::StateMachine")
 
 
-def test_state_machine_is_standard_logged_and_traced() -> None:
-    machine = resource("RunStateMachine")["Properties"]
+def test_there_is_a_run_machine_per_policy_of_the_catalog_and_no_other_machine() -> None:
+    policies = run_machines.policies(load_catalog(PACKAGED_CATALOG))
+    assert set(_run_machines()) == {run_machines.logical_id(p) for p in policies}
+    files = {path.name for path in STATEMACHINES.glob("*.asl.json")}
+    assert files == {run_machines.file_name(p) for p in policies}
+
+
+@pytest.mark.parametrize("machine_id", sorted(_resources("AWS::Serverless::StateMachine")))
+def test_a_run_machine_is_named_for_its_policy_standard_logged_and_traced(machine_id: str) -> None:
+    machine = resource(machine_id)["Properties"]
+    uri = machine["DefinitionUri"]
+    policy = uri.removeprefix("statemachines/run-").removesuffix(".asl.json")
+    assert machine["Name"] == {"Fn::Sub": f"${{AWS::StackName}}-run-{policy}"}
+    # The functions' grants name every run machine with one pattern: this one is among them.
+    assert fnmatch.fnmatch(machine["Name"]["Fn::Sub"], RUN_MACHINES.split(":stateMachine:", 1)[1])
+    assert machine["Role"] == {"Fn::GetAtt": ["RunStateMachineRole", "Arn"]}
     assert machine["Type"] == "STANDARD"
     assert machine["Logging"]["Level"] == "ERROR"
     assert machine["Logging"]["IncludeExecutionData"] is False
     assert machine["Tracing"] == {"Enabled": True}
+    placeholders = set(re.findall(r"\$\{([^}]+)\}", (ROOT / uri).read_text()))
+    assert placeholders == set(machine["DefinitionSubstitutions"]) == {"RunTableName"}
+
+
+def test_the_functions_find_the_run_machines_by_the_prefix_they_are_named_with() -> None:
+    env = template()["Globals"]["Function"]["Environment"]["Variables"]
+    prefix = "arn:${AWS::Partition}:states:${AWS::Region}:${AWS::AccountId}:stateMachine:${AWS::StackName}-run-"
+    assert env["STATE_MACHINE_PREFIX"] == {"Fn::Sub": prefix}
+    assert prefix + "*" == RUN_MACHINES
 
 
 @pytest.mark.parametrize(("function_id", "directory"), sorted(FUNCTIONS.items()))
@@ -593,7 +707,8 @@ def test_environment_fills_every_setting() -> None:
     fields = {name.upper() for name in Settings.model_fields}
     required = {name.upper() for name, field in Settings.model_fields.items() if field.is_required()}
     assert required <= set(env)
-    unknown = set(env) - fields - {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "LOG_LEVEL"}
+    powertools = {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_TRACE_DISABLED", "LOG_LEVEL"}
+    unknown = set(env) - fields - powertools
     assert not unknown, f"no setting reads {sorted(unknown)}"
     for name in ("JOB_QUEUE_ON_DEMAND_ARN", "JOB_QUEUE_SPOT_ARN", "JOB_QUEUE_GPU_ARN", "DEFAULT_JOB_DEFINITION_ARN"):
         assert name in env
@@ -602,7 +717,9 @@ def test_environment_fills_every_setting() -> None:
 def test_layer_is_built_for_python311() -> None:
     layer = resource("JoblineLayer")
     assert layer["Properties"]["ContentUri"] == "layers/jobline/"
-    assert layer["Metadata"]["BuildMethod"] == "python3.11"
+    assert layer["Metadata"] == {"BuildMethod": "makefile", "BuildArchitecture": "x86_64"}
+    makefile = (ROOT / "layers" / "jobline" / "Makefile").read_text()
+    assert "--platform manylinux2014_x86_64 --implementation cp --python-version 3.11" in makefile
     assert template()["Parameters"]["LambdaRuntime"]["Default"] == "python3.11"
 
 

@@ -1,5 +1,7 @@
-"""The real statemachines/run.asl.json executed by moto's Step Functions engine, in-process,
-against moto's DynamoDB (the run table as template.yaml declares it) and moto's Batch."""
+"""The generated run state machines (jobline_tools.run_machines) executed by moto's Step Functions
+engine, in-process, against moto's DynamoDB (the run table as template.yaml declares it) and SQS
+(the submit queues). The tests play the submitter and the state change handler: they receive the
+attempt from the submit queue and answer its task token as the event handler does."""
 
 from __future__ import annotations
 
@@ -9,51 +11,29 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from dataclasses import dataclass
 from typing import Any
 
 import boto3
 import pytest
 from moto import mock_aws
-from moto.batch_simple.models import BatchSimpleBackend
 
-from jobline.backends.batch import BATCH_TIMEOUT_REASON
-from jobline.catalog import parse_catalog
+from jobline.catalog import Job, parse_catalog
 from jobline.deps import Deps
+from jobline.runs import execution_arn, state_machine_arn
 from jobline.settings import Settings
 from jobline_local import adaptations
-from tests.aws_resources import REGION, TEST_ENVIRONMENT, create_batch, create_run_table, create_state_machine
+from tests.aws_resources import REGION, TEST_ENVIRONMENT, create_run_machines, create_run_table, machine_prefix
 
-
-class BatchScript:
-    """Decides how moto's Docker-less Batch ends each attempt: succeed, exit 1 or time out."""
-
-    def __init__(self) -> None:
-        self.outcomes: dict[int, str] = {}
-        self.submitted: list[dict[str, Any]] = []
-
-    def finish(self, backend: BatchSimpleBackend, job: Any) -> None:
-        backend.backend._jobs[job.job_id] = job
-        job.job_started_at = datetime.now()
-        job.log_stream_name = job._stream_name
-        job._start_attempt()
-        tags = backend.list_tags_for_resource(job.arn)
-        self.submitted.append({"name": job.job_name, "tags": tags, "overrides": job.container_overrides})
-        outcome = self.outcomes.get(int(tags.get("jobline:attempt", "1")), "succeed")
-        if outcome == "exit1":
-            job.exit_code = 1
-        elif outcome == "timeout":
-            job.job_stopped_reason = BATCH_TIMEOUT_REASON
-        job._mark_stopped(success=outcome == "succeed")
-
-
-@pytest.fixture
-def batch_script(monkeypatch: pytest.MonkeyPatch) -> BatchScript:
-    script = BatchScript()
-    monkeypatch.setattr(
-        BatchSimpleBackend, "_mark_job_as_finished", lambda self, include_start_attempt, job: script.finish(self, job)
-    )
-    return script
+# The submit helper's queues, one per submit API (template.yaml), by backend.
+SUBMIT_QUEUES = {
+    "batch": "SubmitBatchJobQueue",
+    "batch_service": "SubmitServiceJobQueue",
+    "sagemaker_processing": "CreateProcessingJobQueue",
+    "glue": "StartJobRunQueue",
+}
+# The guard on one attempt in these tests: long enough never to fire unless a test means it to.
+GUARD_SECONDS = 300
 
 
 def _parked(thread: threading.Thread) -> bool:
@@ -71,18 +51,22 @@ def _parked(thread: threading.Thread) -> bool:
 
 
 @contextmanager
-def executions_end_with_the_test(session: Any, machine: str) -> Iterator[None]:
+def executions_end_with_the_test(session: Any) -> Iterator[None]:
     """Stop the executions a test leaves running and wait for their engine threads: one left going
     keeps calling AWS from its thread and lands in the next test's moto (same table, and the same
-    run id for the same trigger), moving that test's row under it."""
+    run id), moving that test's rows under it."""
     from moto.stepfunctions.parser.utils import TMP_THREADS
 
     first = len(TMP_THREADS)
     yield
     sfn = session.client("stepfunctions")
-    for page in sfn.get_paginator("list_executions").paginate(stateMachineArn=machine, statusFilter="RUNNING"):
-        for execution in page["executions"]:
-            sfn.stop_execution(executionArn=execution["executionArn"], error="TestEnded", cause="the test ended")
+    for machine in sfn.list_state_machines()["stateMachines"]:
+        pages = sfn.get_paginator("list_executions").paginate(
+            stateMachineArn=machine["stateMachineArn"], statusFilter="RUNNING"
+        )
+        for page in pages:
+            for execution in page["executions"]:
+                sfn.stop_execution(executionArn=execution["executionArn"], error="TestEnded", cause="the test ended")
     deadline = time.monotonic() + 60
     for thread in TMP_THREADS[first:]:
         while thread.is_alive() and not _parked(thread):
@@ -90,48 +74,155 @@ def executions_end_with_the_test(session: Any, machine: str) -> Iterator[None]:
             thread.join(timeout=0.05)
 
 
+@dataclass
+class Stack:
+    session: Any
+    settings: Settings
+    queues: dict[str, str]
+
+    def client(self, name: str) -> Any:
+        return self.session.client(name)
+
+    def deploy(self, *jobs: dict[str, Any]) -> Deps:
+        """The catalog of `jobs` (tests.aws_resources.job_spec) with its run machines, one per
+        policy, as template.yaml deploys them."""
+        catalog = parse_catalog({"jobs": list(jobs)})
+        create_run_machines(self.client("stepfunctions"), self.client("iam"), "runs", catalog)
+        return Deps.build(self.settings, catalog, session=self.session)
+
+
 @pytest.fixture
-def stack(monkeypatch: pytest.MonkeyPatch, batch_script: BatchScript) -> Iterator[dict[str, Any]]:
+def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
     for key, value in TEST_ENVIRONMENT.items():
         monkeypatch.setenv(key, value)
     adaptations.install()
-    with mock_aws(config={"batch": {"use_docker": False}, "stepfunctions": {"execute_state_machine": True}}):
+    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
         session = boto3.session.Session(region_name=REGION)
         create_run_table(session.client("dynamodb"), "runs")
-        machine = create_state_machine(session.client("stepfunctions"), session.client("iam"), "runs")
-        queue, definition = create_batch(session)
-        session.client("s3").create_bucket(Bucket="run-data")
-        dlq = session.client("sqs").create_queue(QueueName="event-dlq")["QueueUrl"]
+        sqs = session.client("sqs")
+        queues = {backend: sqs.create_queue(QueueName=name)["QueueUrl"] for backend, name in SUBMIT_QUEUES.items()}
         settings = Settings(
             run_table_name="runs",
-            state_machine_arn=machine,
-            event_dlq_url=dlq,
+            state_machine_prefix=machine_prefix(session.client("stepfunctions")),
+            event_dlq_url=sqs.create_queue(QueueName="event-dlq")["QueueUrl"],
             run_data_bucket="run-data",
-            job_queue_on_demand_arn=queue,
-            job_queue_spot_arn=queue,
-            default_job_definition_arn=definition,
         )
-        with executions_end_with_the_test(session, machine):
-            yield {"session": session, "settings": settings, "queue": queue}
+        with executions_end_with_the_test(session):
+            yield Stack(session, settings, queues)
 
 
-def make_deps(stack: dict[str, Any], jobs: list[dict[str, Any]]) -> Deps:
-    return Deps.build(stack["settings"], parse_catalog({"jobs": jobs}), session=stack["session"])
+# ---------------------------------------------------------------- the execution input (PHASE3 contract)
+def run_input(stack: Stack, job: Job, run_id: str, guard: int = GUARD_SECONDS) -> dict[str, Any]:
+    """The execution input of the shared contract: jobline.runs builds it in the stack; the
+    request is the backend's (opaque to the machine, which hands it to the submitter)."""
+    payload: dict[str, Any] = {
+        "run_id": run_id,
+        "job": job.name,
+        "backend": job.backend.type,
+        "submit_queue_url": stack.queues[job.backend.type],
+        "guard_timeout_seconds": guard,
+        "request": {"jobName": run_id, "note": "the submitter's business"},
+    }
+    if job.max_concurrent_runs is not None:
+        payload["slot"] = {"job": job.name, "max": job.max_concurrent_runs}
+    return payload
 
 
-def wait_for_execution(stack: dict[str, Any], run_id: str, timeout: float = 60) -> dict[str, Any]:
-    sfn = stack["session"].client("stepfunctions")
-    arn = stack["settings"].state_machine_arn.replace(":stateMachine:", ":execution:") + f":{run_id}"
+def start(stack: Stack, deps: Deps, run_id: str, job: str | None = None, guard: int = GUARD_SECONDS) -> str:
+    """Start the run's execution on its job's machine, as RunStarter.start_stored does."""
+    spec = deps.catalog.get(job) if job else deps.catalog.jobs[0]
+    stack.client("stepfunctions").start_execution(
+        stateMachineArn=state_machine_arn(deps.settings, spec),
+        name=run_id,
+        input=json.dumps(run_input(stack, spec, run_id, guard)),
+    )
+    return execution_arn(deps.settings, spec, run_id)
+
+
+# ---------------------------------------------------------------- the submitter and the event handler
+def receive_attempt(stack: Stack, backend: str = "batch", timeout: float = 30) -> dict[str, Any]:
+    """The next attempt the machine sent to the backend's submit queue (deleted, as the submitter does)."""
+    sqs = stack.client("sqs")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        messages = sqs.receive_message(QueueUrl=stack.queues[backend], WaitTimeSeconds=1).get("Messages", [])
+        if messages:
+            sqs.delete_message(QueueUrl=stack.queues[backend], ReceiptHandle=messages[0]["ReceiptHandle"])
+            return dict(json.loads(messages[0]["Body"]))
+    raise AssertionError(f"no attempt reached the {backend} submit queue within {timeout}s")
+
+
+def no_attempt(stack: Stack, backend: str = "batch") -> bool:
+    sqs = stack.client("sqs")
+    return not sqs.receive_message(QueueUrl=stack.queues[backend], WaitTimeSeconds=1).get("Messages")
+
+
+def succeed(stack: Stack, attempt: dict[str, Any]) -> None:
+    stack.client("stepfunctions").send_task_success(taskToken=attempt["token"], output="{}")
+
+
+def fail(stack: Stack, attempt: dict[str, Any], error: str) -> None:
+    stack.client("stepfunctions").send_task_failure(
+        taskToken=attempt["token"], error=error, cause=f"attempt {attempt['retry_count'] + 1}: {error}"
+    )
+
+
+def next_attempt(stack: Stack, previous: dict[str, Any], backend: str = "batch") -> dict[str, Any]:
+    """The retry of `previous`: AWS gives each try of a callback Task a fresh token (unadapted moto
+    5.2.5 reuses the old one and replays its answer, design probe 15; the engine adaptation
+    installed by the fixture fixes that), so the handler can never answer a retry with a stale token."""
+    attempt = receive_attempt(stack, backend)
+    assert attempt["token"] != previous["token"], "a retry reused its previous attempt's task token"
+    assert attempt["retry_count"] == previous["retry_count"] + 1
+    return attempt
+
+
+# ---------------------------------------------------------------- what the execution did
+def wait_for_end(stack: Stack, arn: str, timeout: float = 60) -> dict[str, Any]:
+    sfn = stack.client("stepfunctions")
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         described = sfn.describe_execution(executionArn=arn)
         if described["status"] != "RUNNING":
-            return described
-        time.sleep(0.1)
-    raise AssertionError(f"execution {run_id} still running after {timeout}s")
+            return dict(described)
+        time.sleep(0.05)
+    raise AssertionError(f"execution {arn} still running after {timeout}s")
 
 
-def execution_input(stack: dict[str, Any], run_id: str) -> dict[str, Any]:
-    sfn = stack["session"].client("stepfunctions")
-    arn = stack["settings"].state_machine_arn.replace(":stateMachine:", ":execution:") + f":{run_id}"
-    return json.loads(sfn.describe_execution(executionArn=arn)["input"])
+def history(stack: Stack, arn: str) -> list[dict[str, Any]]:
+    pages = stack.client("stepfunctions").get_paginator("get_execution_history").paginate(executionArn=arn)
+    return [event for page in pages for event in page["events"]]
+
+
+def states_entered(events: list[dict[str, Any]]) -> list[str]:
+    return [e["stateEnteredEventDetails"]["name"] for e in events if e["type"].endswith("StateEntered")]
+
+
+def billed_transitions(events: list[dict[str, Any]]) -> int:
+    """What Step Functions Standard bills: a transition per state entered, and "each retry will
+    be charged as an additional state transition" (https://aws.amazon.com/step-functions/pricing/):
+    a Task scheduled again within one entry of its state is a retry."""
+    entered = sum(e["type"].endswith("StateEntered") for e in events)
+    task_entries = sum(e["type"] == "TaskStateEntered" for e in events)
+    scheduled = sum(e["type"] == "TaskScheduled" for e in events)
+    return entered + scheduled - task_entries
+
+
+def item(stack: Stack, key: str) -> dict[str, Any]:
+    """A run table item as DynamoDB returns it ({} when absent)."""
+    return dict(stack.client("dynamodb").get_item(TableName="runs", Key={"pk": {"S": key}}).get("Item", {}))
+
+
+def put_row(stack: Stack, run_id: str, job: str, rank: int = 10, status: str = "STARTING") -> None:
+    """The part of a run row the machine's writes condition on (the rows helper owns the rest)."""
+    stack.client("dynamodb").put_item(
+        TableName="runs",
+        Item={
+            "pk": {"S": f"RUN#{run_id}"},
+            "run_id": {"S": run_id},
+            "job": {"S": job},
+            "status": {"S": status},
+            "reason": {"S": "In queue"},
+            "status_rank": {"N": str(rank)},
+        },
+    )

@@ -7,6 +7,7 @@ import moto
 import pytest
 
 from jobline_local import adaptations
+from jobline_local.adaptations.dynamodb import ITEM_OPERATIONS
 
 # Each entry's test lives with its module's tests: tests/local/test_<module>.py.
 REGISTERED = {
@@ -38,6 +39,7 @@ REGISTERED = {
     "emulated.batch_service_jobs": {"adapt_batch_service_jobs"},
     "emulated.sagemaker_processing": {"adapt_sagemaker_processing_jobs"},
     "emulated.glue": {"adapt_glue_job_runs"},
+    "adaptations.dynamodb": {"adapt_dynamodb_atomic_requests"},
 }
 
 
@@ -116,4 +118,6 @@ def test_pins_the_moto_it_was_written_for() -> None:
         "set_stop",
         "send_task_success",
         "send_task_failure",
+        # DynamoDB's item requests, one at a time (tests/local/test_dynamodb_atomic.py)
+        *ITEM_OPERATIONS,
     }, "an adaptation was added or removed: give it a test here"

@@ -56,6 +56,41 @@ def test_rule_lambda_targets() -> None:
         assert len(delivered) == 1, "a disabled rule delivered an event"
 
 
+def test_rule_sqs_targets_get_the_transformed_input() -> None:
+    """The intake queues' rules: `{"job", "trigger", "event": <aws.events.event.json>}` arrives as
+    the message body, the whole event inserted as AWS writes it (moto's own transformer inserts its
+    internal event: `time` in epoch seconds, its `ingestion-time` field)."""
+    from moto.events.models import Rule, events_backends
+
+    with mock_aws():
+        events, sqs = client("events"), client("sqs")
+        url = sqs.create_queue(QueueName="intake")["QueueUrl"]
+        events.put_rule(Name="r", EventPattern=json.dumps({"source": ["demo"]}))
+        template = '{"job": "j", "trigger": 0, "event": <aws.events.event.json>}'
+        target = {
+            "Id": "q",
+            "Arn": f"arn:aws:sqs:{REGION}:123456789012:intake",
+            "InputTransformer": {"InputTemplate": template},
+        }
+        events.put_targets(Rule="r", Targets=[target])
+        rule = events_backends["123456789012"][REGION].event_buses["default"].rules["r"]
+        event = {"source": "demo", "detail-type": "x", "detail": {}, "time": time.time(), "id": "1"}
+        original(Rule, "send_to_targets")(rule, {**event, "ingestion-time": 0})
+        (unadapted,) = sqs.receive_message(QueueUrl=url)["Messages"]
+        sqs.delete_message(QueueUrl=url, ReceiptHandle=unadapted["ReceiptHandle"])
+        moto_event = json.loads(unadapted["Body"])["event"]
+        assert isinstance(moto_event["time"], float)
+        assert "ingestion-time" in moto_event
+
+        events.put_events(Entries=[{"Source": "demo", "DetailType": "x", "Detail": json.dumps({"a": 1})}])
+        (message,) = sqs.receive_message(QueueUrl=url)["Messages"]
+        body = json.loads(message["Body"])
+        assert (body["job"], body["trigger"]) == ("j", 0)
+        assert body["event"]["detail"] == {"a": 1}
+        assert body["event"]["time"].endswith("Z")
+        assert "ingestion-time" not in body["event"]
+
+
 # ---------------------------------------------------------------- S3 -> EventBridge
 def test_s3_eventbridge_notification() -> None:
     from moto.s3 import notifications

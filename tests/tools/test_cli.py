@@ -14,10 +14,13 @@ import boto3
 import pytest
 
 from jobline.dal import RunTable
-from jobline.runs import now_iso
+from jobline.deps import get_deps
+from jobline.runs import execution_arn, now_iso
+from jobline.settings import get_settings
 from jobline_tools import operator_cli
 from jobline_tools.cli import main
 from tests.cfn import ROOT
+from tests.unit.conftest import put_row
 
 pytestmark = pytest.mark.usefixtures("env")
 RUN_ID = "nightly-report-ffffffffffffffffffff"
@@ -46,7 +49,7 @@ def set_status(run_id: str, status: str, reason: str = "test", attempt: int = 1)
     moved = {"status": status, "reason": reason, "attempt": attempt, "status_rank": rank}
     if rank == 30:
         moved["ended_at"] = now_iso()
-    table.update_run(run_id, lambda row: {**row, **moved})
+    put_row(table, run_id, **moved)
 
 
 # ---------------------------------------------------------------- jobs
@@ -78,10 +81,15 @@ def test_runs_start_get_and_list(capsys: pytest.CaptureFixture[str]) -> None:
 
     code, out, _ = run(capsys, "runs", "get", run_id)
     assert code == 0
-    assert f"run        {run_id}" in out
-    assert "status     PENDING: Recently submitted" in out
-    assert "trigger    manual: manual by jobline CLI" in out
-    assert "arguments  day=2026-11-20" in out
+    # Keys padded to the longest, "execution link": a run names its execution from its creation on.
+    assert f"run             {run_id}" in out
+    assert "status          PENDING: Recently submitted" in out
+    assert "trigger         manual: manual by jobline CLI" in out
+    assert "arguments       day=2026-11-20" in out
+    arn = execution_arn(get_settings(), get_deps().catalog.get("nightly-report"), run_id)
+    assert arn.startswith("arn:aws:states:us-east-1:123456789012:execution:jobline-run-")
+    link = f"https://us-east-1.console.aws.amazon.com/states/home?region=us-east-1#/v2/executions/details/{arn}"
+    assert f"execution link  {link}" in out
     detail = run_json(capsys, "runs", "get", run_id)
     assert (detail["run_id"], detail["arguments"]) == (run_id, {"day": "2026-11-20"})
 
@@ -226,7 +234,7 @@ def test_without_a_stack_it_says_how_to_name_one(
 def test_stack_reads_the_settings_of_the_stacks_api_function(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, env: dict[str, Any]
 ) -> None:
-    settings = {"RUN_TABLE_NAME": "runs", "STATE_MACHINE_ARN": env["machine"], "EVENT_DLQ_URL": env["dlq"]}
+    settings = {"RUN_TABLE_NAME": "runs", "STATE_MACHINE_PREFIX": env["prefix"], "EVENT_DLQ_URL": env["dlq"]}
     settings["RUN_DATA_BUCKET"] = "run-data"
     deploy_stack(env["session"], "jobline-test", settings)
     run_id = start(capsys)
@@ -268,7 +276,7 @@ def test_local_needs_a_running_local_stack(capsys: pytest.CaptureFixture[str], t
 def test_the_top_level_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--help"]) == 0
     out = capsys.readouterr().out
-    assert all(command in out for command in ("local", "jobs", "runs"))
+    assert all(command in out for command in ("local", "jobs", "runs", "fanouts"))
     with pytest.raises(SystemExit) as exit_info:
         main(["runs", "--help"])
     assert exit_info.value.code == 0
@@ -289,3 +297,45 @@ def test_jobline_local_is_an_alias_of_jobline_local(capsys: pytest.CaptureFixtur
         main(["local", "--help"])
     assert exit_info.value.code == 0
     assert "--clock-speed" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------- fan-outs
+def test_fanouts_start_get_list_and_stop(
+    capsys: pytest.CaptureFixture[str], fan: dict[str, Any], tmp_path: Path
+) -> None:
+    from tests.unit.test_fanouts import drain, read, work
+
+    manifest = tmp_path / "images.csv"
+    manifest.write_text("image\ncat.png\ndog.png\n")
+    code, out, _ = run(capsys, "runs", "start", "resize", "--manifest", str(manifest), "--client-token", "c1")
+    fid = out.split()[0]
+    assert code == 0
+    assert out.splitlines() == [
+        f"{fid}  fan-out requested (s3://run-data/fanout-items/{fid}.csv)",
+        f"watch it: jobline fanouts get {fid}",
+    ]
+    (request,) = drain(fan, "requests")
+    assert read(request)["queued"] == 2  # what the fan-out function does with it
+    work(drain(fan, "items"))
+
+    code, out, _ = run(capsys, "fanouts", "get", fid)
+    assert code == 0
+    assert "state     QUEUED" in out
+    assert "items     2 (lines read: 3, queued: 2)" in out
+    assert "runs      2 created, 2 not ended" in out
+    header, line = run(capsys, "fanouts", "list")[1].splitlines()
+    assert header.split()[:3] == ["FAN-OUT", "ID", "JOB"]
+    assert line.split()[:3] == [fid, "resize", "QUEUED"]
+    code, out, err = run(capsys, "fanouts", "stop", fid)
+    assert (code, out.strip(), err) == (0, f"{fid}  STOPPED: 2 run(s) stopped", "")
+
+    started = run_json(capsys, "fanouts", "start", "resize", "--items", '[{"image": "e.png"}]', "--client-token", "c2")
+    assert started["manifest"].endswith(".jsonl")
+    code, _, err = run(capsys, "runs", "start", "resize", "--items", "[{}]", "--param", "image=x")
+    assert (code, err.strip()) == (
+        2,
+        "jobline: --param and --wait start one run; a fan-out takes its arguments from its items",
+    )
+    code, _, err = run(capsys, "fanouts", "start", "nightly-report", "--items", "[{}]")
+    assert code == 2
+    assert "unknown job 'nightly-report'" in err

@@ -139,8 +139,9 @@ def _render(raw: dict[str, Any], handwritten: dict[str, int] | None = None) -> s
 
 
 def _rendered_resources(raw: dict[str, Any]) -> dict[str, Any]:
+    """The generated triggers (the run state machines of the block left out)."""
     block = _render(raw)
-    return parse_yaml(block) or {}
+    return {k: v for k, v in (parse_yaml(block) or {}).items() if v["Type"] != "AWS::Serverless::StateMachine"}
 
 
 def test_each_schedule_targets_the_trigger_with_the_documented_input() -> None:
@@ -218,11 +219,51 @@ def test_logical_id_collisions_are_reported() -> None:
 def test_a_catalog_without_generated_triggers_renders_a_valid_block() -> None:
     raw = _raw_catalog()
     for job in raw["jobs"]:
-        for kind in ("schedule", "s3", "bus"):
+        for kind in ("schedule", "s3", "bus", "manifest"):
             job.get("triggers", {}).pop(kind, None)
     block = _render(raw)
     assert block.strip().startswith("#")
     assert _rendered_resources(raw) == {}
+    # What is left is the run state machines, one per retry policy.
+    assert {r["Type"] for r in parse_yaml(block).values()} == {"AWS::Serverless::StateMachine"}
+
+
+# ---------------------------------------------------------------- run state machines
+def test_a_new_retry_policy_fails_check_until_its_definition_is_written_and_stale_ones_go(
+    tmp_path: Path, template_copy: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _run(capsys, "write", "--template", template_copy, "--catalog", PACKAGED_CATALOG)[0] == 0
+    definitions = tmp_path / "statemachines"
+    assert {p.name for p in definitions.iterdir()} == {p.name for p in (TEMPLATE.parent / "statemachines").iterdir()}
+    raw = _raw_catalog()
+    _job(raw, "nightly-report")["retry"] = {"attempts": 4, "interval_seconds": 15, "backoff_rate": 1.5}
+    catalog_path = _write_catalog(tmp_path, raw)
+    old = definitions / "run-a2-i300-b2-m3600-t0-l1.asl.json"
+    new = "run-a4-i15-b1_5-m3600-t0-l1.asl.json"
+
+    code, _, err = _run(capsys, "check", "--template", template_copy, "--catalog", catalog_path)
+    assert code == 1
+    assert f"statemachines/{new} is missing" in err
+    assert f"statemachines/{old.name} is stale" in err
+    assert "+  RunMachineA4I15B1p5M3600T0L1:" in err
+
+    assert _run(capsys, "write", "--template", template_copy, "--catalog", catalog_path)[0] == 0
+    assert not old.exists()
+    assert json.loads((definitions / new).read_text())["States"]["Attempt"]["Retry"][0]["BackoffRate"] == 1.5
+    assert _run(capsys, "check", "--template", template_copy, "--catalog", catalog_path)[0] == 0
+    (definitions / new).write_text("{}")
+    code, _, err = _run(capsys, "check", "--template", template_copy, "--catalog", catalog_path)
+    assert (code, f"statemachines/{new} is out of date" in err) == (1, True)
+
+
+def test_the_local_stacks_catalog_renders_its_definitions_inline() -> None:
+    raw = _raw_catalog()
+    block = codegen.render(parse_catalog(raw), {}, inline_definitions=True)
+    machines = {k: v for k, v in (parse_yaml(block) or {}).items() if v["Type"] == "AWS::Serverless::StateMachine"}
+    assert machines
+    for logical_id, machine in machines.items():
+        assert "DefinitionUri" not in machine["Properties"]
+        assert machine["Properties"]["Definition"]["States"]["Attempt"]["Type"] == "Task", logical_id
 
 
 # ---------------------------------------------------------------- S3 and bus trigger rules
@@ -244,7 +285,7 @@ KEYS = ["incoming/a.csv", "incoming/.csv", "incoming/a.csv.bak", "incoming/sub/b
 def test_an_s3_rule_matches_exactly_the_keys_its_trigger_watches(trigger: dict[str, str], matched: set[str]) -> None:
     """Through the local stack's matcher (moto's, checked against EventBridge's documented examples
     in tests/local/test_delivery.py): keys under a prefix no job watches invoke nothing."""
-    (rule,) = parse_yaml(_render({"jobs": [_s3_job(trigger)]})).values()
+    (rule,) = _rendered_resources({"jobs": [_s3_job(trigger)]}).values()
     pattern = json.loads(json.dumps(rule["Properties"]["EventPattern"]).replace('{"Ref": "InputBucket"}', '"in"'))
     event = {"source": "aws.s3", "detail-type": "Object Created", "detail": {"bucket": {"name": "in"}}}
     hits = {
@@ -269,7 +310,7 @@ def test_each_rule_names_its_job_and_trigger_and_keeps_the_dlq_and_retry_policy(
         {"pattern": {"detail-type": ["Go"]}},
         {"pattern": {"source": ["acme"], "detail": {"n": [{"numeric": [">", 1]}]}}},
     ]
-    resources = parse_yaml(_render(raw))
+    resources = _rendered_resources(raw)
     assert list(resources) == ["S3RuleDrop0", "S3RuleDrop1", "BusRuleDrop0", "BusRuleDrop1"]
     for logical_id, resource in resources.items():
         props = resource["Properties"]
@@ -295,7 +336,7 @@ def test_each_rule_names_its_job_and_trigger_and_keeps_the_dlq_and_retry_policy(
 
 def test_rule_names_fit_eventbridge_at_the_catalog_maximum() -> None:
     raw = {"jobs": [{**_s3_job(*[{"prefix": f"p{i}/"} for i in range(12)]), "name": "a" * 40}]}
-    for resource in parse_yaml(_render(raw)).values():
+    for resource in _rendered_resources(raw).values():
         name = resource["Properties"]["Name"]["Fn::Sub"][0].replace("${StackToken}", "0" * 8)
         assert len(name) <= 64
 

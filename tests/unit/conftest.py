@@ -16,7 +16,9 @@ from moto import mock_aws
 
 from jobline import deps as deps_module
 from jobline import settings as settings_module
-from tests.aws_resources import REGION, TEST_ENVIRONMENT, create_run_table, job_spec
+from jobline.catalog import parse_catalog
+from jobline.dal import RunTable, _to_item
+from tests.aws_resources import REGION, TEST_ENVIRONMENT, create_pass_machines, create_run_table, job_spec
 from tests.cfn import ROOT
 
 EVENTS = ROOT / "events"
@@ -33,6 +35,31 @@ def load_handler(name: str) -> ModuleType:
 
 def sample(name: str) -> dict[str, Any]:
     return json.loads((EVENTS / name).read_text())
+
+
+def queued(*deliveries: Any) -> dict[str, Any]:
+    """Rule deliveries as the intake queue's event source hands them over: an SQS batch whose
+    bodies are the rule target's input (EventBridge sends it as the message body)."""
+    records = [
+        {
+            "messageId": f"intake-{n}",
+            "receiptHandle": f"receipt-{n}",
+            "body": delivery if isinstance(delivery, str) else json.dumps(delivery),
+            "attributes": {
+                "ApproximateReceiveCount": "1",
+                "SentTimestamp": "1764547200000",
+                "SenderId": "AIDAEXAMPLE",
+                "ApproximateFirstReceiveTimestamp": "1764547200000",
+            },
+            "messageAttributes": {},
+            "md5OfBody": "0" * 32,
+            "eventSource": "aws:sqs",
+            "eventSourceARN": f"arn:aws:sqs:{REGION}:123456789012:intake",
+            "awsRegion": REGION,
+        }
+        for n, delivery in enumerate(deliveries)
+    ]
+    return {"Records": records}
 
 
 class LambdaContext:
@@ -71,18 +98,15 @@ def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[dict[str, A
     with mock_aws():
         session = boto3.session.Session(region_name=REGION)
         create_run_table(session.client("dynamodb"), "runs")
-        role = session.client("iam").create_role(RoleName="sm", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
-        machine = session.client("stepfunctions").create_state_machine(
-            name="run",
-            definition=json.dumps({"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}}),
-            roleArn=role,
-        )["stateMachineArn"]
+        prefix = create_pass_machines(
+            session.client("stepfunctions"), session.client("iam"), parse_catalog({"jobs": TEST_JOBS})
+        )
         dlq = session.client("sqs").create_queue(QueueName="event-dlq")["QueueUrl"]
         session.client("s3").create_bucket(Bucket="run-data")
         values = {
             **TEST_ENVIRONMENT,
             "RUN_TABLE_NAME": "runs",
-            "STATE_MACHINE_ARN": machine,
+            "STATE_MACHINE_PREFIX": prefix,
             "EVENT_DLQ_URL": dlq,
             "RUN_DATA_BUCKET": "run-data",
             "JOB_QUEUE_ON_DEMAND_ARN": "arn:aws:batch:us-east-1:123456789012:job-queue/on-demand",
@@ -94,9 +118,19 @@ def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[dict[str, A
             monkeypatch.setenv(key, value)
         settings_module.get_settings.cache_clear()
         deps_module.get_deps.cache_clear()
-        yield {"session": session, "machine": machine, "dlq": dlq}
+        yield {"session": session, "prefix": prefix, "dlq": dlq}
         settings_module.get_settings.cache_clear()
         deps_module.get_deps.cache_clear()
+
+
+def put_row(table: RunTable, run_id: str, **fields: Any) -> dict[str, Any]:
+    """Put the run's row back with `fields` changed: a test's setup of a state it needs, written
+    directly (no writer of the stack rewrites a whole row). Returns the row as put."""
+    row = table.get_run(run_id)
+    assert row is not None, run_id
+    row.update(fields)
+    table._client.put_item(TableName=table._table, Item=_to_item(row))
+    return row
 
 
 def dlq_messages(env: dict[str, Any]) -> list[dict[str, Any]]:
@@ -105,6 +139,17 @@ def dlq_messages(env: dict[str, Any]) -> list[dict[str, Any]]:
     return [json.loads(m["Body"]) for m in messages]
 
 
-def executions(env: dict[str, Any]) -> list[str]:
+def run_executions(env: dict[str, Any]) -> list[dict[str, Any]]:
+    """The executions of every run state machine (one per retry policy)."""
     sfn = env["session"].client("stepfunctions")
-    return [e["name"] for e in sfn.list_executions(stateMachineArn=env["machine"])["executions"]]
+    machines = [m["stateMachineArn"] for m in sfn.list_state_machines()["stateMachines"]]
+    return [
+        execution
+        for machine in machines
+        if machine.startswith(env["prefix"])
+        for execution in sfn.list_executions(stateMachineArn=machine)["executions"]
+    ]
+
+
+def executions(env: dict[str, Any]) -> list[str]:
+    return [e["name"] for e in run_executions(env)]

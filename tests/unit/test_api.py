@@ -11,7 +11,7 @@ from urllib.parse import urlencode
 
 import pytest
 
-from jobline import operations
+from jobline import fanout_operations, operations
 from tests.cfn import ROOT, resource, template
 from tests.unit.conftest import LambdaContext, load_handler
 
@@ -22,6 +22,7 @@ CALLER = "arn:aws:iam::123456789012:user/ada"
 @pytest.fixture
 def api() -> Iterator[Any]:
     operations.get_operations.cache_clear()
+    fanout_operations.get_fanout_operations.cache_clear()
     handler = load_handler("api").handler
 
     def call(method: str, path: str, body: Any = None, query: dict[str, str] | None = None) -> tuple[int, Any]:
@@ -52,6 +53,7 @@ def api() -> Iterator[Any]:
 
     yield call
     operations.get_operations.cache_clear()
+    fanout_operations.get_fanout_operations.cache_clear()
 
 
 def start(api: Any, name: str = "token-1", **body: Any) -> str:
@@ -149,6 +151,13 @@ def test_every_template_route_reaches_its_handler(api: Any) -> None:
         ("POST", "/runs", {"job": "nightly-report", "priority": 1}, None, 400, "priority: Extra inputs"),
         ("POST", "/runs", {"job": "nightly-report", "client_token": "a b"}, None, 400, "client_token must be"),
         ("POST", "/runs/nightly-report-ffffffffffffffffffff/retry", {}, None, 404, "no run"),
+        ("POST", "/fanouts", {"job": "nightly-report", "items": [{}]}, None, 400, "it takes no fan-outs"),
+        ("POST", "/fanouts", {"job": "nightly-report"}, None, 400, "give exactly one of items"),
+        ("POST", "/fanouts", {"job": "csv-word-count", "manifest": "http://x"}, None, 400, "manifest: String should"),
+        ("GET", "/fanouts/csv-word-count-ffffffffffffffffffff", None, None, 404, "no fan-out"),
+        ("POST", "/fanouts/csv-word-count-ffffffffffffffffffff/stop", {}, None, 404, "no fan-out"),
+        ("GET", "/fanouts", None, {"max_results": "0"}, 400, "max_results must be from 1 to 200"),
+        ("GET", "/fanouts", None, {"next_token": "garbage!"}, 400, "malformed next_token"),
     ],
 )
 def test_bad_requests_get_a_4xx_with_the_reason(
@@ -186,6 +195,10 @@ def test_the_template_routes_are_the_documented_ones_behind_iam_auth() -> None:
         ("GET", "/runs/{run_id}"),
         ("POST", "/runs/stop"),
         ("POST", "/runs/{run_id}/retry"),
+        ("POST", "/fanouts"),
+        ("GET", "/fanouts"),
+        ("GET", "/fanouts/{fanout_id}"),
+        ("POST", "/fanouts/{fanout_id}/stop"),
     }
     events = resource("ApiFunction")["Properties"]["Events"].values()
     assert {str(e["Properties"]["ApiId"]) for e in events} == {str({"Ref": "OperatorApi"})}
@@ -210,17 +223,31 @@ def test_the_api_function_has_exactly_its_permissions() -> None:
     table = str({"Fn::GetAtt": ["RunTable", "Arn"]})
     batch = "arn:${AWS::Partition}:batch:${AWS::Region}:${AWS::AccountId}:"
     jobs = {str({"Fn::Sub": batch + "job/*"}), str({"Fn::Sub": batch + "service-job/*"})}
-    execution = "arn:${AWS::Partition}:states:${AWS::Region}:${AWS::AccountId}:execution:${RunStateMachine.Name}:*"
+    states = "arn:${AWS::Partition}:states:${AWS::Region}:${AWS::AccountId}:"
+    machines, executions = (
+        f"{states}stateMachine:${{AWS::StackName}}-run-*",
+        f"{states}execution:${{AWS::StackName}}-run-*:*",
+    )
     assert allowed == {
         "dynamodb:GetItem": {table},
+        "dynamodb:BatchGetItem": {table},
         "dynamodb:PutItem": {table},
         "dynamodb:UpdateItem": {table},
         "dynamodb:Query": {str({"Fn::Sub": "${RunTable.Arn}/index/*"})},
-        "states:StartExecution": {str({"Ref": "RunStateMachine"})},
-        "states:StopExecution": {str({"Fn::Sub": execution})},
+        "states:StartExecution": {str({"Fn::Sub": machines})},
+        "states:StopExecution": {str({"Fn::Sub": executions})},
         "batch:TerminateJob": jobs,
         "batch:TerminateServiceJob": jobs,
+        "sagemaker:StopProcessingJob": {
+            str({"Fn::Sub": "arn:${AWS::Partition}:sagemaker:${AWS::Region}:${AWS::AccountId}:processing-job/*"})
+        },
+        "glue:GetJobRuns": {str({"Fn::Sub": "arn:${AWS::Partition}:glue:${AWS::Region}:${AWS::AccountId}:job/*"})},
+        "glue:BatchStopJobRun": {str({"Fn::Sub": "arn:${AWS::Partition}:glue:${AWS::Region}:${AWS::AccountId}:job/*"})},
         "s3:GetObject": {str({"Fn::Sub": "${RunDataBucket.Arn}/trigger-events/*"})},
-        "s3:PutObject": {str({"Fn::Sub": "${RunDataBucket.Arn}/trigger-events/*"})},
+        "s3:PutObject": {
+            str({"Fn::Sub": "${RunDataBucket.Arn}/trigger-events/*"}),
+            str({"Fn::Sub": "${RunDataBucket.Arn}/fanout-items/*"}),
+        },
         "s3:DeleteObject": {str({"Fn::Sub": "${RunDataBucket.Arn}/trigger-events/*"})},
+        "sqs:SendMessage": {str({"Fn::GetAtt": ["FanoutRequestQueue", "Arn"]})},
     }

@@ -53,15 +53,37 @@ def test_retry_delays_grow_by_backoff_and_are_capped() -> None:
     assert capped.retry.delays() == [10, 20, 25, 25]
 
 
-def test_a_fractional_retry_delay_is_rounded_up_never_down() -> None:
-    """Wait states wait whole seconds: 15 s x 1.5 is 22.5 s, so the retry waits 23 s."""
+def test_a_fractional_retry_delay_is_what_step_functions_waits_unrounded() -> None:
+    """The retrier's own delays: min(interval x backoff^(n-1), cap), 15 s x 1.5 is 22.5 s."""
     job = parse_catalog(with_change("retry", {"attempts": 4, "interval_seconds": 15, "backoff_rate": 1.5})).jobs[0]
-    assert job.retry.delays() == [15, 23, 34]  # 15, 22.5, 33.75
-    # Float error does not add a second: 100 x 1.1**2 is 121.00000000000001 in binary floating point.
-    job = parse_catalog(with_change("retry", {"attempts": 3, "interval_seconds": 100, "backoff_rate": 1.1})).jobs[0]
-    assert job.retry.delays() == [100, 110]
-    job = parse_catalog(with_change("retry", {"attempts": 4, "interval_seconds": 100, "backoff_rate": 1.1})).jobs[0]
-    assert job.retry.delays() == [100, 110, 121]
+    assert job.retry.delays() == [15, 22.5, 33.75]
+
+
+@pytest.mark.parametrize("field", ["interval_seconds", "max_delay_seconds"])
+def test_a_retry_interval_or_cap_under_one_second_is_refused(field: str) -> None:
+    """Step Functions refuses IntervalSeconds 0 at CreateStateMachine (and moto with it)."""
+    with pytest.raises(CatalogError) as error:
+        parse_catalog(with_change(f"retry.{field}", 0))
+    (problem,) = error.value.problems
+    assert (problem.job, problem.field) == ("word-count", f"retry.{field}")
+
+
+def test_a_job_has_no_concurrency_limit_unless_it_declares_one() -> None:
+    assert parse_catalog({"jobs": [GOOD]}).jobs[0].max_concurrent_runs is None
+    assert parse_catalog(with_change("max_concurrent_runs", 2)).jobs[0].max_concurrent_runs == 2
+
+
+def test_the_policy_id_names_every_field_of_the_retry_policy() -> None:
+    job = parse_catalog({"jobs": [GOOD]}).jobs[0]
+    assert job.policy_id == "a3-i10-b2-m25-t0-l0"
+    limited = parse_catalog(with_change("max_concurrent_runs", 4)).jobs[0]
+    assert limited.policy_id == "a3-i10-b2-m25-t0-l1"
+    retry = {"attempts": 2, "interval_seconds": 15, "backoff_rate": 1.5, "retry_on_timeout": True}
+    assert parse_catalog(with_change("retry", retry)).jobs[0].policy_id == "a2-i15-b1_5-m3600-t1-l0"
+    # Two rates that print alike at a few digits still get two ids.
+    close = [{**retry, "backoff_rate": rate} for rate in (1.0000001, 1.0000002)]
+    ids = {parse_catalog(with_change("retry", r)).jobs[0].policy_id for r in close}
+    assert len(ids) == 2
 
 
 def test_an_interval_over_the_delay_cap_is_refused_not_shortened() -> None:

@@ -13,20 +13,21 @@ from jobline import settings as settings_module
 from jobline.deps import get_deps
 from jobline.settings import Settings
 from tests.cfn import resource
-from tests.unit.conftest import LambdaContext, dlq_messages, executions, load_handler, sample
+from tests.unit.conftest import LambdaContext, dlq_messages, executions, load_handler, queued, sample
 
 pytestmark = pytest.mark.usefixtures("env")
 
 
-def rows(env: dict[str, Any]) -> list[dict[str, Any]]:
+def rows(env: dict[str, Any], prefix: str = "RUN#") -> list[dict[str, Any]]:
+    """The table's run rows (RUN#), or its items of another prefix: "RUN" also holds runs' data."""
     items = env["session"].client("dynamodb").scan(TableName="runs")["Items"]
-    return [item for item in items if item["pk"]["S"].startswith("RUN#")]
+    return [item for item in items if item["pk"]["S"].startswith(prefix)]
 
 
 def test_s3_object_created_starts_one_run_and_a_duplicate_none(env: dict[str, Any]) -> None:
     handler = load_handler("s3_trigger").handler
-    first = handler(sample("s3-object-created.json"), LambdaContext())
-    again = handler(sample("s3-object-created.json"), LambdaContext())
+    first = handler(queued(sample("s3-object-created.json")), LambdaContext())
+    again = handler(queued(sample("s3-object-created.json")), LambdaContext())
 
     (run,) = first["runs"]
     assert run["job"] == "csv-word-count"
@@ -54,14 +55,14 @@ def test_a_rule_deployed_from_another_catalog_is_rejected_to_the_dlq(
     job or trigger it does not know when the template and the code's catalog disagree."""
     event = sample(sample_name) | change
     function = "s3_trigger" if sample_name.startswith("s3") else "bus_trigger"
-    result = load_handler(function).handler(event, LambdaContext())
+    result = load_handler(function).handler(queued(event), LambdaContext())
 
     assert result["runs"] == []
     (parked,) = dlq_messages(env)
     assert parked["code"] == code
     assert reason in parked["reason"]
     assert parked["event"] == event
-    assert rows(env) == []
+    assert rows(env, "RUN") == []
 
 
 @pytest.mark.parametrize(
@@ -79,33 +80,34 @@ def test_a_malformed_delivery_is_rejected_with_what_is_wrong(
     event = sample(sample_name)
     break_it(event)
     function = "s3_trigger" if sample_name.startswith("s3") else "bus_trigger"
-    load_handler(function).handler(event, LambdaContext())
+    load_handler(function).handler(queued(event), LambdaContext())
 
     (parked,) = dlq_messages(env)
     assert parked["code"] == "MalformedEvent"
     assert where in parked["reason"]
-    assert rows(env) == []
+    assert rows(env, "RUN") == []
 
 
 def test_a_bus_event_starts_a_run_with_its_arguments_and_its_key(env: dict[str, Any]) -> None:
     handler = load_handler("bus_trigger").handler
     event = sample("bus-report-requested.json")
-    first = handler(event, LambdaContext())
+    first = handler(queued(event), LambdaContext())
     event["event"]["id"] = "another-delivery-id"  # a re-sent event with the same request_id
-    again = handler(event, LambdaContext())
+    again = handler(queued(event), LambdaContext())
 
     (run,) = first["runs"]
     assert again["runs"][0]["run_id"] == run["run_id"]
     assert again["runs"][0]["created"] is False
-    row = get_deps().table.get_run(run["run_id"])
-    assert row["arguments"] == {"day": "2026-11-20"}
+    row, data = get_deps().table.get_run_and_data(run["run_id"])
+    assert data["arguments"] == {"day": "2026-11-20"}
+    assert json.loads(data["event"])["id"] == sample("bus-report-requested.json")["event"]["id"]  # the first's
     assert row["trigger"]["source"] == "bus: acme.reports / Report Requested"
 
 
 def test_a_bus_event_without_its_idempotency_key_is_rejected(env: dict[str, Any]) -> None:
     event = sample("bus-report-requested.json")
     del event["event"]["detail"]["request_id"]
-    load_handler("bus_trigger").handler(event, LambdaContext())
+    load_handler("bus_trigger").handler(queued(event), LambdaContext())
     (parked,) = dlq_messages(env)
     assert parked["code"] == "MalformedEvent"
     assert "has no detail.request_id" in parked["reason"]
@@ -114,12 +116,12 @@ def test_a_bus_event_without_its_idempotency_key_is_rejected(env: dict[str, Any]
 def test_a_bus_event_with_an_oversized_argument_is_rejected(env: dict[str, Any]) -> None:
     event = sample("bus-report-requested.json")
     event["event"]["detail"]["day"] = "x" * 2000
-    result = load_handler("bus_trigger").handler(event, LambdaContext())
+    result = load_handler("bus_trigger").handler(queued(event), LambdaContext())
     assert result["runs"] == []
     (parked,) = dlq_messages(env)
     assert parked["code"] == "InvalidArguments"
     assert "2000 characters, over its max_length 1024" in parked["reason"]
-    assert rows(env) == []
+    assert rows(env, "RUN") == []
 
 
 def test_a_schedule_starts_one_run_per_scheduled_time(env: dict[str, Any]) -> None:
@@ -157,12 +159,12 @@ def test_sqs_reports_only_the_poison_message_as_failed(env: dict[str, Any]) -> N
         "3c1b0d7e-0000-4000-8000-000000000003",
         "3c1b0d7e-0000-4000-8000-000000000004",
     }
-    (row,) = rows(env)
-    assert row["arguments"]["M"]["output_prefix"]["S"] == "results/manual/"
+    (data,) = rows(env, "RUNDATA#")
+    assert data["arguments"]["M"]["output_prefix"]["S"] == "results/manual/"
 
 
 def test_state_change_moves_a_jobline_run_and_ignores_other_jobs(env: dict[str, Any]) -> None:
-    started = load_handler("s3_trigger").handler(sample("s3-object-created.json"), LambdaContext())["runs"][0]
+    started = load_handler("s3_trigger").handler(queued(sample("s3-object-created.json")), LambdaContext())["runs"][0]
     handler = load_handler("state_change").handler
     event = sample("batch-job-running.json")
     event["detail"]["tags"].update({"jobline:run-id": started["run_id"], "jobline:attempt": "1"})

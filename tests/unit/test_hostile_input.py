@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from jobline.deps import get_deps
-from tests.unit.conftest import LambdaContext, load_handler, sample
+from tests.unit.conftest import LambdaContext, load_handler, queued, sample
 
 pytestmark = pytest.mark.usefixtures("env")
 HUGE = "x" * 300_000
@@ -80,7 +80,8 @@ def test_a_trigger_handler_starts_runs_or_rejects_visibly(env: dict[str, Any], n
     @given(event=mutated(sample(TRIGGERS[name])))
     def check(event: Any) -> None:
         before = dlq_depth(env)
-        result = handler(event, LambdaContext())
+        delivered = event if name == "schedule_trigger" else queued(event)  # S3 and bus: via an intake queue
+        result = handler(delivered, LambdaContext())
         assert result["runs"] or result["rejected"]
         assert dlq_depth(env) == before + len(result["rejected"])
         for run in result["runs"]:
@@ -131,7 +132,7 @@ def test_an_invocation_that_is_no_sqs_batch_is_parked_in_the_event_dlq(env: dict
 def test_a_rejected_event_too_large_for_sqs_keeps_its_head_size_and_hash(env: dict[str, Any]) -> None:
     event = sample("bus-report-requested.json") | {"trigger": 7}  # a rule of another catalog
     event["event"]["detail"]["blob"] = HUGE
-    load_handler("bus_trigger").handler(event, LambdaContext())
+    load_handler("bus_trigger").handler(queued(event), LambdaContext())
     message = env["session"].client("sqs").receive_message(QueueUrl=env["dlq"])["Messages"][0]
     parked = json.loads(message["Body"])
     assert parked["code"] == "NoMatchingJob"

@@ -11,10 +11,14 @@ from botocore.stub import Stubber
 
 from jobline import operations
 from jobline import settings as settings_module
+from jobline.backends import Observation
 from jobline.errors import InvalidArguments, UnknownJobError
 from jobline.operations import Operations, get_operations
 from jobline.operator_errors import Conflict, InvalidRequest, JobNotFound, RunNotFound
-from jobline.status import apply_observation
+from jobline.slots import Slots
+from jobline.state_changes import apply_observation
+from jobline.triggers import RunRequest, Trigger
+from tests.unit.conftest import put_row, run_executions
 
 pytestmark = pytest.mark.usefixtures("env")
 
@@ -29,8 +33,7 @@ def ops(monkeypatch: pytest.MonkeyPatch) -> Iterator[Operations]:
 
 
 def executions(env: dict[str, Any]) -> list[dict[str, Any]]:
-    sfn = env["session"].client("stepfunctions")
-    return sfn.list_executions(stateMachineArn=env["machine"])["executions"]
+    return run_executions(env)
 
 
 def observe(ops: Operations, run_id: str, status: str, **fields: Any) -> None:
@@ -46,7 +49,7 @@ def observe(ops: Operations, run_id: str, status: str, **fields: Any) -> None:
         "log_stream": "jobline/default/abc123",
         **fields,
     }
-    ops._table.update_run(run_id, lambda row: apply_observation(row, observed))
+    apply_observation(Observation(run_id, 1, observed), ops._table, None)
 
 
 # ---------------------------------------------------------------- the catalog
@@ -76,12 +79,10 @@ def test_a_manual_run_is_started_once_per_client_token(ops: Operations, env: dic
     assert (first["created"], again["created"], other["created"]) == (True, False, True)
     assert first["run_id"] == again["run_id"] != other["run_id"]
     assert sorted(e["name"] for e in executions(env)) == sorted([first["run_id"], other["run_id"]])
-    row = ops._table.get_run(first["run_id"])
-    assert row["trigger"]["type"] == "manual"
-    assert row["trigger"]["key"] == "manual:token-1"
-    assert row["trigger"]["source"] == "manual by ada"
-    assert json.loads(row["trigger"]["event"])["parameters"] == {"day": "2026-11-20"}
-    assert row["arguments"] == {"day": "2026-11-20"}
+    row, data = ops._table.get_run_and_data(first["run_id"])
+    assert row["trigger"] == {"type": "manual", "key": "manual:token-1", "source": "manual by ada"}
+    assert json.loads(data["event"])["parameters"] == {"day": "2026-11-20"}
+    assert data["arguments"] == {"day": "2026-11-20"}
 
 
 def test_without_a_client_token_each_start_is_a_new_run(ops: Operations) -> None:
@@ -125,7 +126,7 @@ def test_a_bad_start_is_refused_and_starts_nothing(
 def test_get_run_has_status_attempts_trigger_arguments_and_links(ops: Operations) -> None:
     run_id = ops.start_run("nightly-report", {"day": "2026-11-20"}, "token-1")["run_id"]
     arn = f"arn:aws:states:us-east-1:123456789012:execution:run:{run_id}"
-    ops._table.update_run(run_id, lambda row: {**row, "execution_arn": arn})
+    put_row(ops._table, run_id, execution_arn=arn)
     observe(ops, run_id, "RUNNING", started_at="2026-11-20T08:00:04.000Z")
 
     run = ops.get_run(run_id)
@@ -160,11 +161,14 @@ def test_an_unknown_run_is_not_found(ops: Operations, run_id: str) -> None:
 
 
 # ---------------------------------------------------------------- stop
-def test_stop_ends_a_live_run_stopped_and_frees_its_slot(ops: Operations, env: dict[str, Any]) -> None:
+def test_stop_ends_a_live_run_stopped_and_leaves_its_slot_to_the_stream(ops: Operations, env: dict[str, Any]) -> None:
     ddb = env["session"].client("dynamodb")
     run_id = ops.start_run("csv-word-count", {}, "token-1")["run_id"]
+    # As the row of a job with max_concurrent_runs carries them.
+    before = put_row(ops._table, run_id, slot_job="csv-word-count", slot_max=2)
     slot = {"pk": {"S": "SLOT#csv-word-count"}}
-    ddb.put_item(TableName="runs", Item={**slot, "holders": {"SS": [run_id, "csv-word-count-other"]}})
+    holders = {run_id: {"S": "t1"}, "csv-word-count-other": {"S": "t0"}}
+    ddb.put_item(TableName="runs", Item={**slot, "holders": {"M": holders}})
 
     result = ops.stop_runs([run_id])
 
@@ -176,13 +180,17 @@ def test_stop_ends_a_live_run_stopped_and_frees_its_slot(ops: Operations, env: d
     assert row["ended_at"] == row["updated_at"] == stopped["ended_at"]
     (execution,) = executions(env)
     assert execution["status"] == "ABORTED"
-    assert ddb.get_item(TableName="runs", Key=slot)["Item"]["holders"] == {"SS": ["csv-word-count-other"]}
+    # The stop writes the row only; the stream's record of the run's end releases its slot.
+    assert ddb.get_item(TableName="runs", Key=slot)["Item"]["holders"] == {"M": holders}
+    slots = Slots(ops._table, env["session"].client("stepfunctions"))
+    assert slots.on_change(before, row) == [f"{run_id}'s slot released"]
+    assert ddb.get_item(TableName="runs", Key=slot)["Item"]["holders"] == {"M": {"csv-word-count-other": {"S": "t0"}}}
 
 
 def test_stop_reports_each_bad_id_and_stops_the_rest(ops: Operations) -> None:
     live = ops.start_run("csv-word-count", {}, "live")["run_id"]
     done = ops.start_run("csv-word-count", {}, "done")["run_id"]
-    ops._table.update_run(done, lambda row: {**row, "status": "SUCCEEDED", "reason": "Completed", "status_rank": 30})
+    put_row(ops._table, done, status="SUCCEEDED", reason="Completed", status_rank=30)
     unknown = "csv-word-count-ffffffffffffffffffff"
 
     result = ops.stop_runs([unknown, done, live, live])
@@ -234,30 +242,49 @@ def test_retry_starts_the_same_job_arguments_and_event_and_names_the_previous_ru
 
     assert retried == {**repeated, "created": True}
     assert (retried["created"], repeated["created"], retried["retry_of"]) == (True, False, first)
-    old, new = ops._table.get_run(first), ops._table.get_run(retried["run_id"])
-    assert new["retry_of"] == first
+    (old, old_data), (new, new_data) = (ops._table.get_run_and_data(r) for r in (first, retried["run_id"]))
+    assert new_data["retry_of"] == first
     assert new["job"] == old["job"]
-    assert new["arguments"] == old["arguments"] == {"day": "2026-11-20"}
+    assert new_data["arguments"] == old_data["arguments"] == {"day": "2026-11-20"}
     assert new["trigger"]["type"] == "retry"
     assert new["trigger"]["key"] == f"retry:{first}:again-1"
-    assert json.loads(new["trigger"]["event"]) == json.loads(old["trigger"]["event"])
+    assert json.loads(new_data["event"]) == json.loads(old_data["event"])
     assert ops.get_run(retried["run_id"])["retry_of"] == first
+    listed = {run["run_id"]: run for run in ops.list_runs(job="nightly-report")["runs"]}
+    assert listed[retried["run_id"]]["retry_of"] == first  # from the hot row's trigger key
+    assert "retry_of" not in listed[first]
     assert len(executions(env)) == 2
 
 
 def test_retry_of_a_run_whose_event_travelled_through_s3_reads_it_back(ops: Operations, env: dict[str, Any]) -> None:
     event = {"detail": {"note": "x" * 7000}}
-    env["session"].client("s3").put_object(Bucket="run-data", Key="trigger-events/big.json", Body=json.dumps(event))
-    first = ops.start_run("csv-word-count", {}, "token-1")["run_id"]
-    trigger = {"type": "s3", "key": "k", "source": "s3://b/k", "event_s3_uri": "s3://run-data/trigger-events/big.json"}
-    ops._table.update_run(first, lambda row: {**row, "trigger": trigger, "status": "FAILED", "status_rank": 30})
+    trigger = Trigger(type="manual", key="manual:big", source="test", event=event)
+    first = ops._deps.starter.start(RunRequest(job=ops._catalog.get("csv-word-count"), trigger=trigger)).run_id
+    put_row(ops._table, first, status="FAILED", status_rank=30)
 
     new = ops.retry_run(first)["run_id"]
 
-    uri = ops._table.get_run(new)["trigger"]["event_s3_uri"]
-    assert uri.startswith(f"s3://run-data/trigger-events/{new}/")  # content-addressed, under the new run
+    old_uri, uri = (ops._table.get_run_data(r)["event_s3_uri"] for r in (first, new))
+    assert uri.startswith(f"s3://run-data/trigger-events/{new}/")
+    assert uri != old_uri
     body = env["session"].client("s3").get_object(Bucket="run-data", Key=uri.removeprefix("s3://run-data/"))["Body"]
     assert json.loads(body.read()) == event
+    assert ops.get_run(new)["trigger"]["event_s3_uri"] == uri
+
+
+def test_a_run_written_before_the_split_is_shown_and_retried_from_its_row(ops: Operations, env: dict[str, Any]) -> None:
+    """Rows of runs started before RUNDATA# existed hold their event and arguments themselves."""
+    first = ops.start_run("nightly-report", {"day": "2026-11-20"}, "token-1")["run_id"]
+    data = ops._table.get_run_data(first)
+    ops._table._client.delete_item(TableName="runs", Key={"pk": {"S": f"RUNDATA#{first}"}})
+    legacy = {"event": data["event"], "type": "manual", "key": "manual:token-1", "source": "manual"}
+    put_row(ops._table, first, trigger=legacy, arguments=data["arguments"], status="FAILED")
+
+    shown = ops.get_run(first)
+    assert (shown["arguments"], shown["trigger"]["event"]) == ({"day": "2026-11-20"}, json.loads(data["event"]))
+    new = ops.retry_run(first)["run_id"]
+    new_data = ops._table.get_run_data(new)
+    assert (new_data["arguments"], new_data["event"], new_data["retry_of"]) == (data["arguments"], data["event"], first)
 
 
 def test_a_live_run_or_an_unknown_one_cannot_be_retried(ops: Operations) -> None:

@@ -1,5 +1,6 @@
 """`list_runs` over 250 runs: newest first, every page joined gives each run once, every filter
-answers from its index (Query only, never Scan), and bad input says what is wrong."""
+answers from its keys-only index (Query of keys, then BatchGetItem of the page's rows; never Scan),
+and bad input says what is wrong."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from botocore.awsrequest import AWSResponse
 
 from jobline import operations
 from jobline.errors import UnknownJobError
@@ -54,7 +56,7 @@ def ops() -> Iterator[Operations]:
 @pytest.fixture
 def loaded(ops: Operations, rows: list[dict[str, Any]]) -> Operations:
     for row in reversed(rows):
-        assert ops._table.create_run(row)
+        assert ops._table.create_run(row) is None
     return ops
 
 
@@ -91,7 +93,8 @@ def test_all_runs_newest_first_in_pages_of_200(
     pages = all_pages(loaded, max_results=200)
     assert [len(page) for page in pages] == [200, 50]
     assert joined(pages) == ids(rows)
-    assert set(calls) == {"Query"}
+    # A page: one Query of its keys, one BatchGetItem per 100 of them.
+    assert calls == ["Query", "BatchGetItem", "BatchGetItem", "Query", "BatchGetItem"]
 
 
 def test_small_pages_join_to_every_run_once_in_order(loaded: Operations, rows: list[dict[str, Any]]) -> None:
@@ -138,14 +141,14 @@ def test_filters_page_through_exactly_the_matching_runs(
     pages = all_pages(loaded, max_results=4, **filters)
     assert joined(pages) == expected
     assert all(len(page) == 4 for page in pages[:-1])
-    assert set(calls) == {"Query"}
+    assert set(calls) == {"Query", "BatchGetItem"}
 
 
 def test_a_sparse_filter_keeps_reading_until_the_page_is_full(loaded: Operations, rows: list[dict[str, Any]]) -> None:
     """DynamoDB ends a page after Limit items read (or 1 MB) before filtering: force tiny reads."""
 
     def read_three(params: dict[str, Any], **_: Any) -> None:
-        params.setdefault("Limit", 3)
+        params["Limit"] = 3
 
     loaded._table._client.meta.events.register("provide-client-params.dynamodb.Query", read_three)
     expected = ids([row for row in rows if (row["job"], row["status"]) == ("nightly-report", "TIMEOUT")])
@@ -165,7 +168,45 @@ def test_the_filters_are_served_by_their_index(ops: Operations, calls: list[str]
     ops.list_runs(job="nightly-report")
     ops.list_runs(status="FAILED")
     ops.list_runs(job="nightly-report", status="FAILED")
-    assert indexes == ["by-created", "by-job", "by-status", "by-job"]
+    assert indexes == ["by-created-keys", "by-job-keys", "by-status-keys", "by-job-keys"]
+
+
+def test_the_indexes_hold_keys_only(loaded: Operations) -> None:
+    """So a row write pays an index only when that index's key changes (the template's KEYS_ONLY
+    projections, as the local table is built from template.yaml)."""
+    client = loaded._table._client
+    for index, attribute, value in [
+        ("by-job-keys", "job", "nightly-report"),
+        ("by-status-keys", "status", "FAILED"),
+        ("by-created-keys", "record_type", "RUN"),
+    ]:
+        items = client.query(
+            TableName="runs",
+            IndexName=index,
+            KeyConditionExpression="#k = :v",
+            ExpressionAttributeNames={"#k": attribute},
+            ExpressionAttributeValues={":v": {"S": value}},
+        )["Items"]
+        assert items
+        assert all(set(item) == {"pk", attribute, "created_at"} for item in items)
+
+
+def test_keys_batchgetitem_leaves_unprocessed_are_asked_again(
+    loaded: Operations, rows: list[dict[str, Any]], calls: list[str]
+) -> None:
+    """DynamoDB may answer a BatchGetItem with UnprocessedKeys (throttling, 16 MB): those are
+    read again, and the page is whole and in order."""
+    client = loaded._table._client
+
+    def nothing_processed(params: dict[str, Any], **_: Any) -> tuple[AWSResponse, dict[str, Any]]:
+        client.meta.events.unregister("before-call.dynamodb.BatchGetItem", nothing_processed)
+        requested = json.loads(params["body"])["RequestItems"]
+        return AWSResponse("https://dynamodb", 200, {}, None), {"Responses": {"runs": []}, "UnprocessedKeys": requested}
+
+    client.meta.events.register("before-call.dynamodb.BatchGetItem", nothing_processed)
+    page = loaded.list_runs(max_results=10)
+    assert [run["run_id"] for run in page["runs"]] == ids(rows[:10])
+    assert calls == ["Query", "BatchGetItem", "BatchGetItem"]
 
 
 def test_a_token_stays_valid_while_new_runs_arrive(loaded: Operations, rows: list[dict[str, Any]]) -> None:

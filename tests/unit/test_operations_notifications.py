@@ -15,14 +15,15 @@ from botocore.awsrequest import AWSResponse
 
 from jobline import notifications
 from jobline import settings as settings_module
+from jobline.backends import Observation
 from jobline.catalog import parse_catalog
 from jobline.operations import Operations
 from jobline.settings import Settings
-from jobline.status import apply_observation
+from jobline.state_changes import apply_observation
 from jobline_local.adaptations.delivery import pattern_matches
 from tests.aws_resources import job_spec
 from tests.cfn import resource, template
-from tests.unit.conftest import LambdaContext, load_handler
+from tests.unit.conftest import LambdaContext, load_handler, put_row
 
 pytestmark = pytest.mark.usefixtures("env")
 
@@ -107,7 +108,7 @@ def make_runs(ops: Operations) -> dict[str, str]:
     failed = ops.start_run("word-count", {}, "failed")["run_id"]
     succeeded = ops.start_run("word-count", {}, "succeeded")["run_id"]
     live = ops.start_run("word-count", {}, "live")["run_id"]
-    ops._table.update_run(stopped, lambda row: {**row, "status": "RUNNING", "status_rank": 20})
+    put_row(ops._table, stopped, status="RUNNING", status_rank=20)
     ops.stop_runs([stopped])
     ops._table._client.update_item(
         TableName="runs-streamed",
@@ -123,9 +124,9 @@ def make_runs(ops: Operations) -> dict[str, str]:
     )
     observed = {"attempt": 1, "backend_status": "SUCCEEDED", "status": "SUCCEEDED", "reason": "Completed", "rank": 5}
     observed["event_time"] = "2030-01-01T00:00:00.000Z"
-    ops._table.update_run(succeeded, lambda row: apply_observation(row, observed))
+    apply_observation(Observation(succeeded, 1, observed), ops._table, None)
     ops.stop_runs([failed])  # already FAILED: no write
-    ops._table.update_run(stopped, lambda row: {**row, "note": "a later write to a final row"})
+    put_row(ops._table, stopped, note="a later write to a final row")
     return {"stopped": stopped, "failed": failed, "succeeded": succeeded, "live": live}
 
 
@@ -266,7 +267,7 @@ def test_the_template_streams_the_run_table_to_the_notify_function() -> None:
     assert set(env) <= {name.upper() for name in Settings.model_fields}
 
 
-def test_the_notify_function_may_read_the_stream_and_put_on_the_bus_only() -> None:
+def test_the_notify_function_may_read_the_stream_put_on_the_bus_and_count_fanout_ends_only() -> None:
     allowed: dict[str, str] = {}
     for policy in resource("NotifyFunction")["Properties"]["Policies"]:
         for statement in policy["Statement"]:
@@ -280,6 +281,9 @@ def test_the_notify_function_may_read_the_stream_and_put_on_the_bus_only() -> No
         "dynamodb:GetShardIterator": stream,
         "dynamodb:ListStreams": stream,
         "events:PutEvents": str({"Fn::GetAtt": ["JobBus", "Arn"]}),
+        "dynamodb:PutItem": str({"Fn::GetAtt": ["RunTable", "Arn"]}),  # FANOUT# ended counts, once per run
+        "dynamodb:UpdateItem": str({"Fn::GetAtt": ["RunTable", "Arn"]}),
+        "dynamodb:DeleteItem": str({"Fn::GetAtt": ["RunTable", "Arn"]}),
     }
     sends = [
         statement["Resource"]

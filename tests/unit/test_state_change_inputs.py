@@ -12,9 +12,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from jobline.backends.base import EVENT_TEXT_LIMIT_BYTES, TRUNCATED
+from jobline.dal import _to_item
 from jobline.deps import get_deps
 from tests.unit.conftest import LambdaContext, dlq_messages, load_handler, sample
-from tests.unit.test_status import new_row
+from tests.unit.event_lab import new_row, ticket
 from tests.unit.test_status_ties import RUN_ID, batch, processing, service, training
 
 ITEM_LIMIT_BYTES = 400 * 1024  # DynamoDB's item size limit (names and values, UTF-8)
@@ -43,7 +44,9 @@ def item_size(item: dict[str, Any]) -> int:
 
 @pytest.fixture
 def run(env: dict[str, Any]) -> dict[str, Any]:
-    get_deps().table.create_run({**new_row(max_attempts=3), "run_id": RUN_ID, "version": 1})
+    get_deps().table.create_run(new_row(run_id=RUN_ID))
+    for attempt in (1, 2, 3):
+        env["session"].client("dynamodb").put_item(TableName="runs", Item=_to_item(ticket(RUN_ID, attempt, 3)))
     return env
 
 
@@ -93,7 +96,7 @@ def test_no_input_raises_and_the_row_stays_under_the_item_limit(run: dict[str, A
         ({**batch(1, "RUNNING"), "detail": "text"}, "detail: Input should be a valid dictionary"),
         ({**batch(1, "RUNNING"), "time": "0001-01-01T00:00:00+01:00"}, "time: Value error, time 0001-01-01"),
         (batch(1, "RUNNING") | {"detail": {**batch(1, "RUNNING")["detail"], "startedAt": 10**20}}, "startedAt"),
-        (service(7, "RUNNING"), "has attempts 1 to 3, not 7"),
+        (service(11, "RUNNING"), "attempts are 1 to 10, not 11"),
         (
             batch(1, "FAILED") | {"detail": {**batch(1, "FAILED")["detail"], "container": {"exitCode": 10**40}}},
             "container.exitCode",  # DynamoDB numbers have at most 38 digits

@@ -1,5 +1,5 @@
 """Concurrent state change events for one row, on moto: they converge to the row of the ordered
-sequence, and no exception escapes; a row contended past the caller's time is RowContended."""
+sequence, and no exception escapes; a write whose plan never holds ends, as RowContended."""
 
 from __future__ import annotations
 
@@ -11,12 +11,11 @@ from typing import Any
 import pytest
 from moto.dynamodb.models import DynamoDBBackend
 
-from jobline.dal import RunTable
 from jobline.errors import RowContended
-from jobline.state_changes import Effect, apply_state_change, parse_event
-from tests.unit.backends.conftest import table  # noqa: F401  (the run table fixture, on moto)
-from tests.unit.test_status import new_row
-from tests.unit.test_status_ties import RUN_ID, apply_all, batch, observe
+from jobline.state_changes import WRITE_ROUNDS, Effect, apply_state_change, parse_event, write_planned
+from jobline.status import RowWrite
+from tests.unit.event_lab import Lab, lab, stored  # noqa: F401  (the lab fixture)
+from tests.unit.test_status_ties import batch, observe
 
 STATUSES = ["SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING"]
 
@@ -45,43 +44,44 @@ def atomic_items(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
     return counts
 
 
-def stored(row: dict[str, Any]) -> dict[str, Any]:
-    """A row as the table keeps it: no None values (not written), none of the table's own fields."""
-    if isinstance(row, dict):
-        return {k: stored(v) for k, v in row.items() if v is not None and k not in ("pk", "version", "updated_at")}
-    return row
-
-
 def test_many_concurrent_events_for_one_row_converge_to_the_ordered_row(
-    table: RunTable,  # noqa: F811
+    lab: Lab,  # noqa: F811
     atomic_items: dict[str, int],
 ) -> None:
-    table.create_run({**new_row(max_attempts=2), "run_id": RUN_ID})
     events = [batch(1, s) for s in [*STATUSES, "FAILED"]] + [batch(2, s) for s in [*STATUSES, "SUCCEEDED"]]
-    delivered = events * 4
+    run = lab.new_run(max_attempts=2)
+    for event in events:
+        event["detail"]["tags"]["jobline:run-id"] = run
+    delivered = events * 3
     random.Random(10).shuffle(delivered)
 
     def deliver(event: dict[str, Any]) -> Effect:
-        return apply_state_change(parse_event(event), table, None, None, time_left=lambda: 60.0).effect
+        return apply_state_change(parse_event(event), lab.table, None, None).effect
 
-    with ThreadPoolExecutor(max_workers=16) as pool:
+    with ThreadPoolExecutor(max_workers=8) as pool:
         effects = list(pool.map(deliver, delivered))  # re-raises any exception a delivery raised
 
     assert atomic_items["conflicts"] > 0  # the deliveries did race for the row
-    assert set(effects) <= {Effect.APPLIED, Effect.UNCHANGED}
-    expected = apply_all({**new_row(max_attempts=2), "run_id": RUN_ID}, [observe(e, None) for e in events])
-    assert stored(table.get_run(RUN_ID) or {}) == stored(expected)
+    assert set(effects) == {Effect.APPLIED, Effect.UNCHANGED}
+    expected = lab.deliver_all(lab.new_run(max_attempts=2), [observe(e, None) for e in events])
+    assert stored(lab.row(run)) == stored(expected)
     assert (expected["status"], expected["attempt"]) == ("SUCCEEDED", 2)
 
 
-def test_a_row_contended_past_the_callers_time_is_refused_unchanged(table: RunTable) -> None:  # noqa: F811
-    table.create_run({**new_row(), "run_id": RUN_ID})
-    rival = RunTable(table._client, "runs")  # another writer on the same table
+def test_a_write_whose_plan_never_holds_gives_up_after_its_rounds(lab: Lab) -> None:  # noqa: F811
+    run = lab.new_run()
+    plans: list[Any] = []
 
-    def change_while_a_rival_writes(row: dict[str, Any]) -> dict[str, Any]:
-        rival.update_run(RUN_ID, lambda current: {**current, "reason": f"rival {current.get('version', 0)}"})
-        return {**row, "reason": "mine"}
+    def never_holds(row: dict[str, Any] | None) -> RowWrite:
+        plans.append(row)
+        write = RowWrite()
+        write.conditions.append(f"{write.name('status_rank')} > {write.value('never', 99)}")
+        write.set(write.name("reason"), "never written", "reason")
+        return write
 
-    with pytest.raises(RowContended, match="still contended after 1 concurrent updates"):
-        table.update_run(RUN_ID, change_while_a_rival_writes, time_left=lambda: 0.0)
-    assert (table.get_run(RUN_ID) or {})["reason"] == "rival 0"
+    with pytest.raises(RowContended, match=f"changed by {WRITE_ROUNDS} concurrent writers in a row"):
+        write_planned(lab.table, run, never_holds)
+    assert len(plans) == WRITE_ROUNDS + 1
+    assert plans[0] is None
+    assert lab.row(run)["reason"] == "Recently submitted"
+    assert write_planned(lab.table, "word-count-ffffffffffffffffffff", never_holds) is None  # no such run

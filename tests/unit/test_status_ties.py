@@ -1,5 +1,6 @@
 """Same-second events, every backend: whatever order the events of one second arrive in, and
-however often, the row ends as the ordered sequence leaves it (the backend's own order decides)."""
+however often, the row ends as the ordered sequence leaves it (the backend's own order decides),
+as DynamoDB applies them (moto)."""
 
 from __future__ import annotations
 
@@ -9,14 +10,15 @@ from typing import Any
 
 import boto3
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from moto import mock_aws
 
 from jobline.backends import AttemptDetail, Observation, backend_of_event
-from jobline.state_changes import parse_event, row_change
+from jobline.state_changes import parse_event
+from tests.aws_resources import REGION, create_run_table
 from tests.unit.conftest import sample
-from tests.unit.test_status import new_row
+from tests.unit.event_lab import Lab, stored
 
 RUN_ID = "tied-job-0123456789abcdef0123"
 SECOND = "2026-11-21T00:10:00Z"  # every event of a history carries this one time
@@ -93,15 +95,28 @@ HISTORIES: dict[str, tuple[Builder, list[str], str, str]] = {
 
 
 @pytest.fixture(scope="module")
-def glue() -> Iterator[Any]:
-    """Glue traces its events through the job run's arguments: real job runs, on moto."""
+def aws() -> Iterator[tuple[Any, Lab]]:
+    """Glue traces its events through the job run's arguments: real job runs, on moto, next to
+    the run table the events are applied to."""
     with mock_aws():
-        client = boto3.client("glue", region_name="us-east-1")
+        client = boto3.client("glue", region_name=REGION)
         client.create_job(Name="jobline-example", Role="r", Command={"Name": "glueetl", "ScriptLocation": "s3://b/s"})
         for attempt in (1, 2, 3):
             arguments = {"--jobline_run_id": RUN_ID, "--jobline_attempt": str(attempt)}
             GLUE_RUNS[attempt] = client.start_job_run(JobName="jobline-example", Arguments=arguments)["JobRunId"]
-        yield client
+        ddb = boto3.client("dynamodb", region_name=REGION)
+        create_run_table(ddb, "runs")
+        yield client, Lab(ddb)
+
+
+@pytest.fixture
+def glue(aws: tuple[Any, Lab]) -> Any:
+    return aws[0]
+
+
+@pytest.fixture
+def lab(aws: tuple[Any, Lab]) -> Lab:
+    return aws[1]
 
 
 def observe(event: dict[str, Any], glue: Any) -> Seen:
@@ -109,12 +124,6 @@ def observe(event: dict[str, Any], glue: Any) -> Seen:
     seen = backend_of_event(parsed).observe(parsed, glue)
     assert seen is not None
     return seen
-
-
-def apply_all(row: dict[str, Any], seen: list[Seen]) -> dict[str, Any]:
-    for one in seen:
-        row = row_change(one)(row)
-    return row
 
 
 @st.composite
@@ -132,31 +141,31 @@ def same_second_histories(draw: st.DrawFn) -> tuple[str, int, list[dict[str, Any
     return backend, max_attempts, events[:cut]
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(history=same_second_histories(), data=st.data())
 def test_same_second_events_end_in_the_ordered_row_for_every_backend(
-    glue: Any, history: tuple[str, int, list[dict[str, Any]]], data: st.DataObject
+    glue: Any, lab: Lab, history: tuple[str, int, list[dict[str, Any]]], data: st.DataObject
 ) -> None:
     _, max_attempts, events = history
     ordered = [observe(event, glue) for event in events]
     duplicates = data.draw(st.lists(st.sampled_from(ordered), max_size=len(ordered)))
     delivered = data.draw(st.permutations(ordered + duplicates))
-    expected = apply_all(new_row(max_attempts), ordered)
-    assert apply_all(new_row(max_attempts), delivered) == expected
+    expected = lab.deliver_all(lab.new_run(max_attempts), ordered)
+    assert stored(lab.deliver_all(lab.new_run(max_attempts), delivered)) == stored(expected)
 
 
-def test_a_completed_training_job_never_shows_uploading_whatever_arrived_last(glue: Any) -> None:
+def test_a_completed_training_job_never_shows_uploading_whatever_arrived_last(glue: Any, lab: Lab) -> None:
     uploading, completed = observe(training(1, "InProgress"), glue), observe(training(1, "Completed"), glue)
     for order in ([uploading, completed], [completed, uploading]):
-        detail = apply_all(new_row(), order)["attempts"]["1"]["training"]
+        detail = lab.deliver_all(lab.new_run(), order)["attempts"]["1"]["training"]
         assert (detail["training_status"], detail["secondary_status"]) == ("Completed", "Completed")
 
 
 @pytest.mark.parametrize("backend", sorted(set(HISTORIES) - {"sagemaker_training"}))
-def test_the_last_status_of_one_second_wins_in_either_order(glue: Any, backend: str) -> None:
+def test_the_last_status_of_one_second_wins_in_either_order(glue: Any, lab: Lab, backend: str) -> None:
     build, going, succeeded, _ = HISTORIES[backend]
     running, done = observe(build(1, going[-1]), glue), observe(build(1, succeeded), glue)
     for order in ([running, done], [done, running]):
-        row = apply_all(new_row(max_attempts=1), order)
+        row = lab.deliver_all(lab.new_run(max_attempts=1), order)
         assert (row["status"], row["backend_status"]) == ("SUCCEEDED", succeeded)
         assert row["attempts"]["1"]["backend_status"] == succeeded

@@ -15,6 +15,7 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("local", help="run the stack on a local AWS (the same as `jobline-local`)", add_help=False)
     commands.add_parser("jobs", help="the job catalog; `jobline jobs --help`", add_help=False)
     commands.add_parser("runs", help="start, watch, list, stop and retry runs; `jobline runs --help`", add_help=False)
+    commands.add_parser("fanouts", help="start, list, show and stop fan-outs; `jobline fanouts --help`", add_help=False)
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands.choices:
         parser.print_help()
         return 0 if argv and argv[0] in ("-h", "--help") else 2
@@ -23,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
         from jobline_local.cli import main as local_main
 
         return local_main(rest)
-    if command in ("jobs", "runs"):
+    if command in ("jobs", "runs", "fanouts"):
         from jobline_tools.operator_cli import main as operator_main
 
         return operator_main(argv)

@@ -62,7 +62,7 @@ def job(spec: dict[str, Any]) -> str:
             ("backend", ", ".join(f"{k}={_flat(v)}" for k, v in backend.items() if v not in (None, [], {}))),
             ("timeout", f"{spec['timeout_seconds']} s per attempt"),
             ("retry", f"{retry['attempts']} attempts, {retry['interval_seconds']} s x{retry['backoff_rate']:g}"),
-            ("concurrency", f"at most {spec['max_concurrent_runs']} runs at once"),
+            ("concurrency", _concurrency(spec["max_concurrent_runs"])),
             ("triggers", [kind for kind, declared in spec["triggers"].items() if declared]),
         ]
     )
@@ -70,6 +70,10 @@ def job(spec: dict[str, Any]) -> str:
         return lines + "\n\nparameters: none"
     columns = [("PARAMETER", "name"), ("REQUIRED", "required"), ("DEFAULT", "default"), ("DESCRIPTION", "description")]
     return f"{lines}\n\n{table(parameters, columns)}"
+
+
+def _concurrency(limit: int | None) -> str:
+    return "no limit" if limit is None else f"at most {limit} runs at once"
 
 
 def _flat(value: Any) -> str:
@@ -121,3 +125,30 @@ def run(view: dict[str, Any]) -> str:
 def progress(view: dict[str, Any], clock: str) -> str:
     attempt = f"attempt {view['attempt']}/{view['max_attempts']}" if view["attempt"] else "no attempt yet"
     return f"{clock}  {view['run_id']}  {view['status']:<9} {attempt}  {view['reason']}"
+
+
+def _ended(view: dict[str, Any]) -> str:
+    return ", ".join(f"{status} {n}" for status, n in view["ended"].items()) or "-"
+
+
+def fanouts(items: list[dict[str, Any]]) -> str:
+    rows = [{**f, "created_when": when(f["created_at"]), "ended_runs": _ended(f)} for f in items]
+    columns = [("FAN-OUT ID", "fanout_id"), ("JOB", "job"), ("STATE", "state"), ("CREATED", "created_when")]
+    columns += [("ITEMS", "item_count"), ("REJECTED", "rejected"), ("RUNS", "created"), ("ENDED", "ended_runs")]
+    return table(rows, columns)
+
+
+def fanout(view: dict[str, Any]) -> str:
+    return key_values(
+        [
+            ("fan-out", view["fanout_id"]),
+            ("job", view["job"]),
+            ("state", f"{view['state']}: {view['reason']}" if view.get("reason") else view["state"]),
+            ("manifest", f"{view['manifest']} ({view['format']}, from {view['source']})"),
+            ("created", when(view["created_at"])),
+            ("items", f"{view['item_count']} (lines read: {view['lines_read']}, queued: {view['queued']})"),
+            ("rejected", f"{view['rejected']} (each in the event DLQ with its line and reason)"),
+            ("runs", f"{view['created']} created, {view['running']} not ended"),
+            ("ended", _ended(view)),
+        ]
+    )

@@ -1,15 +1,19 @@
 """The catalog-derived part of template.yaml: one EventBridge Scheduler schedule per schedule trigger,
-and one EventBridge rule per S3 trigger (default bus) and per bus trigger (the job bus).
+one EventBridge rule per S3 trigger and manifest trigger (default bus) and per bus trigger (the job
+bus), and one run state machine per retry policy (jobline_tools.run_machines, with its
+statemachines/run-*.asl.json).
 
 EventBridge does all the matching: each rule carries its trigger's pattern, and its target's
-InputTransformer hands the trigger function `{"job", "trigger", "event"}` (jobline.triggers.
-RuleDelivery), so an object or event no trigger matches invokes nothing.
+InputTransformer sends `{"job", "trigger", "event"}` (jobline.triggers.RuleDelivery) to a queue,
+so an object or event no trigger matches costs nothing, and a burst waits in SQS for its function
+(S3 and bus triggers: their intake queue; manifests: the fan-out request queue).
 
-    python -m jobline_tools.codegen write   # rewrite the generated block of template.yaml
-    python -m jobline_tools.codegen check   # exit 1 (with a diff) when the block is out of date
+    python -m jobline_tools.codegen write   # rewrite the generated block and the definitions
+    python -m jobline_tools.codegen check   # exit 1 (with a diff) when either is out of date
 
-Only the lines between BEGIN_MARKER and END_MARKER are touched; the rest of the template is
-hand-written. The rendering is plain text built here, so it is deterministic and keeps comments.
+Only the lines between BEGIN_MARKER and END_MARKER (and statemachines/run-*.asl.json) are
+touched; the rest of the template is hand-written. The rendering is plain text built here, so it
+is deterministic and keeps comments.
 """
 
 from __future__ import annotations
@@ -28,8 +32,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 
 from jobline import event_patterns, settings
-from jobline.catalog import BusTrigger, Catalog, Job, S3Trigger, ScheduleTrigger, load_catalog
+from jobline.catalog import BusTrigger, Catalog, Job, ManifestTrigger, S3Trigger, ScheduleTrigger, load_catalog
 from jobline.errors import CatalogError, CatalogProblem
+from jobline_tools import run_machines
 
 BEGIN_MARKER = "# BEGIN GENERATED: catalog triggers (make generate)"
 END_MARKER = "# END GENERATED: catalog triggers"
@@ -46,12 +51,11 @@ MAX_DESCRIPTION = 512
 RETRY_ATTEMPTS = 4
 MAX_EVENT_AGE_SECONDS = 3600
 
-# Generated rule names: `jl-<stack token>-<s3|bus>-<job>-<n>`. The token (the first group of the
+# Generated rule names: `jl-<stack token>-<s3|bus|manifest>-<job>-<n>`. The token (the first group of the
 # stack id's UUID) keeps two stacks' rules on the shared default bus apart in 8 characters, where
-# a stack name (up to 128) would not fit a rule name (64). The trigger functions' Lambda
-# permissions and the event DLQ's policy name these prefixes with a wildcard: one statement per
-# function instead of one per rule, because a function policy holds at most 20 KB ("Lambda
-# quotas") and a queue policy 8,192 bytes ("Amazon SQS policy quotas").
+# a stack name (up to 128) would not fit a rule name (64). The target queues' policy and the event
+# DLQ's policy name these prefixes with a wildcard: one statement per queue instead of one per
+# rule, because a queue policy holds at most 8,192 bytes ("Amazon SQS policy quotas").
 RULE_NAME_PREFIX = "jl-${StackToken}"
 STACK_ID_PREFIX = "!Select [0, !Split ['-', !Select [2, !Split ['/', !Ref AWS::StackId]]]]"
 MAX_RULE_NAME = 64
@@ -172,7 +176,7 @@ def _escape_wildcard(text: str) -> str:
     return text.replace("\\", "\\\\").replace("*", "\\*")
 
 
-def s3_key_condition(trigger: S3Trigger) -> list[dict[str, str]]:
+def s3_key_condition(trigger: S3Trigger | ManifestTrigger) -> list[dict[str, str]]:
     """The object key condition: a prefix, a suffix, or both as one wildcard (EventBridge ANDs
     fields, not two conditions on one field), i.e. `<prefix>*<suffix>` with `*` and `\\` escaped:
     the key starts with the prefix and then ends with the suffix."""
@@ -183,7 +187,7 @@ def s3_key_condition(trigger: S3Trigger) -> list[dict[str, str]]:
     return [{"suffix": trigger.suffix}]
 
 
-def s3_rule_pattern(trigger: S3Trigger, bucket: Any) -> dict[str, Any]:
+def s3_rule_pattern(trigger: S3Trigger | ManifestTrigger, bucket: Any) -> dict[str, Any]:
     """`bucket` is the input bucket's name: {"Ref": "InputBucket"} in the template."""
     return {
         "source": ["aws.s3"],
@@ -200,7 +204,7 @@ def bus_rule_pattern(trigger: BusTrigger) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class _Rule:
-    kind: str  # "s3" or "bus"
+    kind: str  # "s3", "bus" or "manifest"
     job: Job
     index: int
     pattern: dict[str, Any]
@@ -224,11 +228,15 @@ def _rules(catalog: Catalog) -> list[_Rule]:
         bucket = {"Ref": "InputBucket"}
         rules += [_Rule("s3", job, i, s3_rule_pattern(t, bucket)) for i, t in enumerate(job.triggers.s3)]
         rules += [_Rule("bus", job, i, bus_rule_pattern(t)) for i, t in enumerate(job.triggers.bus)]
+        rules += [_Rule("manifest", job, i, s3_rule_pattern(t, bucket)) for i, t in enumerate(job.triggers.manifest)]
     return rules
 
 
+# Where each kind of rule delivers (SQS queues; their QueuePolicy admits the kind's rule names).
+RULE_TARGETS = {"s3": "S3IntakeQueue", "bus": "BusIntakeQueue", "manifest": "FanoutRequestQueue"}
+
+
 def _render_rule(rule: _Rule) -> list[str]:
-    function = "S3TriggerFunction" if rule.kind == "s3" else "BusTriggerFunction"
     description = f"jobline: job {rule.job.name}, triggers.{rule.kind}[{rule.index}]"
     lines = [
         f"{rule.logical_id}:",
@@ -244,7 +252,7 @@ def _render_rule(rule: _Rule) -> list[str]:
         f"    EventPattern: {json.dumps(rule.pattern, ensure_ascii=True)}",
         "    Targets:",
         "      - Id: trigger",
-        f"        Arn: !GetAtt {function}.Arn",
+        f"        Arn: !GetAtt {RULE_TARGETS[rule.kind]}.Arn",
         "        InputTransformer:",
         f"          InputTemplate: {_scalar(rule_input_template(rule.job, rule.index))}",
         "        RetryPolicy:",
@@ -319,9 +327,10 @@ def _intrinsic(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[st
 _TemplateLoader.add_multi_constructor("!", _intrinsic)
 
 
-def render(catalog: Catalog, handwritten: dict[str, int]) -> str:
+def render(catalog: Catalog, handwritten: dict[str, int], *, inline_definitions: bool = False) -> str:
     """The text between the markers, in catalog order: every schedule (AWS::Scheduler::Schedule),
-    then every S3 and bus trigger rule (AWS::Events::Rule). `handwritten`: handwritten_rules()."""
+    then every S3, bus and manifest trigger rule (AWS::Events::Rule), then the run state machines by
+    policy (inline_definitions: see run_machines.render_resources). `handwritten`: handwritten_rules()."""
     seen: dict[str, str] = {}
 
     def claim(logical_id: str, job: Job, here: str, field: str) -> None:
@@ -342,11 +351,12 @@ def render(catalog: Catalog, handwritten: dict[str, int]) -> str:
     for rule in rules:
         claim(rule.logical_id, rule.job, f"job {rule.job.name!r}", f"triggers.{rule.kind}[{rule.index}]")
         blocks.append(_render_rule(rule))
+    blocks += run_machines.render_resources(catalog, inline=inline_definitions)
     header = [
         f"{RESOURCE_INDENT}# Do not edit: rendered from layers/jobline/jobline/jobs.yaml by `make generate`.",
     ]
     if not blocks:
-        header.append(f"{RESOURCE_INDENT}# (the catalog declares no schedule, S3 or bus triggers)")
+        header.append(f"{RESOURCE_INDENT}# (the catalog declares no jobs)")
     lines = list(header)
     for block in blocks:
         lines.append("")
@@ -415,8 +425,10 @@ def _summary(catalog: Catalog) -> str:
         sum(len(t.schedule) for t in triggers),
         sum(len(t.s3) for t in triggers),
         sum(len(t.bus) for t in triggers),
+        sum(len(t.manifest) for t in triggers),
     )
-    return "{} schedules, {} S3 rules, {} bus rules".format(*counts)
+    machines = len(run_machines.policies(catalog))
+    return "{} schedules, {} S3 rules, {} bus rules, {} manifest rules, {} run state machines".format(*counts, machines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -428,6 +440,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--catalog", type=Path, default=settings.PACKAGED_CATALOG)
     args = parser.parse_args(argv)
     template: Path = args.template or default_template()
+    definitions = template.parent / run_machines.DEFINITION_DIR
 
     try:
         catalog = load_catalog(args.catalog)
@@ -435,17 +448,21 @@ def main(argv: list[str] | None = None) -> int:
         count = _summary(catalog)
         if args.command == "check":
             diff = block_diff(text, catalog, template.name)
-            if diff:
+            drift = run_machines.definition_drift(definitions, catalog)
+            if diff or drift:
                 print(
-                    f"{template}: the generated triggers block is out of date with {args.catalog}; "
-                    "run `make generate` and commit the result.",
+                    f"{template}: the generated block or the run state machines are out of date with "
+                    f"{args.catalog}; run `make generate` and commit the result.",
                     file=sys.stderr,
                 )
                 sys.stderr.writelines(diff)
+                sys.stderr.writelines(f"{line}\n" for line in drift)
                 return 1
-            print(f"{template}: generated triggers block is up to date ({count})")
+            print(f"{template}: the generated block and run state machines are up to date ({count})")
             return 0
         new_text = replace_block(text, render(catalog, handwritten_rules(text)))
+        for done in run_machines.write_definitions(definitions, catalog):
+            print(f"{template.parent / done.split(' ', 1)[1]}: {done.split(' ', 1)[0]}")
         if new_text == text:
             print(f"{template}: already up to date ({count})")
         else:

@@ -1,5 +1,5 @@
 """Where the CLI's calls go: a deployed stack (--stack), the local stack (--local), or by default the
-stack the environment describes (RUN_TABLE_NAME, STATE_MACHINE_ARN, ... as a function sees them).
+stack the environment describes (RUN_TABLE_NAME, STATE_MACHINE_PREFIX, ... as a function sees them).
 
 A stack's settings are read from its ApiFunction's environment, so the CLI works with exactly the
 table, state machine, queues and buckets the stack's own API uses. The local stack publishes its

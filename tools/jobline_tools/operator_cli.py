@@ -1,4 +1,4 @@
-"""`jobline jobs ...` and `jobline runs ...`: see and steer a stack's jobs and runs from a terminal.
+"""`jobline jobs|runs|fanouts ...`: see and steer a stack's jobs, runs and fan-outs from a terminal.
 
 Every command takes --json (the data, for scripts) and, but for `jobs validate` (a file, no stack),
 where to go: --stack NAME [--region R] [--profile P] for a deployed stack, --local [STATE_DIR] for
@@ -20,6 +20,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from jobline.errors import CatalogError, RejectedInput
+from jobline.fanout_operations import from_operations
 from jobline.operations import Operations
 from jobline.operator_errors import Conflict, NotFound
 from jobline_tools import cli_format
@@ -53,7 +54,7 @@ def parser() -> argparse.ArgumentParser:
     token.add_argument("--client-token", help="names the run: repeating the command with it starts nothing new")
 
     root = argparse.ArgumentParser(prog="jobline", description="See and steer jobline's jobs and runs.")
-    groups = root.add_subparsers(dest="group", required=True, metavar="{jobs,runs}")
+    groups = root.add_subparsers(dest="group", required=True, metavar="{jobs,runs,fanouts}")
     jobs = groups.add_parser("jobs", help="the job catalog").add_subparsers(dest="action", required=True)
     jobs.add_parser("list", parents=[common], help="every job").set_defaults(command=jobs_list)
     show = jobs.add_parser("show", parents=[common], help="one job's definition")
@@ -72,6 +73,7 @@ def parser() -> argparse.ArgumentParser:
     start.add_argument("job")
     start.add_argument("--param", action="append", type=_param, default=[], metavar="NAME=VALUE")
     start.add_argument("--wait", action="store_true", help="then wait for its end (exit code: its outcome)")
+    _fanout_sources(start.add_mutually_exclusive_group())
     start.set_defaults(command=runs_start)
     get = runs.add_parser("get", parents=[common], help="one run: status, attempts, trigger, links")
     get.add_argument("run_id")
@@ -93,7 +95,32 @@ def parser() -> argparse.ArgumentParser:
     wait = runs.add_parser("wait", parents=[common, waiting], help="show a run's progress until it ends")
     wait.add_argument("run_id")
     wait.set_defaults(command=runs_wait)
+
+    fan = groups.add_parser("fanouts", help="fan-outs: one run per manifest item").add_subparsers(
+        dest="action", required=True
+    )
+    fan_start = fan.add_parser("start", parents=[common, token], help="start a fan-out of a job's manifest trigger")
+    fan_start.add_argument("job")
+    _fanout_sources(fan_start.add_mutually_exclusive_group(required=True))
+    fan_start.set_defaults(command=fanouts_start)
+    fan_list = fan.add_parser("list", parents=[common], help="fan-outs, newest first")
+    fan_list.add_argument("--max-results", type=int, default=None, help="1 to 200 (default 50)")
+    fan_list.add_argument("--next-token", help="the next_token of the previous page")
+    fan_list.set_defaults(command=fanouts_list)
+    fan_get = fan.add_parser("get", parents=[common], help="one fan-out: its manifest and counts")
+    fan_get.add_argument("fanout_id")
+    fan_get.set_defaults(command=fanouts_get)
+    fan_stop = fan.add_parser("stop", parents=[common], help="stop a fan-out: its queued items and its runs")
+    fan_stop.add_argument("fanout_id")
+    fan_stop.set_defaults(command=fanouts_stop)
     return root
+
+
+def _fanout_sources(group: argparse._MutuallyExclusiveGroup) -> None:
+    group.add_argument(
+        "--manifest", metavar="FILE|s3://B/K", help="a CSV (with a header) or JSON Lines manifest: one run per line"
+    )
+    group.add_argument("--items", metavar="JSON", type=_items, help='a JSON list of items, e.g. \'[{"name": "a"}]\'')
 
 
 def main(argv: list[str]) -> int:
@@ -135,6 +162,10 @@ def jobs_validate(args: argparse.Namespace) -> int:
 
 
 def runs_start(ops: Operations, args: argparse.Namespace) -> int:
+    if args.manifest or args.items is not None:
+        if args.param or args.wait:
+            return _fail("--param and --wait start one run; a fan-out takes its arguments from its items", 2)
+        return fanouts_start(ops, args)
     names = [name for name, _ in args.param]
     if repeated := sorted({name for name in names if names.count(name) > 1}):
         return _fail(f"parameters given twice: {repeated}", EXIT_BAD_REQUEST)
@@ -178,6 +209,63 @@ def runs_wait(ops: Operations, args: argparse.Namespace) -> int:
     return _wait(ops, args, args.run_id)
 
 
+def fanouts_start(ops: Operations, args: argparse.Namespace) -> int:
+    source: dict[str, Any] = {"items": args.items} if args.items is not None else {}
+    if args.manifest and args.manifest.startswith("s3://"):
+        source["manifest"] = args.manifest
+    elif args.manifest:
+        path = Path(args.manifest)
+        fmt = (
+            "csv"
+            if path.suffix.lower() == ".csv"
+            else "jsonl"
+            if path.suffix.lower() in (".jsonl", ".ndjson")
+            else None
+        )
+        try:
+            source.update(manifest_file=path.read_bytes(), format=fmt)
+        except OSError as error:
+            return _fail(f"cannot read {path}: {error.strerror}", EXIT_BAD_REQUEST)
+    started = from_operations(ops).start(args.job, client_token=args.client_token, **source)
+    return _emit(
+        args,
+        started,
+        lambda r: (
+            f"{r['fanout_id']}  fan-out requested ({r['manifest']})\nwatch it: jobline fanouts get {r['fanout_id']}"
+        ),
+    )
+
+
+def fanouts_list(ops: Operations, args: argparse.Namespace) -> int:
+    page = from_operations(ops).list(args.max_results, args.next_token)
+
+    def render(data: dict[str, Any]) -> str:
+        text = cli_format.fanouts(data["fanouts"]) if data["fanouts"] else "no fan-outs"
+        return text + (f"\n\nmore: add --next-token {data['next_token']}" if data["next_token"] else "")
+
+    return _emit(args, page, render)
+
+
+def fanouts_get(ops: Operations, args: argparse.Namespace) -> int:
+    return _emit(args, from_operations(ops).get(args.fanout_id), cli_format.fanout)
+
+
+def fanouts_stop(ops: Operations, args: argparse.Namespace) -> int:
+    """Page by page until every created run of the fan-out was asked to stop."""
+    fanouts, token, stopped, errors = from_operations(ops), None, [], []
+    while True:
+        result = fanouts.stop(args.fanout_id, token)
+        stopped += result["stopped_runs"]
+        errors += result["errors"]
+        if not (token := result["next_token"]):
+            break
+    result.update(stopped_runs=stopped, errors=errors, next_token=None)
+    _emit(args, result, lambda r: f"{r['fanout_id']}  {r['state']}: {len(r['stopped_runs'])} run(s) stopped")
+    for error in errors:
+        print(f"jobline: not stopped {error['run_id']}: {error['message']}", file=sys.stderr)
+    return EXIT_AWS if errors else EXIT_OK
+
+
 # ---------------------------------------------------------------- helpers
 def _started(ops: Operations, args: argparse.Namespace, result: dict[str, Any], what: str) -> int:
     if not args.wait:
@@ -217,6 +305,16 @@ def _emit(args: argparse.Namespace, data: Any, render: Callable[[Any], str]) -> 
 def _fail(message: str, code: int) -> int:
     print(f"jobline: {message}", file=sys.stderr)
     return code
+
+
+def _items(text: str) -> list[Any]:
+    try:
+        items = json.loads(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"--items must be a JSON list: {error}") from None
+    if not isinstance(items, list):
+        raise argparse.ArgumentTypeError("--items must be a JSON list of objects")
+    return items
 
 
 def _param(text: str) -> tuple[str, str]:

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import math
 import operator
 import re
 from functools import lru_cache, reduce
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from jobline import event_patterns
@@ -26,9 +24,10 @@ RESERVED_ENV_PREFIX = "JOBLINE_"
 
 class RetryStrategy(CatalogModel):
     attempts: int = Field(default=1, ge=1, le=10, description="Total attempts, the first included")
-    interval_seconds: int = Field(default=30, ge=0, le=86_400)
+    # Step Functions refuses IntervalSeconds and MaxDelaySeconds below 1 (States Language, Retry).
+    interval_seconds: int = Field(default=30, ge=1, le=86_400)
     backoff_rate: float = Field(default=2.0, ge=1.0, le=10.0)
-    max_delay_seconds: int = Field(default=3600, ge=0, le=86_400)
+    max_delay_seconds: int = Field(default=3600, ge=1, le=86_400)
     retry_on_timeout: bool = False
 
     @model_validator(mode="after")
@@ -41,15 +40,12 @@ class RetryStrategy(CatalogModel):
             )
         return self
 
-    def delays(self) -> list[int]:
-        """Seconds to wait before attempt 2, 3, ...; the state machine indexes this by attempt.
-
-        A Wait state waits whole seconds, so a fractional delay (interval x a fractional backoff)
-        is rounded up: a retry never comes sooner than declared. Rounding to 1e-6 first absorbs
-        float error (100 x 1.1**2 is 121.00000000000001: 121 s, not 122)."""
+    def delays(self) -> list[float]:
+        """Seconds Step Functions waits before attempt 2, 3, ...: the run's Task retrier waits
+        min(IntervalSeconds x BackoffRate^(n-1), MaxDelaySeconds) before retry n, not rounded
+        (30 s x 1.5^2 is 67.5 s). https://docs.aws.amazon.com/step-functions/latest/dg/concepts-error-handling.html"""
         return [
-            min(math.ceil(round(self.interval_seconds * self.backoff_rate**k, 6)), self.max_delay_seconds)
-            for k in range(self.attempts - 1)
+            min(self.interval_seconds * self.backoff_rate**k, self.max_delay_seconds) for k in range(self.attempts - 1)
         ]
 
 
@@ -110,11 +106,25 @@ class ScheduleTrigger(CatalogModel):
         return value
 
 
+class ManifestTrigger(CatalogModel):
+    """A fan-out: each line of a manifest object (CSV with a header, or JSON Lines) under `prefix`
+    of the input bucket becomes one run (jobline.fanouts)."""
+
+    prefix: str = Field(min_length=1, description="Manifests are objects under this prefix of the input bucket")
+    suffix: str = ""
+    format: Literal["csv", "jsonl"]
+    arguments: dict[str, str] = Field(
+        default_factory=dict,
+        description="parameter -> item field (CSV column, or dotted JSON path); empty: fields are parameters",
+    )
+
+
 class Triggers(CatalogModel):
     s3: list[S3Trigger] = Field(default_factory=list)
     bus: list[BusTrigger] = Field(default_factory=list)
     sqs: bool = False
     schedule: list[ScheduleTrigger] = Field(default_factory=list)
+    manifest: list[ManifestTrigger] = Field(default_factory=list)
 
 
 class Job(CatalogModel):
@@ -125,11 +135,25 @@ class Job(CatalogModel):
     parameters: dict[str, Parameter] = Field(default_factory=dict)
     timeout_seconds: int = Field(default=3600, ge=60, le=14 * 86_400, description="Per attempt")
     retry: RetryStrategy = Field(default_factory=RetryStrategy)
-    max_concurrent_runs: int = Field(default=10, ge=1, le=1000)
+    # None: no limit of jobline's (the job queue's compute environment still bounds what runs).
+    max_concurrent_runs: int | None = Field(default=None, ge=1, le=1000)
     triggers: Triggers = Field(default_factory=Triggers)
     local_command: list[str] | None = Field(
         default=None, description="What the local stack runs in place of the container"
     )
+
+    @property
+    def policy_id(self) -> str:
+        """The id of the run state machine this job's runs execute in (one per retry policy,
+        jobline_tools.codegen): attempts, interval, backoff, cap, retry on timeout, limit or not.
+        Stable, and valid in a state machine name ([A-Za-z0-9-_], a backoff of 1.5 reads 1_5;
+        str() of a float round-trips, so two rates never share an id)."""
+        retry = self.retry
+        backoff = str(retry.backoff_rate).removesuffix(".0").replace(".", "_")
+        return (
+            f"a{retry.attempts}-i{retry.interval_seconds}-b{backoff}-m{retry.max_delay_seconds}"
+            f"-t{int(retry.retry_on_timeout)}-l{int(self.max_concurrent_runs is not None)}"
+        )
 
     @model_validator(mode="after")
     def _name_fits_backend(self) -> Job:
@@ -175,6 +199,12 @@ class Job(CatalogModel):
             *((f"triggers.schedule[{s.name}]", set(s.arguments)) for s in self.triggers.schedule),
             *((f"triggers.bus[{i}]", set(b.arguments)) for i, b in enumerate(self.triggers.bus)),
             *((f"triggers.s3[{i}]", set()) for i in range(len(self.triggers.s3))),
+            # Without a mapping the item's fields are the arguments: only each item can tell.
+            *(
+                (f"triggers.manifest[{i}]", set(m.arguments))
+                for i, m in enumerate(self.triggers.manifest)
+                if m.arguments
+            ),
         ]
         required = {n for n, p in self.parameters.items() if p.required and p.default is None}
         for where, supplied in supplied_by:
@@ -229,6 +259,8 @@ def parse_catalog(raw: Any) -> Catalog:
 
 
 def load_catalog(path: Path) -> Catalog:
+    import yaml  # here: a handler's import never reads the catalog (docs/PERFORMANCE.md)
+
     try:
         raw = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as exc:

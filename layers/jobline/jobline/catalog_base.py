@@ -12,6 +12,7 @@ SECRET_NAME = re.compile(r"(passw(or)?d|secret|token|api_?key|private_?key|crede
 
 
 class CatalogModel(BaseModel):
-    """A catalog entry: unknown fields are errors, and parsed entries never change."""
+    """A catalog entry: unknown fields are errors, and parsed entries never change. Validators are
+    built at the first validation (defer_build), not when a handler imports the module."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import boto3
-
-from jobline.catalog import Catalog, cached_catalog
 from jobline.dal import RunTable
 from jobline.runs import RunStarter
-from jobline.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from jobline.catalog import Catalog
+    from jobline.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -24,7 +24,10 @@ class Deps:
 
     @classmethod
     def build(cls, settings: Settings, catalog: Catalog, session: Any = None) -> Deps:
-        session = session or boto3.session.Session()
+        if session is None:
+            import boto3  # here, not at the top: a handler's import stays light (docs/PERFORMANCE.md)
+
+            session = boto3.session.Session()
         table = RunTable(session.client("dynamodb"), settings.run_table_name)
         starter = RunStarter(settings, table, session.client("stepfunctions"), session.client("s3"))
         return cls(settings=settings, catalog=catalog, table=table, starter=starter, session=session)
@@ -41,5 +44,8 @@ def _client(session: Any, service: str) -> Any:
 
 @lru_cache(maxsize=1)
 def get_deps() -> Deps:
+    from jobline.catalog import cached_catalog
+    from jobline.settings import get_settings
+
     settings = get_settings()
     return Deps.build(settings, cached_catalog(settings.catalog_path))

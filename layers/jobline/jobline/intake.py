@@ -36,6 +36,45 @@ def handle(event: Any, source: str, requests: Callable[[Deps], list[RunRequest]]
     return start_all(wanted, deps, source, event)
 
 
+def sqs_batch(event: Any, context: Any, source: str, record_handler: Callable[..., Any]) -> dict[str, Any]:
+    """An SQS event source's invocation: each record through `record_handler`, with a partial batch
+    response (every record failing is one too, not a Lambda error); an invocation that is not an SQS
+    batch is rejected, not raised."""
+    from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+    from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
+
+    records = event.get("Records") if isinstance(event, dict) else None
+    if not isinstance(records, list) or not all(isinstance(r, dict) and "messageId" in r for r in records):
+        error = MalformedEvent("not an SQS batch: {'Records': [...]}, each record with its messageId")
+        return {"batchItemFailures": [], "rejected": reject(error, event, source, get_deps())}
+    processor = BatchProcessor(event_type=EventType.SQS, model=SqsRecordModel, raise_on_entire_batch_failure=False)
+    return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
+
+
+def handle_queued(
+    event: Any, context: Any, source: str, requests: Callable[[Any, Deps], list[RunRequest]]
+) -> dict[str, Any]:
+    """A batch from an intake queue: each record's body is a rule's delivery (`{"job", "trigger",
+    "event"}`), handled as `handle` handles one. Bad input is rejected (event DLQ) and the record
+    done; an AWS error fails that record alone (partial batch response) and SQS delivers it again."""
+    handled: list[dict[str, Any]] = []
+
+    def record_handler(record: Any) -> None:
+        try:
+            delivery = json.loads(record.body)
+        except ValueError:
+            delivery = record.body  # rejected below as what it is: not a JSON object
+        handled.append(handle(delivery, source, lambda deps: requests(delivery, deps)))
+
+    response = sqs_batch(event, context, source, record_handler)
+    # Lambda reads only batchItemFailures; the rest is for logs and tests.
+    return {
+        **response,
+        "runs": [r for h in handled for r in h["runs"]],
+        "rejected": response.get("rejected", []) + [r for h in handled for r in h["rejected"]],
+    }
+
+
 def require_unicode(value: Any) -> None:
     """Text must be Unicode that can be encoded (JSON's escapes can carry lone surrogates, which no
     AWS API can store or send): refused here, before they reach a row, a hash or a request."""

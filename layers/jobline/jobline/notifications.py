@@ -21,13 +21,12 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-import boto3
 from aws_lambda_powertools.utilities.parser.models import DynamoDBStreamRecordModel
 from botocore.exceptions import BotoCoreError, ClientError
 
 from jobline import run_view
+from jobline.fanout_store import FanoutStore, record_run_end
 from jobline.observability import count, logger
-from jobline.settings import get_settings
 from jobline.status import TERMINAL, RunStatus
 
 SOURCE = "jobline"
@@ -70,6 +69,7 @@ class Notifier:
     bus: str
     failure_topic_arn: str
     redrive_queue_url: str
+    fanouts: FanoutStore | None = None  # counts each fan-out item's end on its FANOUT# record
 
     def email(self, row: dict[str, Any]) -> None:
         """The optional e-mail, before the event: a failed e-mail is retried (with the stream), but a
@@ -116,12 +116,17 @@ def process_stream(event: dict[str, Any], notifier: Notifier) -> dict[str, Any]:
         entry = event_entry(new, notifier.bus)
         try:
             notifier.email(new)
-            if failure := notifier.send(entry):
+            failure = notifier.send(entry)
+            if failure:
                 logger.warning(
                     "run state change refused; queued for redrive", extra={"run_id": new["run_id"], "reason": failure}
                 )
                 notifier.redrive_later(entry)
                 count("RunStateChangeRedrives")
+            # Last: if counting fails, the stream retries from this record (the event's copy dedupes).
+            if notifier.fanouts is not None:
+                record_run_end(new, notifier.fanouts)
+            if failure:
                 continue
         except Exception:
             logger.exception("notification failed; retried from this record", extra={"run_id": new.get("run_id")})
@@ -152,6 +157,10 @@ def process_redrive(records: list[dict[str, Any]], notifier: Notifier) -> dict[s
 
 @lru_cache(maxsize=1)
 def get_notifier() -> Notifier:
+    import boto3  # on first use: importing boto3 and the settings is most of a cold import
+
+    from jobline.settings import get_settings
+
     settings = get_settings()
     session = boto3.session.Session()
     return Notifier(
@@ -161,4 +170,5 @@ def get_notifier() -> Notifier:
         bus=settings.job_bus_name,
         failure_topic_arn=settings.failure_topic_arn,
         redrive_queue_url=settings.notification_redrive_queue_url,
+        fanouts=FanoutStore(session.client("dynamodb"), settings.run_table_name),
     )

@@ -11,7 +11,7 @@ import re
 import uuid
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
@@ -22,10 +22,12 @@ from jobline.clock import now_iso
 from jobline.deps import Deps
 from jobline.errors import UnknownJobError
 from jobline.operator_errors import AlreadyFinished, Conflict, InvalidRequest, JobNotFound, NotFound, RunNotFound
-from jobline.runs import resolve_arguments
-from jobline.settings import Settings, get_settings
-from jobline.status import TERMINAL, RunStatus, stop
+from jobline.runs import resolve_arguments, run_data_of, run_execution_arn
+from jobline.status import TERMINAL, Reason, RunStatus, end_write, stop
 from jobline.triggers import RunRequest, Trigger
+
+if TYPE_CHECKING:
+    from jobline.settings import Settings
 
 MAX_STOP_IDS = 25
 CLIENT_TOKEN = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -83,15 +85,19 @@ class Operations:
             event={"job": job.name, "parameters": parameters, "client_token": token},
         )
         request = RunRequest(job=job, trigger=trigger, arguments=parameters)
-        existing = self._table.get_run(request.run_id)
-        if existing is not None and existing.get("arguments") != resolve_arguments(job, parameters):
+        existing = self._table.get_run_data(request.run_id)
+        if existing is not None and existing["arguments"] != resolve_arguments(job, parameters):
             raise Conflict(f"client token {token!r} already started run {request.run_id} with other parameters")
         started = self._deps.starter.start(request)
         return {"run_id": started.run_id, "job": started.job, "created": started.created, "client_token": token}
 
     def get_run(self, run_id: str) -> dict[str, Any]:
+        """The run's row and its data, read together (one BatchGetItem)."""
+        row, data = self._table.get_run_and_data(run_id) if RUN_ID.match(run_id) else (None, None)
+        if row is None:
+            raise RunNotFound(run_id)
         region = self._deps.session.region_name
-        return run_view.detail(self._row(run_id), region, self._settings.job_log_group_name)
+        return run_view.detail(row, run_data_of(row, data), region, self._settings.job_log_group_name)
 
     def list_runs(
         self,
@@ -134,8 +140,8 @@ class Operations:
         return {"stopped": stopped, "errors": errors}
 
     def retry_run(self, run_id: str, client_token: str | None = None) -> dict[str, Any]:
-        """A new run of a finished run's job with its arguments and trigger event; its row names
-        the previous run in `retry_of` (set right after the start: a repeated request heals it)."""
+        """A new run of a finished run's job with its arguments and trigger event; its data names
+        the previous run in `retry_of`."""
         previous = self._row(run_id)
         if RunStatus(previous["status"]) not in TERMINAL:
             raise Conflict(f"run {run_id} is {previous['status']}: retry a finished run (stop this one first)")
@@ -144,11 +150,11 @@ class Operations:
             type="retry",
             key=f"retry:{run_id}:{token}",
             source=f"retry of {run_id}",
-            event=self._trigger_event(previous),
+            event=self._trigger_event(data := run_data_of(previous, self._table.get_run_data(run_id))),
         )
         job = self._catalog.get(previous["job"])
-        started = self._deps.starter.start(RunRequest(job=job, trigger=trigger, arguments=previous["arguments"]))
-        self._table.update_run(started.run_id, lambda row: {**row, "retry_of": run_id})
+        request = RunRequest(job=job, trigger=trigger, arguments=data["arguments"])
+        started = self._deps.starter.start(request, retry_of=run_id)
         return {"run_id": started.run_id, "job": job.name, "created": started.created, "retry_of": run_id}
 
     # ------------------------------------------------------------ helpers
@@ -164,19 +170,20 @@ class Operations:
             raise AlreadyFinished(f"already {row['status']}")
         self._stop_execution(row)
         at = now_iso()
-        result = self._table.update_run(run_id, lambda current: _stopped(current, at))
-        # The execution will not release its slot any more, whatever the row says now.
-        self._table.release_slot(row["job"], run_id)
-        if result is None:
+        # One conditional write; the run table's stream releases its slot (jobline.slots), as for
+        # every run that ends.
+        ended, before = self._table.write_run(run_id, end_write(RunStatus.STOPPED, Reason.STOPPED_BY_USER.value, at))
+        if before is None:
             raise RunNotFound(run_id)
-        after = result[1]
-        if after["status"] != RunStatus.STOPPED:
-            raise AlreadyFinished(f"already {after['status']}")
+        if not ended:
+            raise AlreadyFinished(f"already {before['status']}")
+        after = stop(before, at) | {"updated_at": at}
         return {**run_view.summary(after), **self._terminate_attempt(after)}
 
     def _stop_execution(self, row: dict[str, Any]) -> None:
-        machine = self._settings.state_machine_arn
-        arn = row.get("execution_arn") or f"{machine.replace(':stateMachine:', ':execution:')}:{row['run_id']}"
+        arn = run_execution_arn(self._settings, self._catalog, row)
+        if arn is None:  # its job left the catalog: no machine of this stack runs it
+            return
         try:
             self._deps.client("stepfunctions").stop_execution(executionArn=arn, error="Stopped", cause=STOP_REASON)
         except ClientError as error:
@@ -191,29 +198,23 @@ class Operations:
         if not (attempt and backend):
             return {}
         try:
-            # Step Functions stops the .sync backends' jobs with the execution; each backend says.
+            # Stopping the execution stops no backend job: each backend stops its attempt's.
             job_id = backend.stop(row, attempt, record, STOP_REASON, self._deps)
         except ClientError as error:
             job = record.get("backend_job_id") or f"of attempt {attempt}"
             return {"warning": f"stopped, but terminating backend job {job} failed: {error}"}
         return {"terminated_backend_job": job_id} if job_id else {}
 
-    def _trigger_event(self, row: dict[str, Any]) -> dict[str, Any]:
-        trigger = row.get("trigger") or {}
-        if "event" in trigger:
-            return json.loads(trigger["event"])
-        uri = trigger["event_s3_uri"]
+    def _trigger_event(self, data: dict[str, Any]) -> dict[str, Any]:
+        if "event" in data:
+            return json.loads(data["event"])
+        uri = data["event_s3_uri"]
         bucket, _, key = uri.removeprefix("s3://").partition("/")
         try:
             body = self._deps.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
         except ClientError as error:
-            raise Conflict(f"the trigger event of run {row['run_id']} ({uri}) cannot be read: {error}") from None
+            raise Conflict(f"the trigger event of run {data['run_id']} ({uri}) cannot be read: {error}") from None
         return json.loads(body)
-
-
-def _stopped(row: dict[str, Any], at: str) -> dict[str, Any]:
-    new = stop(row, at)
-    return row if new == row else {**new, "updated_at": at}
 
 
 def _client_token(token: str | None) -> str:
@@ -226,5 +227,7 @@ def _client_token(token: str | None) -> str:
 
 @lru_cache(maxsize=1)
 def get_operations() -> Operations:
+    from jobline.settings import get_settings  # on first use: pydantic-settings is a slow import
+
     settings = get_settings()
     return Operations(Deps.build(settings, cached_catalog(settings.catalog_path)))

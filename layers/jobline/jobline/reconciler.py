@@ -1,19 +1,18 @@
 """Heal every partial state a run can be left in by lost events, failed calls and crashes.
 
 - A live run that has not moved for a while is looked up where it lives: its backend job is
-  described and the answer applied as one more observation (through the same observers as live
-  events, so the same forward-only rules hold), which also resumes an execution still waiting on
-  a service job's task token; a run whose execution ended without recording an outcome is ended
-  with the reason why.
+  described and the answer applied as one more state change (jobline.state_changes: the same
+  forward-only writes, and an attempt that ended answers its task token, so a lost event or a
+  lost answer heals alike); a run whose execution ended without recording an outcome is ended
+  with the reason why. A run waiting for a concurrency slot is the slot sweep's.
 - A run whose execution never started (StartExecution failed on every delivery, or the
   invocation died between the row and the start) is started from its stored row, or ended
   (FAILED, SubmitFailed) when its job can no longer run.
-- A run that ended while its execution still runs (the resumption of a waiting execution failed
-  on every retry, or an operator's stop could not stop it) is resumed with its outcome, or its
-  execution is stopped and its concurrency slot released.
-- A run that ended a while ago but still holds a concurrency slot (its execution failed or was
-  stopped between RecordOutcome and ReleaseSlot) is taken out of the slot's holders; otherwise
-  the job's next runs would wait for that slot for good.
+- A run that ended while its execution still runs (the answer to its attempt's task token failed
+  on every retry, or an operator's stop could not stop it) is answered with its outcome, or its
+  execution is stopped.
+- Concurrency slots whose hand-off was lost (jobline.slots.Slots.sweep): holders whose runs
+  ended are released, holders still waiting are woken again, free slots go to the oldest waiters.
 
 One run that cannot be healed (a describe call refused, say) is logged and counted, and the
 sweep goes on with the others.
@@ -32,9 +31,10 @@ from jobline.clock import iso_z, now_iso
 from jobline.deps import Deps
 from jobline.errors import RejectedInput
 from jobline.observability import count, logger
-from jobline.runs import execution_arn
+from jobline.runs import state_machine_arn
+from jobline.slots import Slots
 from jobline.state_changes import Effect, apply_state_change
-from jobline.status import TERMINAL, Reason, RunStatus, end_run
+from jobline.status import TERMINAL, Reason, RunStatus, end_write
 
 LIVE_STATUSES = ("PENDING", "STARTING", "RUNNING")
 DEAD_EXECUTION = {"FAILED": "InternalError", "TIMED_OUT": "InternalError", "ABORTED": "Execution stopped"}
@@ -44,14 +44,15 @@ ERROR = "error: "  # how an outcome says the run could not be healed this time
 
 def stale_runs(deps: Deps, older_than: timedelta, now: datetime) -> Iterator[dict[str, Any]]:
     """Live runs not updated for `older_than`; PENDING ones sooner (Settings.unstarted_after_seconds):
-    a started execution moves its row on or refreshes it every 15 s while it waits for a slot."""
+    a started execution moves its row on at once (or registers as a slot's waiter, left to the
+    slot sweep)."""
     unstarted = min(older_than, timedelta(seconds=deps.settings.unstarted_after_seconds))
     for status in LIVE_STATUSES:
         cutoff = iso_z(now - (unstarted if status == RunStatus.PENDING else older_than))
         start: dict[str, str] | None = None
         while True:
-            rows, start = deps.table.query_runs("by-status", ("status", status), limit=200, start_key=start)
-            yield from (row for row in rows if row["updated_at"] < cutoff)
+            rows, start = deps.table.query_runs("by-status-keys", ("status", status), limit=200, start_key=start)
+            yield from (row for row in rows if row["updated_at"] < cutoff and not row.get("waiting_for"))
             if start is None:
                 break
 
@@ -64,40 +65,20 @@ def ended_runs_still_executing(
     costs what the live runs cost, not what the table holds."""
     cutoff = now - older_than
     pages = deps.client("stepfunctions").get_paginator("list_executions")
-    for page in pages.paginate(stateMachineArn=deps.settings.state_machine_arn, statusFilter="RUNNING"):
-        for execution in page["executions"]:
-            if execution["startDate"] >= cutoff:
-                continue
-            row = deps.table.get_run(execution["name"])
-            if row and RunStatus(row["status"]) in TERMINAL and row["updated_at"] < iso_z(cutoff):
-                yield row, execution["executionArn"]
-
-
-def slots_held_by_ended_runs(deps: Deps, older_than: timedelta, now: datetime) -> Iterator[dict[str, Any]]:
-    """Rows of runs that ended before `older_than` and still hold a slot of their catalog job
-    (a holder whose row is gone holds nothing a sweep could check, and is left)."""
-    cutoff = iso_z(now - older_than)
-    for job in deps.catalog.jobs:
-        for run_id in deps.table.slot_holders(job.name):
-            row = deps.table.get_run(run_id)
-            if row and RunStatus(row["status"]) in TERMINAL and row["updated_at"] < cutoff:
-                yield row
-
-
-def heal_slot(row: dict[str, Any], deps: Deps) -> str:
-    """Release the slot of an ended run unless its execution still runs (heal_ended stops that
-    one and releases the slot itself once the run has been over for a while)."""
-    arn = row.get("execution_arn") or execution_arn(deps.settings, row["run_id"])
-    try:
-        status = deps.client("stepfunctions").describe_execution(executionArn=arn)["status"]
-    except ClientError as error:
-        if error.response["Error"]["Code"] != "ExecutionDoesNotExist":
-            raise
-        status = "NONE"
-    if status == "RUNNING":
-        return UNCHANGED
-    deps.table.release_slot(row["job"], row["run_id"])
-    return f"released: the run had ended {row['status']} holding a concurrency slot"
+    # One machine per retry policy of the catalog (jobline.runs.state_machine_arn).
+    machines = sorted({state_machine_arn(deps.settings, job) for job in deps.catalog.jobs})
+    running = (
+        execution
+        for machine in machines
+        for page in pages.paginate(stateMachineArn=machine, statusFilter="RUNNING")
+        for execution in page["executions"]
+    )
+    for execution in running:
+        if execution["startDate"] >= cutoff:
+            continue
+        row = deps.table.get_run(execution["name"])
+        if row and RunStatus(row["status"]) in TERMINAL and row["updated_at"] < iso_z(cutoff):
+            yield row, execution["executionArn"]
 
 
 def describe_backend(row: dict[str, Any], deps: Deps) -> Any | None:
@@ -115,13 +96,12 @@ def heal(row: dict[str, Any], deps: Deps) -> str:
     sfn = deps.client("stepfunctions")
     if event := describe_backend(row, deps):
         outcome = apply_state_change(event, deps.table, deps.client("glue"), sfn)
-        if outcome.effect is not Effect.UNCHANGED:
+        if outcome.effect is not Effect.UNCHANGED or outcome.answered:
             return str(outcome)
-    # The execution records its ARN with its first attempt; before that, its name says it.
-    unstarted = int(row.get("attempt") or 0) == 0 and not row.get("execution_arn")
-    arn = execution_arn(deps.settings, row["run_id"]) if unstarted else row.get("execution_arn")
-    if not arn:
+    # The row names its execution from its creation (the ARN is deterministic).
+    if not (arn := row.get("execution_arn")):
         return UNCHANGED
+    unstarted = int(row.get("attempt") or 0) == 0
     try:
         execution = sfn.describe_execution(executionArn=arn)["status"]
     except ClientError as error:
@@ -145,18 +125,18 @@ def _start(row: dict[str, Any], deps: Deps) -> str:
 
 
 def _end(row: dict[str, Any], deps: Deps, status: RunStatus, reason: str, outcome: str) -> str:
-    ended = deps.table.update_run(row["run_id"], lambda r: {**end_run(r, status, reason, now_iso())})
-    return outcome if ended and ended[0] != ended[1] else UNCHANGED
+    ended, _ = deps.table.write_run(row["run_id"], end_write(status, reason, now_iso()))
+    return outcome if ended else UNCHANGED
 
 
 def heal_ended(row: dict[str, Any], arn: str, deps: Deps) -> str:
-    """A run that ended while its execution still runs: hand a waiting execution its outcome
-    (describing the backend resumes it, as a state change event would), else stop the execution
-    and release the run's slot, which its own ReleaseSlot will now never do."""
+    """A run that ended while its execution still runs: answer a waiting attempt with its outcome
+    (describing the backend answers it, as its state change event would), else stop the
+    execution. Its slot is the stream's (and the slot sweep's) to release, as for every run."""
     sfn = deps.client("stepfunctions")
     event = describe_backend(row, deps)
-    if event and apply_state_change(event, deps.table, deps.client("glue"), sfn).resumed:
-        return "resumed: its waiting execution was handed the outcome"
+    if event and apply_state_change(event, deps.table, deps.client("glue"), sfn).answered:
+        return "answered: its waiting execution was handed the outcome"
     try:
         sfn.stop_execution(
             executionArn=arn,
@@ -166,13 +146,13 @@ def heal_ended(row: dict[str, Any], arn: str, deps: Deps) -> str:
     except ClientError as error:
         if error.response["Error"]["Code"] != "ExecutionDoesNotExist":
             raise
-    deps.table.release_slot(row["job"], row["run_id"])
     return f"stopped: the run had ended {row['status']}, its execution ran on"
 
 
 def reconcile(deps: Deps, older_than: timedelta | None = None, now: datetime | None = None) -> dict[str, str]:
-    """Heal every stale run (older than Settings.reconcile_after_seconds unless told); returns what
-    happened to each, by run id ("error: ..." for one that could not be healed this time)."""
+    """Heal every stale run (older than Settings.reconcile_after_seconds unless told) and every
+    job's slots; returns what happened to each run, by run id, and to the slots the sweep changed,
+    by "slot#<job>" ("error: ..." for what could not be healed this time)."""
     now = now or datetime.now(UTC)
     if older_than is None:
         older_than = timedelta(seconds=deps.settings.reconcile_after_seconds)
@@ -181,9 +161,12 @@ def reconcile(deps: Deps, older_than: timedelta | None = None, now: datetime | N
         outcomes[row["run_id"]] = _guarded(row["run_id"], lambda row=row: heal(row, deps))
     for row, arn in ended_runs_still_executing(deps, older_than, now):
         outcomes[row["run_id"]] = _guarded(row["run_id"], lambda row=row, arn=arn: heal_ended(row, arn, deps))
-    for row in slots_held_by_ended_runs(deps, older_than, now):
-        if row["run_id"] not in outcomes:
-            outcomes[row["run_id"]] = _guarded(row["run_id"], lambda row=row: heal_slot(row, deps))
+    slots = Slots(deps.table, deps.client("stepfunctions"))
+    for job in deps.catalog.jobs:
+        if job.max_concurrent_runs:
+            key = f"slot#{job.name}"
+            if (swept := _guarded(key, lambda job=job: "; ".join(slots.sweep(job.name)) or UNCHANGED)) != UNCHANGED:
+                outcomes[key] = swept
     return outcomes
 
 

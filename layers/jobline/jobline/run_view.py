@@ -1,4 +1,5 @@
-"""What operators see of a run row: a summary (lists, notifications) and the detail with console links."""
+"""What operators see of a run: a summary of its row (lists, notifications) and the detail of its row
+and data with console links."""
 
 from __future__ import annotations
 
@@ -29,25 +30,28 @@ def summary(row: dict[str, Any]) -> dict[str, Any]:
         "trigger_type": trigger.get("type"),
         "trigger_source": trigger.get("source"),
     }
-    if row.get("retry_of"):
-        view["retry_of"] = row["retry_of"]
+    if trigger.get("type") == "retry":  # its key is `retry:<run id>:<client token>` (Operations.retry_run)
+        view["retry_of"] = trigger["key"].split(":")[1]
     return view
 
 
-def detail(row: dict[str, Any], region: str, log_group: str) -> dict[str, Any]:
-    """Everything about a run, with links to its execution and each attempt's backend job and log."""
+def detail(row: dict[str, Any], data: dict[str, Any], region: str, log_group: str) -> dict[str, Any]:
+    """Everything about a run (its row and its data), with links to its execution and each
+    attempt's backend job and log."""
     trigger = row.get("trigger") or {}
     execution_arn = row.get("execution_arn")
     return {
         **summary(row),
+        **({"retry_of": data["retry_of"]} if data.get("retry_of") else {}),
         "backend": row.get("backend"),
         "backend_status": row.get("backend_status"),
         "started_at": row.get("started_at"),
         "updated_at": row.get("updated_at"),
-        "arguments": row.get("arguments") or {},
+        "arguments": data.get("arguments") or {},
         "trigger": {
-            **{k: trigger[k] for k in ("type", "source", "key", "event_s3_uri") if k in trigger},
-            **({"event": json.loads(trigger["event"])} if "event" in trigger else {}),
+            **{k: trigger[k] for k in ("type", "source", "key") if k in trigger},
+            **({"event_s3_uri": data["event_s3_uri"]} if "event_s3_uri" in data else {}),
+            **({"event": json.loads(data["event"])} if "event" in data else {}),
         },
         "execution_arn": execution_arn,
         "attempts": [

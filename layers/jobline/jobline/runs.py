@@ -1,33 +1,39 @@
-"""Starting runs: check arguments, write the trigger event and the row once, start the execution once.
+"""Starting runs: check arguments, write the run's data and its row once, start the execution once.
 
 Everything that can refuse a request is checked before anything is written. A trigger event too
 large to inline is stored first, content-addressed and with S3's conditional write
-(If-None-Match: *), so no object is ever replaced; then the row is written (PENDING) with a
-condition that it does not exist. Whoever creates the row decides the run's trigger event: a
-duplicate delivery removes the object it stored if the row does not point to it, and starts the
-execution with the input built from the stored row, never from its own delivery, so the row, the
-execution and the job all see the creator's event. The execution is named after the run, so it
-starts once. A crash between the row and the start heals on redelivery or at the reconciler's
-next sweep (RunStarter.start_stored).
+(If-None-Match: *), so no object is ever replaced. Then the run's cold data (`RUNDATA#`: trigger
+event or its S3 URI, arguments, retry_of) is written once, with a condition that it does not exist,
+and after it the hot row (`RUN#`, PENDING: status, attempts, times; small, so every later write of
+it is one write unit). Whoever writes the data decides the run's trigger event: a duplicate
+delivery removes the object it stored if the stored data does not point to it, and starts the
+execution with the input built from the stored data, never from its own delivery, so the data,
+the execution and the job all see the first delivery's event. The execution is named after the
+run, so it starts once. A crash between the data, the row and the start heals on redelivery, or
+at the reconciler's next sweep (RunStarter.start_stored).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
 from jobline.backends import BACKENDS, RunSpec
-from jobline.catalog import Job
+from jobline.catalog import Catalog, Job
 from jobline.clock import now_iso, parse_iso_z
 from jobline.dal import RunTable
-from jobline.errors import InvalidArguments, MalformedEvent
-from jobline.settings import Settings
+from jobline.errors import InvalidArguments, MalformedEvent, UnknownJobError
 from jobline.status import RANK_PENDING, TERMINAL, Reason, RunStatus
+from jobline.submit_request import SubmitRequest
 from jobline.triggers import RunRequest
+
+if TYPE_CHECKING:
+    from jobline.settings import Settings
 
 # Waiting in a queue is not part of a job's own timeout, so the state machine's guard on one
 # attempt (against a Batch job whose end is never reported) allows this much beyond it.
@@ -42,6 +48,14 @@ class StoredEvent:
     bucket: str
     key: str
     body: bytes
+
+
+@dataclass(frozen=True)
+class FanoutItem:
+    """The fan-out (manifest) and line a run was started from: the row's sparse `by-fanout` key."""
+
+    fanout_id: str
+    line: int
 
 
 @dataclass(frozen=True)
@@ -93,13 +107,17 @@ def _encodable(text: str) -> bool:
     return True
 
 
-def new_row(request: RunRequest, arguments: dict[str, str], settings: Settings, created_at: str) -> dict[str, Any]:
+def new_row(
+    request: RunRequest, settings: Settings, created_at: str, fanout: FanoutItem | None = None
+) -> dict[str, Any]:
+    """The hot row of a new run: what changes while it runs and what lists show, nothing more
+    (its trigger event and arguments are its cold data, new_run_data)."""
     job = request.job
     # TTL: retention counted from the latest moment the run can still be going, so a row is
     # never expired while its run may be live (the state machine cannot compute epoch times).
-    longest = job.retry.attempts * (job.timeout_seconds + QUEUE_ALLOWANCE_SECONDS) + sum(job.retry.delays())
+    longest = job.retry.attempts * (job.timeout_seconds + QUEUE_ALLOWANCE_SECONDS) + math.ceil(sum(job.retry.delays()))
     created_epoch = int(parse_iso_z(created_at).timestamp())
-    return {
+    row = {
         "run_id": request.run_id,
         "record_type": "RUN",
         "job": job.name,
@@ -113,16 +131,42 @@ def new_row(request: RunRequest, arguments: dict[str, str], settings: Settings, 
         "retry_on_timeout": job.retry.retry_on_timeout,
         "attempts": {},
         "trigger": {"type": request.trigger.type, "key": request.trigger.key, "source": request.trigger.source},
-        "arguments": arguments,
         "created_at": created_at,
         "updated_at": created_at,
         "expires_at": created_epoch + longest + settings.run_retention_days * 86_400,
-        "version": 1,
+        # Deterministic (the execution is named after the run), so known before it starts.
+        "execution_arn": execution_arn(settings, job, request.run_id),
     }
+    if job.max_concurrent_runs is not None:
+        # The stream consumer releases and hands on the slot of a run that ends (jobline.slots).
+        row.update(slot_job=job.name, slot_max=job.max_concurrent_runs)
+    if fanout is not None:
+        row.update(fanout_id=fanout.fanout_id, fanout_line=fanout.line)
+    return row
+
+
+def new_run_data(
+    request: RunRequest, arguments: dict[str, str], event: dict[str, str], expires_at: int, retry_of: str | None
+) -> dict[str, Any]:
+    """The cold data of a new run (`event` is stored_event's inline event or S3 URI). It carries no
+    index key (`job`, `status`, `created_at`...), so no index ever holds it."""
+    data: dict[str, Any] = {"run_id": request.run_id, **event, "arguments": arguments, "expires_at": expires_at}
+    if retry_of:
+        data["retry_of"] = retry_of
+    return data
+
+
+def run_data_of(row: dict[str, Any], data: dict[str, Any] | None) -> dict[str, Any]:
+    """A run's cold data; a row written before the split (no RUNDATA item) holds it itself."""
+    if data is not None:
+        return data
+    trigger = row.get("trigger") or {}
+    legacy = {k: trigger[k] for k in ("event", "event_s3_uri") if k in trigger}
+    return {"run_id": row["run_id"], **legacy, "arguments": row.get("arguments") or {}, "retry_of": row.get("retry_of")}
 
 
 def stored_event(request: RunRequest, settings: Settings) -> tuple[dict[str, str], StoredEvent | None]:
-    """The row's `trigger` event fields: the event inline when small, else a reference to the S3
+    """The run data's event field: the event inline when small, else a reference to the S3
     object it is stored in (never truncated); and that object, when there is one to write."""
     body = json.dumps(request.trigger.event, separators=(",", ":"), default=str).encode()
     limit = BACKENDS[request.job.backend.type].inline_event_limit or settings.inline_event_limit_bytes
@@ -133,12 +177,11 @@ def stored_event(request: RunRequest, settings: Settings) -> tuple[dict[str, str
     return {"event_s3_uri": f"s3://{settings.run_data_bucket}/{key}"}, StoredEvent(settings.run_data_bucket, key, body)
 
 
-def event_variable(row: dict[str, Any]) -> dict[str, str]:
-    """How the job gets the row's trigger event: inline, or as the URI of its S3 object."""
-    trigger = row["trigger"]
-    if "event_s3_uri" in trigger:
-        return {"JOBLINE_TRIGGER_EVENT_S3_URI": trigger["event_s3_uri"]}
-    return {"JOBLINE_TRIGGER_EVENT": trigger["event"]}
+def event_variable(data: dict[str, Any]) -> dict[str, str]:
+    """How the job gets the run's trigger event: inline, or as the URI of its S3 object."""
+    if "event_s3_uri" in data:
+        return {"JOBLINE_TRIGGER_EVENT_S3_URI": data["event_s3_uri"]}
+    return {"JOBLINE_TRIGGER_EVENT": data["event"]}
 
 
 def job_environment(job: Job, run_id: str, arguments: dict[str, str], event_variable: dict[str, str]) -> dict[str, str]:
@@ -156,13 +199,13 @@ def job_environment(job: Job, run_id: str, arguments: dict[str, str], event_vari
 def execution_input(
     request: RunRequest, arguments: dict[str, str], event_variable: dict[str, str], settings: Settings
 ) -> dict[str, Any]:
-    """What the state machine needs for every attempt; per-attempt values are added in ASL."""
+    """What the state machine needs for every attempt; per-attempt values are the submitter's."""
     return _execution_input(request.job, request.run_id, arguments, event_variable, settings)
 
 
-def stored_execution_input(job: Job, row: dict[str, Any], settings: Settings) -> dict[str, Any]:
-    """The execution input of a stored run: its arguments and trigger event as its row holds them."""
-    return _execution_input(job, row["run_id"], row["arguments"], event_variable(row), settings)
+def stored_execution_input(job: Job, data: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    """The execution input of a stored run: its arguments and trigger event as its data holds them."""
+    return _execution_input(job, data["run_id"], data["arguments"], event_variable(data), settings)
 
 
 def _execution_input(
@@ -177,19 +220,26 @@ def _execution_input(
         arguments=arguments,
         environment=environment,
     )
-    backend_input = BACKENDS[job.backend.type].execution_input(job.backend, run, settings)
-    return {
+    backend = BACKENDS[job.backend.type]
+    guard = job.timeout_seconds + QUEUE_ALLOWANCE_SECONDS
+    payload: dict[str, Any] = {
         "run_id": run_id,
         "job": job.name,
         "backend": job.backend.type,
-        "max_attempts": job.retry.attempts,
-        "retry_on_timeout": job.retry.retry_on_timeout,
-        # Index i is the wait before attempt i + 2; padded so any attempt can index it.
-        "retry_delays": [*job.retry.delays(), 0],
-        "max_concurrent_runs": job.max_concurrent_runs,
-        "guard_timeout_seconds": job.timeout_seconds + QUEUE_ALLOWANCE_SECONDS,
-        **backend_input,
+        "submit_queue_url": settings.submit_queue_url(backend.submit_api),
+        "guard_timeout_seconds": guard,
+        # The Attempt state sends this to the submit queue as the message's `request`.
+        "request": SubmitRequest(
+            backend=job.backend.type,
+            max_attempts=job.retry.attempts,
+            retry_on_timeout=job.retry.retry_on_timeout,
+            guard_timeout_seconds=guard,
+            params=backend.submit_request(job.backend, run, settings),
+        ).model_dump(),
     }
+    if job.max_concurrent_runs is not None:
+        payload["slot"] = {"job": job.name, "max": job.max_concurrent_runs}
+    return payload
 
 
 class RunStarter:
@@ -199,35 +249,42 @@ class RunStarter:
         self._sfn = sfn
         self._s3 = s3
 
-    def start(self, request: RunRequest) -> StartedRun:
+    def start(
+        self, request: RunRequest, *, retry_of: str | None = None, fanout: FanoutItem | None = None
+    ) -> StartedRun:
+        """Start the run a request names, once however often it is delivered. `retry_of`: the run
+        an operator retries; `fanout`: the manifest line the run comes from."""
         check_trigger(request)
         arguments = resolve_arguments(request.job, request.arguments)
-        row = new_row(request, arguments, self._settings, now_iso())
+        row = new_row(request, self._settings, now_iso(), fanout)
         fields, stored = stored_event(request, self._settings)
-        row["trigger"].update(fields)
+        data = new_run_data(request, arguments, fields, row["expires_at"], retry_of)
         # What the backend cannot run is refused here, before anything is written.
-        stored_execution_input(request.job, row, self._settings)
+        stored_execution_input(request.job, data, self._settings)
         if stored is not None:
             self._put_once(stored)
-        created = self._table.create_run(row)
-        if not created:
-            row = self._table.get_run(request.run_id) or row
-            if stored is not None and row["trigger"].get("event_s3_uri") != fields["event_s3_uri"]:
-                self._s3.delete_object(Bucket=stored.bucket, Key=stored.key)  # the row keeps the creator's event
+        if (kept := self._table.create_run_data(data)) is not None:
+            if stored is not None and kept.get("event_s3_uri") != fields["event_s3_uri"]:
+                self._s3.delete_object(Bucket=stored.bucket, Key=stored.key)  # the run keeps the first event
+            data = kept
+        existing = self._table.create_run(row)
         # A redelivered trigger restarts an execution lost to a crash, never one of a run that
         # has ended meanwhile (an operator may stop a run before its execution began).
-        if created or RunStatus(row["status"]) not in TERMINAL:
-            self.start_stored(request.job, row)
-        return StartedRun(run_id=request.run_id, job=request.job.name, created=created)
+        if existing is None or RunStatus(existing["status"]) not in TERMINAL:
+            self.start_stored(request.job, existing or row, data)
+        return StartedRun(run_id=request.run_id, job=request.job.name, created=existing is None)
 
-    def start_stored(self, job: Job, row: dict[str, Any]) -> None:
-        """Start the execution of a stored run, from what its row holds. Standard workflows run a
-        name once: the same run started again (by a duplicate delivery, by this one before a
-        crash, by the reconciler) raises ExecutionAlreadyExists or returns the same execution."""
-        payload = stored_execution_input(job, row, self._settings)
+    def start_stored(self, job: Job, row: dict[str, Any], data: dict[str, Any] | None = None) -> None:
+        """Start the execution of a stored run, from what its data holds (read when not given).
+        Standard workflows run a name once: the same run started again (by a duplicate delivery,
+        by this one before a crash, by the reconciler) raises ExecutionAlreadyExists or returns
+        the same execution."""
+        if data is None:
+            data = run_data_of(row, self._table.get_run_data(row["run_id"]))
+        payload = stored_execution_input(job, data, self._settings)
         try:
             self._sfn.start_execution(
-                stateMachineArn=self._settings.state_machine_arn,
+                stateMachineArn=state_machine_arn(self._settings, job),
                 name=row["run_id"],
                 input=json.dumps(payload, separators=(",", ":")),
             )
@@ -252,7 +309,24 @@ class RunStarter:
                 raise
 
 
-def execution_arn(settings: Settings, run_id: str) -> str:
+def state_machine_arn(settings: Settings, job: Job) -> str:
+    """The run state machine of the job's retry policy (jobline_tools.run_machines generates one
+    per policy, named `<stack>-run-<policy id>`)."""
+    return f"{settings.state_machine_prefix}{job.policy_id}"
+
+
+def execution_arn(settings: Settings, job: Job, run_id: str) -> str:
     """The ARN of a run's execution (named after the run), known before it exists."""
-    machine = settings.state_machine_arn
+    machine = state_machine_arn(settings, job)
     return f"{machine.replace(':stateMachine:', ':execution:', 1)}:{run_id}"
+
+
+def run_execution_arn(settings: Settings, catalog: Catalog, row: dict[str, Any]) -> str | None:
+    """A row's execution: the ARN its row stores, else the one its job's machine gives it (a row
+    written before rows stored it); None when its job has left the catalog (no machine to name)."""
+    if arn := row.get("execution_arn"):
+        return str(arn)
+    try:
+        return execution_arn(settings, catalog.get(row["job"]), row["run_id"])
+    except UnknownJobError:
+        return None

@@ -46,11 +46,11 @@ def plan(
     """The one index that answers the request: by job (status as a filter), by status, or all runs."""
     status = parse_status(status) if status else None
     if job:
-        index, partition, status_filter = "by-job", ("job", job), status
+        index, partition, status_filter = "by-job-keys", ("job", job), status
     elif status:
-        index, partition, status_filter = "by-status", ("status", status), None
+        index, partition, status_filter = "by-status-keys", ("status", status), None
     else:
-        index, partition, status_filter = "by-created", ("record_type", "RUN"), None
+        index, partition, status_filter = "by-created-keys", ("record_type", "RUN"), None
     return RunsQuery(
         index=index,
         partition=partition,

@@ -1,28 +1,49 @@
 """Backend job state change events, turned into observations of a run's attempt and applied.
 
 Each backend (jobline.backends) parses its own events and says which run and attempt one is
-about; here the observation moves the run's row forward (jobline.status), and an execution
-waiting on the attempt's task token is resumed. Whatever shape arrives, it is parsed into one of
-the backends' models or refused as MalformedEvent; every string an event puts in the row is
-bounded by the backends (jobline.backends.base.bounded).
+about; here the observation moves the run's row forward with one conditional write (the rules
+are jobline.status's), and the execution waiting on an attempt that ended is answered: the
+attempt's task token (in its ticket, written by the submitter) gets SendTaskSuccess, or
+SendTaskFailure with the error its Retry and Catch name (jobline.status.ATTEMPT_ERROR_FOR).
+Whatever shape arrives, it is parsed into one of the backends' models or refused as
+MalformedEvent; every string an event puts in the row is bounded by the backends
+(jobline.backends.base.bounded).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from botocore.exceptions import ClientError
 
-from jobline.backends import EVENT_MODELS, AttemptDetail, Observation, backend_of_event
+from jobline.backends import EVENT_MODELS, AttemptDetail, Observation, StateChangeEvent, backend_of_event
 from jobline.clock import now_iso
 from jobline.dal import RunTable
-from jobline.errors import MalformedEvent
-from jobline.status import TERMINAL, RunStatus, apply_attempt_detail, apply_observation
+from jobline.errors import MalformedEvent, RowContended
+from jobline.status import (
+    ATTEMPT_ERROR_FOR,
+    TERMINAL,
+    Reason,
+    RowWrite,
+    RunStatus,
+    detail_write,
+    earlier_start_write,
+    event_write,
+    run_move,
+)
+
+# SendTask* answers that mean nothing waits on the token any more (answered before, the
+# execution moved on, stopped or timed out): https://docs.aws.amazon.com/step-functions/latest/apireference/API_SendTaskSuccess.html
+NOTHING_WAITS = frozenset({"InvalidToken", "TaskTimedOut", "TaskDoesNotExist"})
+# A write whose condition fails is re-planned from the row DynamoDB returned; each failure means
+# another writer changed the row in between, so a few rounds always suffice.
+WRITE_ROUNDS = 8
+# SendTaskFailure's cause is at most 32,768 characters.
+CAUSE_LIMIT = 32_768
 
 
 class Effect(StrEnum):
@@ -39,10 +60,10 @@ class Outcome:
     note: str
     before: RunStatus | None = None
     after: RunStatus | None = None
-    resumed: bool = False  # a waiting execution was handed the attempt's outcome
+    answered: bool = False  # the execution waiting on the attempt was handed its outcome
 
     def __str__(self) -> str:
-        return f"{self.effect}: {self.note}" + (" (execution resumed)" if self.resumed else "")
+        return f"{self.effect}: {self.note}" + (" (execution answered)" if self.answered else "")
 
 
 NOT_JOBLINE = Outcome(Effect.IGNORED, "not a jobline job")
@@ -50,7 +71,7 @@ NO_SUCH_RUN = Outcome(Effect.IGNORED, "no such run")
 STALE = Outcome(Effect.UNCHANGED, "duplicate or stale event")
 
 
-def parse_event(event: object) -> EventBridgeModel:
+def parse_event(event: object) -> StateChangeEvent:
     """A state change event as its backend's model; MalformedEvent (or pydantic's ValidationError,
     saying what is wrong) for anything else."""
     if not isinstance(event, dict):
@@ -61,64 +82,94 @@ def parse_event(event: object) -> EventBridgeModel:
     return EVENT_MODELS[detail_type].model_validate(event)
 
 
-def apply_state_change(
-    event: EventBridgeModel, table: RunTable, glue: Any, sfn: Any, time_left: Callable[[], float] | None = None
-) -> Outcome:
-    """Move the run's row forward. `glue` traces Glue events to their run; `sfn` resumes executions;
-    `time_left` bounds the retries of a contended row (RunTable.update_run)."""
+def apply_state_change(event: StateChangeEvent, table: RunTable, glue: Any, sfn: Any) -> Outcome:
+    """Move the run's row forward and answer the attempt's task token when the attempt ended.
+    `glue` traces Glue events to their run; `sfn` answers task tokens."""
     seen = backend_of_event(event).observe(event, glue)
     if seen is None:
         return NOT_JOBLINE
-    if (result := table.update_run(seen.run_id, _changed_at(seen.attempt, row_change(seen)), time_left)) is None:
+    if isinstance(seen, AttemptDetail):
+        return apply_detail(seen, table)
+    return apply_observation(seen, table, sfn)
+
+
+def apply_detail(seen: AttemptDetail, table: RunTable) -> Outcome:
+    now = now_iso()
+    result = write_planned(
+        table, seen.run_id, lambda row: detail_write(seen.run_id, seen.attempt, seen.name, seen.detail, now, row)
+    )
+    if result is None:
         return NO_SUCH_RUN
-    if isinstance(seen, AttemptDetail):
-        return STALE if result[0] == result[1] else Outcome(Effect.APPLIED, f"{seen.name} detail")
-    before, after = result
-    resumed = _resume_waiting_execution(after, seen.attempt, sfn)
-    if before == after and not resumed:
-        return STALE
-    statuses = RunStatus(before["status"]), RunStatus(after["status"])
-    return Outcome(Effect.APPLIED, f"{statuses[0]} -> {statuses[1]}", *statuses, resumed=resumed)
+    return Outcome(Effect.APPLIED, f"{seen.name} detail") if result[0] else STALE
 
 
-def row_change(seen: Observation | AttemptDetail) -> Callable[[dict[str, Any]], dict[str, Any]]:
-    """What one event's news does to its run's row (jobline.status; no I/O)."""
-    if isinstance(seen, AttemptDetail):
-        return lambda row: apply_attempt_detail(row, seen.attempt, seen.name, seen.detail)
-    return lambda row: apply_observation(row, seen.observed)
+def apply_observation(seen: Observation, table: RunTable, sfn: Any) -> Outcome:
+    """One observation of an attempt: the row's write, then (the attempt ended) its answer. The
+    answer is given again for a duplicate, since the first may have been lost, unless the run
+    has gone on to a later attempt (then its execution had the answer)."""
+    observed, now = seen.observed, now_iso()
+    ended = RunStatus(observed["status"]) in TERMINAL
+    ticket = table.attempt_ticket(seen.run_id, seen.attempt) if ended else None
+    move = run_move(observed, ticket)
+    planned: list[RowWrite] = []
+
+    def plan(row: dict[str, Any] | None) -> RowWrite | None:
+        write = event_write(seen.run_id, observed, move, now, row)
+        planned[:] = [write] if write else []
+        return write
+
+    if (result := write_planned(table, seen.run_id, plan)) is None:
+        return NO_SUCH_RUN
+    applied, before = result
+    moved = applied and planned[0].moves
+    started = observed.get("started_at")
+    if applied and started and str(before.get("started_at") or started) > started:
+        table.write_run(seen.run_id, earlier_start_write(started, now))
+    attempt_now = seen.attempt if moved else int(before.get("attempt", 0))
+    answered = bool(ended and ticket and attempt_now == seen.attempt and answer_attempt(sfn, ticket, observed))
+    if not applied:
+        return Outcome(STALE.effect, STALE.note, answered=answered)
+    statuses = RunStatus(before["status"]), move.status if moved else RunStatus(before["status"])
+    note = f"{statuses[0]} -> {statuses[1]}" if moved else f"attempt {seen.attempt} record"
+    return Outcome(Effect.APPLIED, note, *statuses, answered=answered)
 
 
-def _changed_at(
-    attempt: int, change: Callable[[dict[str, Any]], dict[str, Any]]
-) -> Callable[[dict[str, Any]], dict[str, Any]]:
-    """`change`, stamped with the time it changed the row; an attempt the run cannot have (each
-    keeps a record in the row, so unbounded numbers would grow it without end) is refused."""
+def write_planned(
+    table: RunTable, run_id: str, plan: Callable[[dict[str, Any] | None], RowWrite | None]
+) -> tuple[bool, dict[str, Any]] | None:
+    """Make the write `plan(None)` (the normal path); when its condition fails, the write
+    `plan(row)` says is still owed given the row DynamoDB returned, until one holds or none is
+    owed. (applied, the row before the write or as it stands); None when there is no such run."""
+    write = plan(None)
+    for _ in range(WRITE_ROUNDS):
+        assert write is not None  # the normal path always writes; later rounds return below
+        applied, row = table.write_run(run_id, write)
+        if row is None:
+            return None
+        if applied or (write := plan(row)) is None:
+            return applied, row
+    raise RowContended(f"run {run_id}: changed by {WRITE_ROUNDS} concurrent writers in a row")
 
-    def apply(row: dict[str, Any]) -> dict[str, Any]:
-        if not 1 <= attempt <= int(row["max_attempts"]):
-            raise MalformedEvent(f"run {row['run_id']} has attempts 1 to {row['max_attempts']}, not {attempt}")
-        new = change(row)
-        if new != row:
-            new["updated_at"] = now_iso()
-        return new
 
-    return apply
-
-
-def _resume_waiting_execution(row: dict[str, Any], attempt: int, sfn: Any) -> bool:
-    """Batch service jobs have no .sync integration: the execution waits on a task token stored in
-    the row, and the attempt's terminal event hands the outcome back. If the event came first, the
-    state machine's conditional write of the token fails and it asks DescribeServiceJob itself."""
-    token = row.get("task_token")
-    record = (row.get("attempts") or {}).get(str(attempt)) or {}
-    if not token or row.get("task_token_attempt") != attempt or record.get("status") not in TERMINAL:
+def answer_attempt(sfn: Any, ticket: Mapping[str, Any], observed: Mapping[str, Any]) -> bool:
+    """Hand the attempt's outcome to the execution waiting on its task token. False when nothing
+    waits any more; any other refusal is raised (the event is delivered again)."""
+    token = ticket.get("task_token")
+    if not token:
         return False
-    outcome = json.dumps({"status": record["status"], "reason": record["reason"]})
+    status = RunStatus(observed["status"])
     try:
-        sfn.send_task_success(taskToken=token, output=outcome)
+        if status is RunStatus.SUCCEEDED:
+            output = {"attempt": observed["attempt"], "status": status.value, "reason": observed["reason"]}
+            sfn.send_task_success(taskToken=token, output=json.dumps(output))
+        else:
+            why = observed.get("status_reason") or observed["reason"]
+            cause = f"attempt {observed['attempt']} {status}: {why}"[:CAUSE_LIMIT]
+            sfn.send_task_failure(
+                taskToken=token, error=str(ATTEMPT_ERROR_FOR[Reason(observed["reason"])]), cause=cause
+            )
     except ClientError as error:
-        # Already resumed (a duplicate event) or the execution moved on: nothing waits any more.
-        if error.response["Error"]["Code"] in ("TaskTimedOut", "InvalidToken", "TaskDoesNotExist"):
+        if error.response["Error"]["Code"] in NOTHING_WAITS:
             return False
         raise
     return True

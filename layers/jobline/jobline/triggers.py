@@ -10,23 +10,21 @@ id; a schedule by its name and scheduled time; a bus event by its idempotency ke
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from aws_lambda_powertools.utilities.parser.models import (
-    EventBridgeModel,
-    S3EventNotificationEventBridgeModel,
-    SqsRecordModel,
-)
 from pydantic import BaseModel, ConfigDict, Field
 
 from jobline.catalog import Catalog, Job
 from jobline.errors import MalformedEvent, NoMatchingJob
 
-TriggerType = Literal["s3", "sqs", "schedule", "bus", "manual", "retry"]
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
+
+TriggerType = Literal["s3", "sqs", "schedule", "bus", "manual", "retry", "manifest"]
 
 
 class Trigger(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     type: TriggerType
     key: str = Field(description="What makes this trigger one logical event")
@@ -35,7 +33,7 @@ class Trigger(BaseModel):
 
 
 class RunRequest(BaseModel):
-    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True, defer_build=True)
 
     job: Job
     trigger: Trigger
@@ -55,7 +53,7 @@ def run_id(job_name: str, trigger_key: str) -> str:
 class SqsJobMessage(BaseModel):
     """The body of a message on the trigger queue."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     job: str = Field(min_length=1, max_length=64)
     arguments: dict[str, str] = Field(default_factory=dict)
@@ -65,7 +63,7 @@ class SqsJobMessage(BaseModel):
 class ScheduleInput(BaseModel):
     """What an EventBridge Scheduler schedule sends (see jobline.codegen.schedule_input)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     job: str
     schedule: str
@@ -79,7 +77,7 @@ class RuleDelivery(BaseModel):
     triggers the rule stands for, and the event EventBridge matched (jobline_tools.codegen renders
     the rule's InputTransformer)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     job: str = Field(min_length=1)
     trigger: int = Field(ge=0, description="Index in the job's triggers.s3 or triggers.bus")
@@ -97,6 +95,9 @@ def _delivered(raw: dict[str, Any], catalog: Catalog, kind: Literal["s3", "bus"]
 
 def from_s3(raw: dict[str, Any], catalog: Catalog) -> list[RunRequest]:
     """EventBridge matched the object to this job's S3 trigger; the key names the run."""
+    # Powertools' parser models on first use: the package is a quarter of `import boto3`.
+    from aws_lambda_powertools.utilities.parser.models import S3EventNotificationEventBridgeModel
+
     job, _, event = _delivered(raw, catalog, "s3")
     parsed = S3EventNotificationEventBridgeModel.model_validate(event)
     bucket, obj = parsed.detail.bucket.name, parsed.detail.object
@@ -111,6 +112,8 @@ def from_s3(raw: dict[str, Any], catalog: Catalog) -> list[RunRequest]:
 
 def from_bus(raw: dict[str, Any], catalog: Catalog) -> list[RunRequest]:
     """EventBridge matched the event to this bus trigger; its paths give the key and the arguments."""
+    from aws_lambda_powertools.utilities.parser.models import EventBridgeModel  # on first use, as above
+
     job, index, event = _delivered(raw, catalog, "bus")
     parsed = EventBridgeModel.model_validate(event)
     bus_trigger = job.triggers.bus[index]

@@ -162,7 +162,9 @@ def adapt_rule_lambda_targets() -> None:
     """moto 5.2.5's Rule.send_to_targets raises NotImplementedError for a Lambda target (and so
     fails the whole PutEvents call), and ignores the rule's state. Deliver Lambda targets
     through the `lambda_target` hook (the local Lambda service, which invokes asynchronously as
-    EventBridge does); every other target type keeps moto's delivery."""
+    EventBridge does), and SQS targets that transform their input with that input as the message
+    body (moto's own transformer lacks `<aws.events.event.json>`, which the intake queues' rules
+    use); every other target keeps moto's delivery."""
     from moto.events.models import Rule
     from moto.utilities.arns import parse_arn
 
@@ -174,8 +176,11 @@ def adapt_rule_lambda_targets() -> None:
         deliver = hooks["lambda_target"]
         others = []
         for target in self.targets:
-            if deliver is not None and parse_arn(target["Arn"]).service == "lambda":
+            service = parse_arn(target["Arn"]).service
+            if deliver is not None and service == "lambda":
                 deliver(self.arn, target, lambda_target_payload(target, original_event, self.arn))
+            elif service == "sqs" and {"Input", "InputPath", "InputTransformer"} & set(target):
+                _send_to_queue(target, lambda_target_payload(target, original_event, self.arn))
             else:
                 others.append(target)
         if others:
@@ -184,6 +189,20 @@ def adapt_rule_lambda_targets() -> None:
             original(rest, original_event, transform_input)
 
     replace(Rule, "send_to_targets", send_to_targets)
+
+
+def _send_to_queue(target: dict[str, Any], payload: Any) -> None:
+    """An SQS target gets the (transformed) input as its message body, JSON as JSON text
+    (EventBridge user guide, "Amazon SQS queue as a target")."""
+    from moto.sqs import sqs_backends
+    from moto.utilities.arns import parse_arn
+
+    arn = parse_arn(target["Arn"])
+    sqs_backends[arn.account][arn.region].send_message(
+        queue_name=arn.resource_id,
+        message_body=payload if isinstance(payload, str) else json.dumps(payload),
+        group_id=target.get("SqsParameters", {}).get("MessageGroupId"),
+    )
 
 
 _S3_REASONS = {

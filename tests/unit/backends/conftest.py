@@ -12,7 +12,7 @@ from moto import mock_aws
 
 from jobline.catalog import parse_catalog
 from jobline.dal import RunTable
-from jobline.runs import new_row
+from jobline.runs import execution_input, new_row
 from jobline.settings import Settings
 from jobline.state_changes import parse_event
 from jobline.triggers import RunRequest, Trigger
@@ -21,7 +21,7 @@ from tests.unit.conftest import sample
 
 SETTINGS = Settings(
     run_table_name="runs",
-    state_machine_arn="arn:aws:states:us-east-1:123456789012:stateMachine:run",
+    state_machine_prefix="arn:aws:states:us-east-1:123456789012:stateMachine:jobline-run-",
     event_dlq_url="https://dlq",
     run_data_bucket="data",
     service_job_queue_arn="arn:aws:batch:us-east-1:123456789012:job-queue/training",
@@ -44,8 +44,26 @@ def request(name: str, **extra: Any) -> RunRequest:
     return RunRequest(job=catalog.jobs[0], trigger=Trigger(type="manual", key="k", source="test", event={"a": 1}))
 
 
+def submit_params(
+    req: RunRequest, arguments: dict[str, str] | None = None, settings: Settings = SETTINGS
+) -> dict[str, Any]:
+    """The backend's per-run submit request, as the execution input carries it to the submitter."""
+    return execution_input(req, arguments or {}, {"JOBLINE_TRIGGER_EVENT": "{}"}, settings)["request"]["params"]
+
+
+def sent_requests(client: Any, operation: str) -> list[dict[str, Any]]:
+    """Every request `client` sends for `operation` from now on, as it goes out (after boto3 has
+    built it from the caller's arguments; the contracts check it against botocore's model)."""
+    sent: list[dict[str, Any]] = []
+    client.meta.events.register(
+        f"provide-client-params.{client.meta.service_model.service_name}.{operation}",
+        lambda params, **_: sent.append(dict(params)),
+    )
+    return sent
+
+
 def start_row(table: RunTable, name: str, run_id: str, **fields: Any) -> None:
-    row = new_row(request(name), {}, SETTINGS, "2026-11-21T00:00:00.000Z")
+    row = new_row(request(name), SETTINGS, "2026-11-21T00:00:00.000Z")
     table.create_run({**row, "run_id": run_id, "attempt": 1, "status": "STARTING", "status_rank": 10, **fields})
 
 

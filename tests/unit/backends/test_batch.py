@@ -15,11 +15,10 @@ from jobline.backends.batch import (
 )
 from jobline.catalog import parse_catalog
 from jobline.errors import CatalogError, RejectedInput
-from jobline.runs import execution_input
 from jobline.status import RunStatus
 from jobline.triggers import RunRequest
 from tests.unit.backends.conftest import SETTINGS as STACK
-from tests.unit.backends.conftest import job, request
+from tests.unit.backends.conftest import job, request, submit_params
 
 SETTINGS = STACK.model_copy(
     update={
@@ -74,19 +73,18 @@ def test_every_documented_fargate_size_is_accepted_and_other_capacity_is_not_che
 
 
 def test_capacity_picks_the_queue_and_gpu_jobs_get_the_gpu_definition() -> None:
-    spot = execution_input(batch_request({"type": "batch", "capacity": "spot"}), {}, {}, SETTINGS)
-    assert (spot["batch"]["JobQueue"], spot["batch"]["JobDefinition"]) == ("arn:queue/spot", "arn:def/default")
+    spot = submit_params(batch_request({"type": "batch", "capacity": "spot"}), settings=SETTINGS)
+    assert (spot["jobQueue"], spot["jobDefinition"]) == ("arn:queue/spot", "arn:def/default")
     gpu_backend = {"type": "batch", "capacity": "gpu", "gpu": 1, "vcpu": 4, "memory_mib": 15000}
-    gpu = execution_input(
-        batch_request(gpu_backend), {}, {}, SETTINGS.model_copy(update={"job_queue_gpu_arn": "arn:queue/gpu"})
-    )
-    assert (gpu["batch"]["JobQueue"], gpu["batch"]["JobDefinition"]) == ("arn:queue/gpu", "arn:def/gpu")
-    assert {"Type": "GPU", "Value": "1"} in gpu["batch"]["ContainerOverrides"]["ResourceRequirements"]
+    gpu_stack = SETTINGS.model_copy(update={"job_queue_gpu_arn": "arn:queue/gpu"})
+    gpu = submit_params(batch_request(gpu_backend), settings=gpu_stack)
+    assert (gpu["jobQueue"], gpu["jobDefinition"]) == ("arn:queue/gpu", "arn:def/gpu")
+    assert {"type": "GPU", "value": "1"} in gpu["containerOverrides"]["resourceRequirements"]
 
 
 def test_a_gpu_job_on_a_stack_without_gpu_compute_is_refused_clearly() -> None:
     with pytest.raises(RejectedInput, match=r"needs the gpu job queue.*EnableGpuCompute"):
-        execution_input(batch_request({"type": "batch", "capacity": "gpu", "gpu": 1}), {}, {}, SETTINGS)
+        submit_params(batch_request({"type": "batch", "capacity": "gpu", "gpu": 1}), settings=SETTINGS)
 
 
 def test_batch_status_mapping() -> None:

@@ -1,26 +1,26 @@
 """Batch service jobs (SageMaker training through a service job queue): catalog checks, the
-payload with the attempt in it, status mapping, the task token hand-back, training detail."""
+payload with the attempt in it, status mapping, the task token answer, training detail."""
 
 from __future__ import annotations
 
 import copy
-import json
 from typing import Any
 
 import boto3
 import pytest
-from botocore.stub import Stubber
+from botocore.stub import ANY, Stubber
 
 from jobline.backends.batch_service import SERVICE_RANK, SERVICE_STATUS
 from jobline.catalog import parse_catalog
-from jobline.dal import RunTable
+from jobline.dal import RunTable, _to_item
 from jobline.errors import CatalogError, InvalidArguments
 from jobline.runs import execution_input
 from jobline.state_changes import Effect, Outcome, apply_state_change
 from jobline.status import RunStatus
 from tests.aws_resources import TRAINING_REQUEST
-from tests.unit.backends.conftest import SETTINGS, job, parse, request, start_row
+from tests.unit.backends.conftest import SETTINGS, job, parse, request, start_row, submit_params
 from tests.unit.conftest import sample
+from tests.unit.event_lab import ticket
 
 TRAINING = TRAINING_REQUEST
 RUN_ID = "train-model-0123456789abcdef0123"
@@ -50,11 +50,11 @@ def test_training_requests_are_checked_before_anything_runs(spec: dict[str, Any]
         parse_catalog({"jobs": [spec]})
 
 
-def test_a_training_request_is_a_json_object_the_state_machine_completes() -> None:
+def test_a_training_request_is_a_json_object_the_submitter_completes() -> None:
     req = request("train-model")
-    service = execution_input(req, {}, {"JOBLINE_TRIGGER_EVENT": "{}"}, SETTINGS)["service"]
-    assert service["JobQueue"] == SETTINGS.service_job_queue_arn
-    training = service["Training"]  # each attempt's values are added in ASL (tests/integration)
+    service = submit_params(req)
+    assert service["jobQueue"] == SETTINGS.service_job_queue_arn
+    training = service["training"]  # each attempt's values are the submitter's (tests/unit/test_submit_backends.py)
     assert "TrainingJobName" not in training
     assert "JOBLINE_ATTEMPT" not in training["Environment"]
     assert training["Environment"]["JOBLINE_RUN_ID"] == req.run_id
@@ -75,30 +75,27 @@ def test_training_environment_values_over_sagemakers_limit_are_refused_before_su
         execution_input(req, {}, {}, SETTINGS)
 
 
-def test_a_service_job_event_ends_the_attempt_and_resumes_the_waiting_execution(table: RunTable) -> None:
-    start_row(table, "train-model", RUN_ID, task_token="token-1", task_token_attempt=1)
+def test_a_service_job_event_ends_the_attempt_and_answers_its_task_token(table: RunTable) -> None:
+    start_row(table, "train-model", RUN_ID)
+    table._client.put_item(TableName="runs", Item=_to_item(ticket(RUN_ID, 1, 1, task_token="token-1")))
     sfn = boto3.client("stepfunctions", region_name="us-east-1")
     with Stubber(sfn) as stub:
-        stub.add_response(
-            "send_task_success",
-            {},
-            {"taskToken": "token-1", "output": json.dumps({"status": "SUCCEEDED", "reason": "Completed"})},
-        )
+        stub.add_response("send_task_success", {}, {"taskToken": "token-1", "output": ANY})
         outcome = apply_state_change(parse("batch-service-job-succeeded.json"), table, None, sfn)
         stub.assert_no_pending_responses()
-    assert (outcome.effect, outcome.before, outcome.after, outcome.resumed) == (
+    assert (outcome.effect, outcome.before, outcome.after, outcome.answered) == (
         Effect.APPLIED,
         RunStatus.STARTING,
         RunStatus.SUCCEEDED,
         True,
     )
-    assert str(outcome) == "applied: STARTING -> SUCCEEDED (execution resumed)"
+    assert str(outcome) == "applied: STARTING -> SUCCEEDED (execution answered)"
     row = table.get_run(RUN_ID)
     assert row is not None
     assert row["attempts"]["1"]["training_job_arn"].endswith("88b610a69aa8380ca5b0a7aba3f81cb8")
 
 
-def test_a_service_job_event_before_the_token_resumes_nothing(table: RunTable) -> None:
+def test_a_service_job_event_without_a_ticket_answers_nothing(table: RunTable) -> None:
     start_row(table, "train-model", RUN_ID)
     sfn = boto3.client("stepfunctions", region_name="us-east-1")
     with Stubber(sfn):  # any call would fail: none is expected

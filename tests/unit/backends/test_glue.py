@@ -2,23 +2,20 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import boto3
 import pytest
 
+from jobline.backends.glue import BACKEND as GLUE
 from jobline.backends.glue import GLUE_RANK, GLUE_STATUS
 from jobline.catalog import parse_catalog
 from jobline.dal import RunTable
 from jobline.errors import CatalogError
-from jobline.runs import execution_input
 from jobline.state_changes import NOT_JOBLINE, apply_state_change
 from jobline.status import RunStatus
 from jobline_local.contracts.validation import violations_of
-from tests.cfn import ASL
-from tests.iac.choices import follow
-from tests.unit.backends.conftest import SETTINGS, job, parse, request, start_row
+from tests.unit.backends.conftest import job, parse, request, sent_requests, start_row, submit_params
 from tests.unit.conftest import sample
 
 
@@ -35,7 +32,7 @@ def test_glue_arguments_are_checked_before_anything_runs(spec: dict[str, Any], e
 
 
 def test_glue_input() -> None:
-    glue = execution_input(request("glue-etl"), {"day": "x"}, {}, SETTINGS)["glue"]
+    glue = submit_params(request("glue-etl"), {"day": "x"})
     assert glue["JobName"] == "jobline-example"
     assert glue["Arguments"]["--mode"] == "full"
     assert glue["Arguments"]["--jobline_job_name"] == "glue-etl"
@@ -69,38 +66,31 @@ def test_the_status_mapping_covers_every_glue_state() -> None:
     assert set(GLUE_STATUS) == set(GLUE_RANK)
 
 
-def _start_job_run(glue: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    """The Task the state machine runs for this input, and the StartJobRun request it sends (its
-    `$.glue.*` paths resolved; the attempt's --jobline_attempt is merged into the Arguments)."""
-    states = json.loads(ASL.read_text())["States"]
-    task = follow({"States": states}, "GlueCapacity", {"glue": glue})
-    params = {}
-    for key, value in states[task]["Parameters"].items():
-        name = key.removesuffix(".$")
-        params[name] = {**glue["Arguments"], "--jobline_attempt": "1"} if name == "Arguments" else glue[value[7:]]
-    return task, params
-
-
 @pytest.mark.parametrize(
-    ("backend", "task", "capacity"),
+    ("backend", "capacity"),
     [
-        ({"type": "glue", "max_capacity": 0.0625}, "RunPythonShellGlueJob", {"MaxCapacity": 0.0625}),
-        ({"type": "glue", "max_capacity": 1}, "RunPythonShellGlueJob", {"MaxCapacity": 1.0}),
+        ({"type": "glue", "max_capacity": 0.0625}, {"MaxCapacity": 0.0625}),
+        ({"type": "glue", "max_capacity": 1}, {"MaxCapacity": 1.0}),
         (
             {"type": "glue", "worker_type": "G.2X", "number_of_workers": 4},
-            "RunGlueJob",
             {"WorkerType": "G.2X", "NumberOfWorkers": 4, "ExecutionClass": "STANDARD"},
         ),
     ],
 )
 def test_python_shell_jobs_send_max_capacity_only_and_spark_jobs_workers_only(
-    backend: dict[str, Any], task: str, capacity: dict[str, Any]
+    table: RunTable, backend: dict[str, Any], capacity: dict[str, Any]
 ) -> None:
-    glue = execution_input(request("glue-etl", backend=backend), {}, {}, SETTINGS)["glue"]
-    sent_by, params = _start_job_run(glue)
-    assert sent_by == task
-    assert {k: v for k, v in params.items() if k not in ("JobName", "Arguments", "Timeout")} == capacity
-    assert violations_of("glue", "StartJobRun", params) == []  # botocore's model of the request
+    req = request("glue-etl", backend=backend)
+    params = submit_params(req)
+    glue = boto3.client("glue", region_name="us-east-1")
+    glue.create_job(Name="jobline-example", Role="r", Command={"Name": "glueetl", "ScriptLocation": "s3://b/s.py"})
+    sent = sent_requests(glue, "StartJobRun")
+    GLUE.submit(params, req.run_id, 2, lambda _: glue)
+    (start,) = sent
+    assert {k: v for k, v in start.items() if k not in ("JobName", "Arguments", "Timeout")} == capacity
+    assert start["Arguments"]["--jobline_attempt"] == "2"
+    assert start["Arguments"]["--jobline_run_id"] == req.run_id
+    assert violations_of("glue", "StartJobRun", start) == []  # botocore's model of the request
 
 
 @pytest.mark.parametrize(

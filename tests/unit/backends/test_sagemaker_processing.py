@@ -13,11 +13,10 @@ from jobline.backends.sagemaker_processing import SAGEMAKER_RANK, SAGEMAKER_STAT
 from jobline.catalog import parse_catalog
 from jobline.dal import RunTable
 from jobline.errors import CatalogError, InvalidArguments
-from jobline.runs import execution_input
 from jobline.state_changes import apply_state_change
 from jobline.status import RunStatus
-from tests.aws_resources import create_run_table
-from tests.unit.backends.conftest import BACKENDS, SETTINGS, job, parse, request, start_row
+from tests.aws_resources import create_pass_machines, create_run_table
+from tests.unit.backends.conftest import BACKENDS, SETTINGS, job, parse, request, start_row, submit_params
 
 
 @pytest.mark.parametrize(
@@ -43,14 +42,14 @@ def test_processing_settings_are_checked_before_anything_runs(spec: dict[str, An
 
 
 def test_processing_input() -> None:
-    processing = execution_input(request("clean-data"), {}, {}, SETTINGS)["processing"]
+    processing = submit_params(request("clean-data"))
     assert processing["RoleArn"] == SETTINGS.sagemaker_role_arn
     assert processing["StoppingCondition"] == {"MaxRuntimeInSeconds": 3600}
 
 
 def test_sagemaker_environment_values_over_256_characters_are_refused() -> None:
     with pytest.raises(InvalidArguments, match="at most 256 characters"):
-        execution_input(request("clean-data", environment={"BIG": "x" * 300}), {}, {}, SETTINGS)
+        submit_params(request("clean-data", environment={"BIG": "x" * 300}))
 
 
 @pytest.mark.parametrize(
@@ -82,11 +81,10 @@ def test_the_reconciler_heals_a_processing_run_whose_events_were_lost() -> None:
     with mock_aws():
         session = boto3.session.Session(region_name="us-east-1")
         create_run_table(session.client("dynamodb"), "runs")
-        machine = session.client("stepfunctions").create_state_machine(
-            name="run", definition="{}", roleArn="arn:aws:iam::123456789012:role/sm"
-        )["stateMachineArn"]
-        settings = SETTINGS.model_copy(update={"state_machine_arn": machine})
-        deps = Deps.build(settings, parse_catalog({"jobs": [job("clean-data")]}), session=session)
+        catalog = parse_catalog({"jobs": [job("clean-data")]})
+        prefix = create_pass_machines(session.client("stepfunctions"), session.client("iam"), catalog)
+        settings = SETTINGS.model_copy(update={"state_machine_prefix": prefix})
+        deps = Deps.build(settings, catalog, session=session)
         run_id = "clean-data-0123456789abcdef0123"
         start_row(deps.table, "clean-data", run_id, updated_at="2026-11-21T00:00:00.000Z")
         session.client("sagemaker").create_processing_job(

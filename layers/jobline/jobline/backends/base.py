@@ -1,7 +1,8 @@
 """The contract every backend module meets, and what the backend modules share.
 
-A backend is one module in this package: its catalog model, the execution input it adds for
-the state machine, its status table, its state change events and how one becomes an
+A backend is one module in this package: its catalog model, its submit request (built once per
+run, put in the execution input) and how the submitter submits one attempt of it and finds an
+attempt it submitted before, its status table, its state change events and how one becomes an
 observation of a run's attempt, its describe call (for the reconciler) and its stop call.
 """
 
@@ -10,12 +11,11 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any, Protocol
 
-from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from jobline.clock import iso_z
@@ -28,6 +28,10 @@ if TYPE_CHECKING:
 
 RUN_ID_TAG = "jobline:run-id"
 ATTEMPT_TAG = "jobline:attempt"
+JOB_TAG = "jobline:job"
+ATTEMPT_VARIABLE = "JOBLINE_ATTEMPT"
+# A boto3 client by service name (jobline.deps.Deps.client).
+Clients = Callable[[str], Any]
 # Run ids are "<job name>-<20 hex>" (jobline.triggers.run_id; job names are at most 40 characters),
 # attempts 1..10 (the catalog's RetryStrategy): anything longer is not a name jobline gave.
 _RUN_ID = r"[a-z][a-z0-9-]{0,39}-[0-9a-f]{20}"
@@ -68,7 +72,7 @@ class RunSpec:
     timeout_seconds: int
     max_attempts: int
     arguments: dict[str, str]
-    environment: dict[str, str]  # every attempt's, JOBLINE_ATTEMPT aside (the state machine adds it)
+    environment: dict[str, str]  # every attempt's, JOBLINE_ATTEMPT aside (the submitter adds it)
 
 
 @dataclass(frozen=True)
@@ -95,7 +99,7 @@ class Backend(Protocol):
 
     type: str
     model: type[BaseModel]  # the catalog's `backend:` entry for this type
-    events: Mapping[str, type[EventBridgeModel]]  # detail-type -> the event's model
+    events: Mapping[str, type[StateChangeEvent]]  # detail-type -> the event's model
     # Bytes of trigger event that travel inline in the job's environment; None: Settings' default.
     inline_event_limit: int | None
     # SageMaker names jobs "<run id>-<attempt>" within a limit; None: no limit to check.
@@ -103,8 +107,21 @@ class Backend(Protocol):
     # Where the console shows an attempt's backend job ({region}, {job_id}); None: no link.
     job_console_path: str | None
 
-    def execution_input(self, backend: Any, run: RunSpec, settings: Settings) -> dict[str, Any]:
-        """This backend's part of the execution input (see jobline.runs.execution_input)."""
+    # The API that submits one attempt (SubmitJob, ...): it names the submit queue and its rate.
+    submit_api: str
+
+    def submit_request(self, backend: Any, run: RunSpec, settings: Settings) -> dict[str, Any]:
+        """The run's submit request: everything but each attempt's own values, as JSON. Refuses
+        (RejectedInput) what the backend cannot run, before anything is written."""
+        ...
+
+    def submit(self, request: dict[str, Any], run_id: str, attempt: int, clients: Clients) -> str:
+        """Submit one attempt (named attempt_name(run_id, attempt), JOBLINE_ATTEMPT and the
+        jobline tags added): the backend job's id. A ClientError is AWS's answer, unchanged."""
+        ...
+
+    def find_submitted(self, request: dict[str, Any], run_id: str, attempt: int, clients: Clients) -> str | None:
+        """The id of the attempt's backend job if one was submitted (a response may have been lost)."""
         ...
 
     def observe(self, event: Any, glue: Any) -> Observation | AttemptDetail | None:
@@ -122,13 +139,30 @@ class Backend(Protocol):
 
 
 class EventDetail(BaseModel):
-    """An event's detail: AWS adds fields, so unknown ones are ignored."""
+    """An event's detail: AWS adds fields, so unknown ones are ignored (validator built on first use)."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", defer_build=True)
 
 
-class StateChangeEvent(EventBridgeModel):
-    """A backend's state change event (EventBridge's envelope; each backend sets `detail`)."""
+class StateChangeEvent(BaseModel):
+    """A backend's state change event: EventBridge's envelope, each backend sets `detail`
+    (https://docs.aws.amazon.com/eventbridge/latest/ref/overiew-event-structure.html). The fields
+    of Powertools' EventBridgeModel, not the class: importing Powertools' parser package costs a
+    handler's cold import a quarter of `import boto3` (docs/PERFORMANCE.md). Validators are built on
+    first use: a handler sees one backend's events."""
+
+    model_config = ConfigDict(populate_by_name=True, defer_build=True)
+
+    version: str
+    id: str
+    source: str
+    account: str
+    time: datetime
+    region: str
+    resources: list[str]
+    detail_type: str = Field(alias="detail-type")
+    detail: Any
+    replay_name: str | None = Field(None, alias="replay-name")
 
     @field_validator("time")
     @classmethod
@@ -138,6 +172,11 @@ class StateChangeEvent(EventBridgeModel):
             return time.replace(tzinfo=UTC) if time.tzinfo is None else time.astimezone(UTC)
         except OverflowError as error:
             raise ValueError(f"time {time} is out of range") from error
+
+
+def attempt_name(run_id: str, attempt: int) -> str:
+    """What jobline names an attempt's backend job (run_attempt_from_name reads it back)."""
+    return f"{run_id}-{attempt}"
 
 
 def run_attempt_from_name(name: str) -> tuple[str, int] | None:
@@ -170,14 +209,14 @@ def bounded(value: Any) -> Any:
     return encoded[:room].decode("utf-8", "ignore") + TRUNCATED
 
 
-def tiebreak(event: EventBridgeModel) -> str:
+def tiebreak(event: StateChangeEvent) -> str:
     """A stable digest of an event's detail: orders two events that agree on everything else."""
     detail = event.detail.model_dump(mode="json") if isinstance(event.detail, BaseModel) else event.detail
     return hashlib.sha256(json.dumps(detail, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def observed(
-    event: EventBridgeModel,
+    event: StateChangeEvent,
     attempt: int,
     backend_status: str,
     mapped: tuple[RunStatus, Reason],
@@ -197,7 +236,7 @@ def observed(
     }
 
 
-def as_event(model: type[EventBridgeModel], source: str, detail_type: str, detail: dict[str, Any], at: str) -> Any:
+def as_event(model: type[StateChangeEvent], source: str, detail_type: str, detail: dict[str, Any], at: str) -> Any:
     """A describe call's answer in the shape of the backend's state change event."""
     return model.model_validate(
         {

@@ -1,4 +1,5 @@
-"""AWS Batch container jobs. Every attempt is its own Batch job, submitted with `.sync`."""
+"""AWS Batch container jobs. Every attempt is its own Batch job, submitted by the submitter
+(jobline.submit) and named `<run id>-<attempt>`, so a submit whose response was lost is found by name."""
 
 from __future__ import annotations
 
@@ -7,12 +8,18 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from jobline.backends.base import (
+    ATTEMPT_TAG,
+    ATTEMPT_VARIABLE,
+    JOB_TAG,
+    RUN_ID_TAG,
+    Clients,
     EpochMs,
     EventDetail,
     Observation,
     RunSpec,
     StateChangeEvent,
     as_event,
+    attempt_name,
     observed,
     require_queue,
     run_attempt_from_name,
@@ -198,30 +205,63 @@ class Batch:
     job_name_limit = None
     job_console_path = "/batch/home?region={region}#jobs/detail/{job_id}"
 
-    def execution_input(self, backend: BatchBackend, run: RunSpec, settings: Settings) -> dict[str, Any]:
+    submit_api = "SubmitJob"
+
+    def submit_request(self, backend: BatchBackend, run: RunSpec, settings: Settings) -> dict[str, Any]:
+        """SubmitJob's request in boto3's shape (https://docs.aws.amazon.com/batch/latest/APIReference/API_SubmitJob.html),
+        each attempt's name, JOBLINE_ATTEMPT and jobline:attempt tag aside."""
         resources = [
-            {"Type": "VCPU", "Value": f"{backend.vcpu:g}"},
-            {"Type": "MEMORY", "Value": str(backend.memory_mib)},
+            {"type": "VCPU", "value": f"{backend.vcpu:g}"},
+            {"type": "MEMORY", "value": str(backend.memory_mib)},
         ]
         if backend.gpu:
-            resources.append({"Type": "GPU", "Value": str(backend.gpu)})
-        overrides: dict[str, Any] = {"ResourceRequirements": resources}
+            resources.append({"type": "GPU", "value": str(backend.gpu)})
+        overrides: dict[str, Any] = {
+            "resourceRequirements": resources,
+            "environment": [{"name": k, "value": v} for k, v in run.environment.items()],
+        }
         if backend.command:
-            overrides["Command"] = backend.command
+            overrides["command"] = backend.command
         default_definition = (
             settings.gpu_job_definition_arn if backend.capacity == "gpu" else settings.default_job_definition_arn
         )
         return {
-            "batch": {
-                "JobQueue": job_queue(backend, run.job_name, settings),
-                "JobDefinition": backend.job_definition or default_definition,
-                "AttemptDurationSeconds": run.timeout_seconds,
-                "ContainerOverrides": overrides,
-                "Parameters": run.arguments,
-                # The state machine appends JOBLINE_ATTEMPT as a list item (BuildAttemptEnvironment).
-                "Environment": [{"Name": k, "Value": v} for k, v in run.environment.items()],
-            },
+            "jobQueue": job_queue(backend, run.job_name, settings),
+            "jobDefinition": backend.job_definition or default_definition,
+            "parameters": run.arguments,
+            "timeout": {"attemptDurationSeconds": run.timeout_seconds},
+            # One Batch attempt per job whatever the job definition says: the run's retry strategy
+            # is the state machine's, and each of its attempts is its own job.
+            "retryStrategy": {"attempts": 1},
+            "containerOverrides": overrides,
+            "tags": {RUN_ID_TAG: run.run_id, JOB_TAG: run.job_name},
         }
+
+    def submit(self, request: dict[str, Any], run_id: str, attempt: int, clients: Clients) -> str:
+        overrides = request["containerOverrides"]
+        variable = {"name": ATTEMPT_VARIABLE, "value": str(attempt)}
+        response = clients("batch").submit_job(
+            **{
+                **request,
+                "jobName": attempt_name(run_id, attempt),
+                "containerOverrides": {**overrides, "environment": [*overrides["environment"], variable]},
+                "tags": {**request["tags"], ATTEMPT_TAG: str(attempt)},
+            }
+        )
+        return str(response["jobId"])
+
+    def find_submitted(self, request: dict[str, Any], run_id: str, attempt: int, clients: Clients) -> str | None:
+        """SubmitJob takes no idempotency token: the attempt's job is found by its name. With a
+        filter ListJobs ignores jobStatus and lists jobs of every status; JOB_NAME matches without
+        case, so the name is compared exactly (https://docs.aws.amazon.com/batch/latest/APIReference/API_ListJobs.html)."""
+        name = attempt_name(run_id, attempt)
+        pages = (
+            clients("batch")
+            .get_paginator("list_jobs")
+            .paginate(jobQueue=request["jobQueue"], filters=[{"name": "JOB_NAME", "values": [name]}])
+        )
+        found = (job["jobId"] for page in pages for job in page["jobSummaryList"] if job["jobName"] == name)
+        return next(found, None)
 
     def observe(self, event: BatchJobStateChange, glue: Any) -> Observation | None:
         identity = run_attempt_from_tags(event.detail.tags) or run_attempt_from_name(event.detail.jobName)
@@ -234,7 +274,7 @@ class Batch:
         return jobs and as_event(BatchJobStateChange, "aws.batch", DETAIL_TYPE, jobs[0], now_iso())
 
     def stop(self, row: dict[str, Any], attempt: int, record: dict[str, Any], reason: str, deps: Deps) -> str | None:
-        # Step Functions stops a .sync job with its execution; this is belt and braces.
+        # Stopping the execution leaves the job running (it was not submitted with .sync).
         if not (job_id := record.get("backend_job_id")):
             return None
         deps.client("batch").terminate_job(jobId=job_id, reason=reason)

@@ -1,8 +1,9 @@
 """SageMaker training through an AWS Batch service job queue (SubmitServiceJob).
 
-Service jobs have no `.sync` integration: the execution waits on a task token stored in the
-row, which the attempt's terminal event hands back (jobline.state_changes). SageMaker training
-events only add detail to the service job's attempt; the service job's events drive the status.
+The submitter (jobline.submit) submits each attempt with its name as the clientToken, so a resubmit
+is the same request; the attempt's terminal event answers the execution's task token
+(jobline.state_changes). SageMaker training events only add detail to the service job's attempt;
+the service job's events drive the status.
 """
 
 from __future__ import annotations
@@ -10,18 +11,25 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any, Literal
 
+from botocore.exceptions import ClientError
 from pydantic import Field, field_validator
 
 from jobline.backends.base import (
+    ATTEMPT_TAG,
+    ATTEMPT_VARIABLE,
+    JOB_TAG,
+    RUN_ID_TAG,
     SAGEMAKER_NAME_LIMIT,
     STACK_ROLE_ONLY,
     AttemptDetail,
+    Clients,
     EpochMs,
     EventDetail,
     Observation,
     RunSpec,
     StateChangeEvent,
     as_event,
+    attempt_name,
     bounded,
     max_runtime_exceeded,
     observed,
@@ -70,7 +78,7 @@ class BatchServiceBackend(CatalogModel):
             if required not in training:
                 raise ValueError(f"the training request needs {required}")
         size = len(json.dumps(training, separators=(",", ":")).encode())
-        # Room is kept for what each run adds (its environment): see BatchService.execution_input.
+        # Room is kept for what each run adds (its environment): see BatchService.submit_request.
         if size > SERVICE_PAYLOAD_LIMIT_BYTES // 2:
             raise ValueError(f"the training request is {size} bytes; at most {SERVICE_PAYLOAD_LIMIT_BYTES // 2}")
         return training
@@ -182,23 +190,31 @@ def _observe_training(event: TrainingJobStateChange) -> AttemptDetail | None:
 
 
 def _attempt_request(training: dict[str, Any], run_id: str, attempt: int) -> dict[str, Any]:
-    """One attempt's CreateTrainingJob request, as the state machine builds it from the execution
-    input (PrepareServiceAttempt .. SubmitServiceJob in run.asl.json)."""
+    """One attempt's CreateTrainingJob request: the run's, with the attempt's name, JOBLINE_ATTEMPT
+    and jobline:attempt tag. A dict serialised by json.dumps: no value can change its structure."""
     return {
         **training,
-        "TrainingJobName": f"{run_id}-{attempt}",
-        "Environment": {**training["Environment"], "JOBLINE_ATTEMPT": str(attempt)},
-        "Tags": [*training["Tags"], {"Key": "jobline:attempt", "Value": str(attempt)}],
+        "TrainingJobName": attempt_name(run_id, attempt),
+        "Environment": {**training["Environment"], ATTEMPT_VARIABLE: str(attempt)},
+        "Tags": [*training["Tags"], {"Key": ATTEMPT_TAG, "Value": str(attempt)}],
     }
 
 
+def _list_by_name(batch: Any, queue: str, name: str) -> str | None:
+    """A service job by its name (JOB_NAME matches without case: compare exactly)."""
+    found = batch.list_service_jobs(jobQueue=queue, filters=[{"name": "JOB_NAME", "values": [name]}])
+    return next((job["jobId"] for job in found["jobSummaryList"] if job["jobName"] == name), None)
+
+
 def _find_job(row: dict[str, Any], attempt: int, deps: Deps) -> str | None:
-    """The attempt's service job by its name (JOB_NAME matches without case: compare exactly)."""
+    """The attempt's service job by its name, in the queue of the row's job."""
     job = next((j for j in deps.catalog.jobs if j.name == row["job"]), None)  # gone from the catalog since?
     queue = (job and getattr(job.backend, "job_queue", None)) or deps.settings.service_job_queue_arn
-    name = f"{row['run_id']}-{attempt}"
-    found = deps.client("batch").list_service_jobs(jobQueue=queue, filters=[{"name": "JOB_NAME", "values": [name]}])
-    return next((job["jobId"] for job in found["jobSummaryList"] if job["jobName"] == name), None)
+    return _list_by_name(deps.client("batch"), queue, attempt_name(row["run_id"], attempt))
+
+
+def _payload(training: dict[str, Any]) -> str:
+    return json.dumps(training, separators=(",", ":"))
 
 
 class BatchService:
@@ -209,16 +225,17 @@ class BatchService:
     job_name_limit = SAGEMAKER_NAME_LIMIT  # the training job is named "<run id>-<attempt>"
     job_console_path = None
 
-    def execution_input(self, backend: BatchServiceBackend, run: RunSpec, settings: Settings) -> dict[str, Any]:
-        """The training request as a JSON object: the state machine adds each attempt's values
-        (TrainingJobName, JOBLINE_ATTEMPT, the jobline:attempt tag) by merging objects and serialises
-        it with States.JsonToString, so no value in it can change the request's structure."""
+    submit_api = "SubmitServiceJob"
+
+    def submit_request(self, backend: BatchServiceBackend, run: RunSpec, settings: Settings) -> dict[str, Any]:
+        """SubmitServiceJob's request in boto3's shape, its payload (`training`) as a JSON object the
+        submitter completes per attempt and serialises (https://docs.aws.amazon.com/batch/latest/APIReference/API_SubmitServiceJob.html)."""
         training = {
             "StoppingCondition": {"MaxRuntimeInSeconds": run.timeout_seconds},
             "RoleArn": settings.sagemaker_role_arn,
             **backend.training,
             "Environment": {**backend.training.get("Environment", {}), **run.environment},
-            "Tags": [*backend.training.get("Tags", []), {"Key": "jobline:run-id", "Value": run.run_id}],
+            "Tags": [*backend.training.get("Tags", []), {"Key": RUN_ID_TAG, "Value": run.run_id}],
         }
         environment = training["Environment"]
         if len(environment) + 1 > TRAINING_ENVIRONMENT_ENTRIES:  # + JOBLINE_ATTEMPT
@@ -231,24 +248,52 @@ class BatchService:
                 f"job {run.job_name!r}: SageMaker training environment values are at most"
                 f" {TRAINING_ENVIRONMENT_VALUE_LIMIT} characters: {too_long}"
             )
-        # The last attempt's is the longest (the most digits); JSON escapes as States.JsonToString does.
-        last = _attempt_request(training, run.run_id, run.max_attempts)
-        longest = len(json.dumps(last, separators=(",", ":")).encode())
+        # The last attempt's is the longest (the most digits).
+        longest = len(_payload(_attempt_request(training, run.run_id, run.max_attempts)).encode())
         if longest > SERVICE_PAYLOAD_LIMIT_BYTES:
             raise InvalidArguments(
                 f"job {run.job_name!r}: the training request with this run's environment is {longest} bytes,"
                 f" over the {SERVICE_PAYLOAD_LIMIT_BYTES}-byte serviceRequestPayload limit"
             )
-        service: dict[str, Any] = {
-            "JobQueue": require_queue(backend.job_queue or settings.service_job_queue_arn, run.job_name, "service"),
-            "Training": training,
-            "AttemptDurationSeconds": run.timeout_seconds,
+        request: dict[str, Any] = {
+            "jobQueue": require_queue(backend.job_queue or settings.service_job_queue_arn, run.job_name, "service"),
+            "serviceJobType": "SAGEMAKER_TRAINING",
+            "training": training,
+            "retryStrategy": {"attempts": 1},
+            "timeoutConfig": {"attemptDurationSeconds": run.timeout_seconds},
+            "tags": {RUN_ID_TAG: run.run_id, JOB_TAG: run.job_name},
         }
         if backend.scheduling_priority is not None:
-            service["SchedulingPriority"] = backend.scheduling_priority
+            request["schedulingPriority"] = backend.scheduling_priority
         if backend.share_identifier is not None:
-            service["ShareIdentifier"] = backend.share_identifier
-        return {"service": service}
+            request["shareIdentifier"] = backend.share_identifier
+        return request
+
+    def submit(self, request: dict[str, Any], run_id: str, attempt: int, clients: Clients) -> str:
+        """The attempt's name is its clientToken: Batch takes a repeat of the same request as the
+        same request and rejects it (ClientException), so a repeat means the first was accepted
+        with its response lost, and the job is found by its name."""
+        name = attempt_name(run_id, attempt)
+        params = {k: v for k, v in request.items() if k != "training"}
+        params.update(
+            jobName=name,
+            clientToken=name,
+            serviceRequestPayload=_payload(_attempt_request(request["training"], run_id, attempt)),
+            tags={**request["tags"], ATTEMPT_TAG: str(attempt)},
+        )
+        batch = clients("batch")
+        try:
+            response = batch.submit_service_job(**params)
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "ClientException":
+                raise
+            if found := _list_by_name(batch, request["jobQueue"], name):
+                return found
+            raise
+        return str(response["jobId"])
+
+    def find_submitted(self, request: dict[str, Any], run_id: str, attempt: int, clients: Clients) -> str | None:
+        return _list_by_name(clients("batch"), request["jobQueue"], attempt_name(run_id, attempt))
 
     def observe(self, event: Any, glue: Any) -> Observation | AttemptDetail | None:
         if isinstance(event, TrainingJobStateChange):
@@ -275,20 +320,15 @@ class BatchService:
         return Observation(*identity, seen)
 
     def describe(self, row: dict[str, Any], attempt: int, record: dict[str, Any], deps: Deps) -> Any | None:
-        if not (job_id := record.get("backend_job_id") or row.get("service_job_id")):
+        if not (job_id := record.get("backend_job_id")):
             return None
         job = deps.client("batch").describe_service_job(jobId=job_id)
         return as_event(ServiceJobStateChange, "aws.batch", DETAIL_TYPE, job, now_iso())
 
     def stop(self, row: dict[str, Any], attempt: int, record: dict[str, Any], reason: str, deps: Deps) -> str | None:
-        # No .sync integration: stopping the execution leaves the service job running. Before its
-        # first event the attempt's job id is on the row (stored with the task token), or, if the
-        # execution had not stored it yet, the job is found by its name.
-        job_id = (
-            record.get("backend_job_id")
-            or (row.get("service_job_id") if row.get("task_token_attempt") == attempt else None)
-            or _find_job(row, attempt, deps)
-        )
+        # Stopping the execution leaves the service job running. Before the submitter recorded
+        # the attempt's job id, the job is found by its name.
+        job_id = record.get("backend_job_id") or _find_job(row, attempt, deps)
         if not job_id:
             return None
         deps.client("batch").terminate_service_job(jobId=job_id, reason=reason)

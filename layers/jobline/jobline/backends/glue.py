@@ -1,5 +1,6 @@
-"""Glue job runs, started with `.sync`. Glue's run ids are its own: a Glue event is traced to its
-run through the job run's `--jobline_run_id` and `--jobline_attempt` arguments."""
+"""Glue job runs, started by the submitter (jobline.submit). Glue's run ids are its own: a Glue event,
+and a start whose response was lost, are traced to their run through the job run's
+`--jobline_run_id` and `--jobline_attempt` arguments."""
 
 from __future__ import annotations
 
@@ -9,7 +10,16 @@ from typing import TYPE_CHECKING, Any, Literal
 from botocore.exceptions import ClientError
 from pydantic import Field, field_validator, model_validator
 
-from jobline.backends.base import EventDetail, Observation, RunSpec, StateChangeEvent, as_event, observed, run_attempt
+from jobline.backends.base import (
+    Clients,
+    EventDetail,
+    Observation,
+    RunSpec,
+    StateChangeEvent,
+    as_event,
+    observed,
+    run_attempt,
+)
 from jobline.catalog_base import SECRET_NAME, CatalogModel
 from jobline.clock import epoch_ms, from_epoch_ms, now_iso
 from jobline.errors import RejectedInput
@@ -115,6 +125,11 @@ DETAIL_TYPE = "Glue Job State Change"
 RUN_STATUS_DETAIL_TYPE = "Glue Job Run Status"
 
 
+def _is_attempt(job_run: dict[str, Any], run_id: str, attempt: int) -> bool:
+    arguments = job_run.get("Arguments", {})
+    return arguments.get(GLUE_RUN_ID_ARGUMENT) == run_id and arguments.get(GLUE_ATTEMPT_ARGUMENT) == str(attempt)
+
+
 class Glue:
     type = TYPE
     model = GlueBackend
@@ -123,7 +138,11 @@ class Glue:
     job_name_limit = None
     job_console_path = None
 
-    def execution_input(self, backend: GlueBackend, run: RunSpec, settings: Settings) -> dict[str, Any]:
+    submit_api = "StartJobRun"
+
+    def submit_request(self, backend: GlueBackend, run: RunSpec, settings: Settings) -> dict[str, Any]:
+        """StartJobRun's request (https://docs.aws.amazon.com/glue/latest/webapi/API_StartJobRun.html),
+        each attempt's --jobline_attempt aside."""
         job_name = backend.job_name or settings.glue_job_name
         if not job_name:
             raise RejectedInput(f"job {run.job_name!r} names no Glue job and the stack has no default one")
@@ -134,17 +153,31 @@ class Glue:
                 "NumberOfWorkers": backend.number_of_workers,
                 "ExecutionClass": backend.execution_class,
             }
-        else:  # a Python shell job: the state machine's RunPythonShellGlueJob sends MaxCapacity instead
+        else:  # a Python shell job: MaxCapacity instead (StartJobRun takes one or the other)
             capacity = {"MaxCapacity": backend.max_capacity}
         return {
-            "glue": {
-                "JobName": job_name,
-                # Glue passes job parameters as --name arguments; the job reads them with getResolvedOptions.
-                "Arguments": {**backend.arguments, **{f"--{k.lower()}": v for k, v in run.environment.items()}},
-                "Timeout": -(-run.timeout_seconds // 60),
-                **capacity,
-            }
+            "JobName": job_name,
+            # Glue passes job parameters as --name arguments; the job reads them with getResolvedOptions
+            # (JOBLINE_RUN_ID becomes --jobline_run_id).
+            "Arguments": {**backend.arguments, **{f"--{k.lower()}": v for k, v in run.environment.items()}},
+            "Timeout": -(-run.timeout_seconds // 60),
+            **capacity,
         }
+
+    def submit(self, request: dict[str, Any], run_id: str, attempt: int, clients: Clients) -> str:
+        arguments = {**request["Arguments"], GLUE_ATTEMPT_ARGUMENT: str(attempt)}
+        response = clients("glue").start_job_run(**{**request, "Arguments": arguments})
+        return str(response["JobRunId"])
+
+    def find_submitted(self, request: dict[str, Any], run_id: str, attempt: int, clients: Clients) -> str | None:
+        """StartJobRun takes no idempotency token: the attempt's run is the one whose arguments name
+        it. GetJobRuns lists the job's runs newest first (all of its kept history)."""
+        pages = clients("glue").get_paginator("get_job_runs").paginate(JobName=request["JobName"])
+        for page in pages:
+            for job_run in page["JobRuns"]:
+                if _is_attempt(job_run, run_id, attempt):
+                    return str(job_run["Id"])
+        return None
 
     def observe(self, event: GlueJobStateChange, glue: Any) -> Observation | None:
         detail = event.detail
@@ -174,16 +207,22 @@ class Glue:
     def describe(self, row: dict[str, Any], attempt: int, record: dict[str, Any], deps: Deps) -> Any | None:
         glue_job = deps.catalog.get(row["job"]).backend.job_name or deps.settings.glue_job_name
         for run in deps.client("glue").get_job_runs(JobName=glue_job, MaxResults=200)["JobRuns"]:
-            arguments = run.get("Arguments", {})
-            if arguments.get(GLUE_RUN_ID_ARGUMENT) == row["run_id"] and arguments.get(GLUE_ATTEMPT_ARGUMENT) == str(
-                attempt
-            ):
+            if _is_attempt(run, row["run_id"], attempt):
                 detail = {"jobName": glue_job, "jobRunId": run["Id"], "state": run["JobRunState"]}
                 return as_event(GlueJobStateChange, "aws.glue", DETAIL_TYPE, detail, now_iso())
         return None
 
     def stop(self, row: dict[str, Any], attempt: int, record: dict[str, Any], reason: str, deps: Deps) -> str | None:
-        return None  # Step Functions stops a .sync Glue job run with its execution
+        """Stopping the execution leaves the attempt's job run going (it was not started with .sync).
+        BatchStopJobRun answers per run: one that has ended is an error of its own, not raised."""
+        glue_job = deps.catalog.get(row["job"]).backend.job_name or deps.settings.glue_job_name
+        job_run = record.get("backend_job_id") or self.find_submitted(
+            {"JobName": glue_job}, row["run_id"], attempt, deps.client
+        )
+        if not job_run:
+            return None
+        answer = deps.client("glue").batch_stop_job_run(JobName=glue_job, JobRunIds=[job_run])
+        return str(job_run) if answer.get("SuccessfulSubmissions") else None
 
 
 BACKEND = Glue()

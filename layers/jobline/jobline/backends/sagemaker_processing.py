@@ -1,4 +1,6 @@
-"""SageMaker processing jobs, one per attempt, created with `.sync` and named `<run id>-<attempt>`."""
+"""SageMaker processing jobs, one per attempt, created by the submitter (jobline.submit) and named
+`<run id>-<attempt>`: names are unique in an account and Region, so a create whose response was
+lost is found by its name."""
 
 from __future__ import annotations
 
@@ -8,14 +10,19 @@ from botocore.exceptions import ClientError
 from pydantic import Field, field_validator
 
 from jobline.backends.base import (
+    ATTEMPT_TAG,
+    ATTEMPT_VARIABLE,
+    RUN_ID_TAG,
     SAGEMAKER_NAME_LIMIT,
     STACK_ROLE_ONLY,
+    Clients,
     EpochMsNumber,
     EventDetail,
     Observation,
     RunSpec,
     StateChangeEvent,
     as_event,
+    attempt_name,
     max_runtime_exceeded,
     observed,
     run_attempt_from_name,
@@ -118,6 +125,18 @@ def _channel_output(channel: ProcessingChannel) -> dict[str, Any]:
     }
 
 
+def _described(sagemaker: Any, run_id: str, attempt: int) -> str | None:
+    """The attempt's processing job's ARN, or None when there is none (SageMaker answers an unknown
+    name with ValidationException)."""
+    try:
+        job = sagemaker.describe_processing_job(ProcessingJobName=attempt_name(run_id, attempt))
+    except ClientError as error:
+        if error.response["Error"]["Code"] in ("ValidationException", "ResourceNotFound"):
+            return None
+        raise
+    return str(job["ProcessingJobArn"])
+
+
 class SageMakerProcessing:
     type = TYPE
     model = SageMakerProcessingBackend
@@ -126,7 +145,11 @@ class SageMakerProcessing:
     job_name_limit = SAGEMAKER_NAME_LIMIT
     job_console_path = None
 
-    def execution_input(self, backend: SageMakerProcessingBackend, run: RunSpec, settings: Settings) -> dict[str, Any]:
+    submit_api = "CreateProcessingJob"
+
+    def submit_request(self, backend: SageMakerProcessingBackend, run: RunSpec, settings: Settings) -> dict[str, Any]:
+        """CreateProcessingJob's request (https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_CreateProcessingJob.html),
+        each attempt's name, JOBLINE_ATTEMPT and jobline:attempt tag aside."""
         environment = run.environment
         if too_long := sorted(k for k, v in environment.items() if len(v) > ENVIRONMENT_VALUE_LIMIT):
             raise InvalidArguments(
@@ -138,23 +161,43 @@ class SageMakerProcessing:
         if backend.arguments:
             app["ContainerArguments"] = backend.arguments
         return {
-            "processing": {
-                "AppSpecification": app,
-                "Environment": environment,
-                "ProcessingResources": {
-                    "ClusterConfig": {
-                        "InstanceCount": backend.instance_count,
-                        "InstanceType": backend.instance_type,
-                        "VolumeSizeInGB": backend.volume_size_gb,
-                    }
-                },
-                "StoppingCondition": {"MaxRuntimeInSeconds": run.timeout_seconds},
-                "RoleArn": settings.sagemaker_role_arn,
-                "NetworkConfig": {"EnableNetworkIsolation": backend.network_isolation},
-                "ProcessingInputs": [_channel_input(c) for c in backend.inputs],
-                "ProcessingOutputConfig": {"Outputs": [_channel_output(c) for c in backend.outputs]},
-            }
+            "AppSpecification": app,
+            "Environment": environment,
+            "ProcessingResources": {
+                "ClusterConfig": {
+                    "InstanceCount": backend.instance_count,
+                    "InstanceType": backend.instance_type,
+                    "VolumeSizeInGB": backend.volume_size_gb,
+                }
+            },
+            "StoppingCondition": {"MaxRuntimeInSeconds": run.timeout_seconds},
+            "RoleArn": settings.sagemaker_role_arn,
+            "NetworkConfig": {"EnableNetworkIsolation": backend.network_isolation},
+            "ProcessingInputs": [_channel_input(c) for c in backend.inputs],
+            "ProcessingOutputConfig": {"Outputs": [_channel_output(c) for c in backend.outputs]},
+            "Tags": [{"Key": RUN_ID_TAG, "Value": run.run_id}],
         }
+
+    def submit(self, request: dict[str, Any], run_id: str, attempt: int, clients: Clients) -> str:
+        """A name already taken (ResourceInUse) is this attempt's job: its create was accepted before."""
+        sagemaker = clients("sagemaker")
+        try:
+            response = sagemaker.create_processing_job(
+                **{
+                    **request,
+                    "ProcessingJobName": attempt_name(run_id, attempt),
+                    "Environment": {**request["Environment"], ATTEMPT_VARIABLE: str(attempt)},
+                    "Tags": [*request["Tags"], {"Key": ATTEMPT_TAG, "Value": str(attempt)}],
+                }
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "ResourceInUse" and (found := _described(sagemaker, run_id, attempt)):
+                return found
+            raise
+        return str(response["ProcessingJobArn"])
+
+    def find_submitted(self, request: dict[str, Any], run_id: str, attempt: int, clients: Clients) -> str | None:
+        return _described(clients("sagemaker"), run_id, attempt)
 
     def observe(self, event: ProcessingJobStateChange, glue: Any) -> Observation | None:
         detail = event.detail
@@ -185,7 +228,15 @@ class SageMakerProcessing:
         return as_event(ProcessingJobStateChange, "aws.sagemaker", DETAIL_TYPE, job, now_iso())
 
     def stop(self, row: dict[str, Any], attempt: int, record: dict[str, Any], reason: str, deps: Deps) -> str | None:
-        return None  # Step Functions stops a .sync processing job with its execution
+        """Stopping the execution leaves the attempt's job running (it was not started with .sync)."""
+        name = attempt_name(row["run_id"], attempt)
+        try:
+            deps.client("sagemaker").stop_processing_job(ProcessingJobName=name)
+        except ClientError as error:
+            if error.response["Error"]["Code"] in ("ValidationException", "ResourceNotFound"):
+                return None  # not created yet, or no longer in progress
+            raise
+        return str(record.get("backend_job_id") or name)
 
 
 BACKEND = SageMakerProcessing()

@@ -1,0 +1,234 @@
+"""A run's two items: the hot row `RUN#` (small: every write of it is one write unit) and its cold
+data `RUNDATA#` (trigger event, arguments, retry_of: written once, in no index); the sparse
+`by-fanout` index; the reconciler starting a run from its stored data."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from boto3.dynamodb.types import TypeSerializer
+from botocore.exceptions import ClientError
+
+from jobline.catalog import parse_catalog
+from jobline.dal import RunTable
+from jobline.deps import get_deps
+from jobline.reconciler import reconcile
+from jobline.runs import FanoutItem, new_row
+from jobline.settings import Settings
+from jobline.triggers import RunRequest, Trigger
+from jobline_local.deploy.storage_messaging import StorageAndMessaging
+from tests.aws_resources import job_spec, resource
+
+pytestmark = pytest.mark.usefixtures("env")
+WRITE_UNIT_BYTES = 1024
+INDEX_KEYS = {"job", "status", "record_type", "created_at", "fanout_id", "fanout_line"}
+SETTINGS = Settings(
+    run_table_name="runs",
+    state_machine_prefix="arn:aws:states:eu-west-1:123456789012:stateMachine:jobline-production-run-",
+    event_dlq_url="https://dlq",
+    run_data_bucket="data",
+    job_queue_on_demand_arn="arn:queue/on-demand",
+    job_queue_spot_arn="arn:queue/spot",
+    default_job_definition_arn="arn:def/default",
+)
+
+
+def item_size(item: dict[str, Any]) -> int:
+    """An item's size by DynamoDB's rules: attribute names plus values; a number 1 byte per two
+    significant digits plus 1; a map or list 3 bytes plus 1 per element.
+    https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/CapacityUnitCalculations.html"""
+    return sum(len(name.encode()) + _value_size(value) for name, value in item.items())
+
+
+def _value_size(value: dict[str, Any]) -> int:
+    ((kind, content),) = value.items()
+    if kind == "S":
+        return len(content.encode())
+    if kind == "N":
+        return (len(content.strip("-").replace(".", "").strip("0")) + 1) // 2 + 1
+    if kind in ("BOOL", "NULL"):
+        return 1
+    if kind == "M":
+        return 3 + sum(len(k.encode()) + _value_size(v) + 1 for k, v in content.items())
+    if kind == "L":
+        return 3 + sum(_value_size(v) + 1 for v in content)
+    raise AssertionError(f"no size rule here for {kind}")
+
+
+def s3_request(**spec: Any) -> RunRequest:
+    """A realistic S3 drop: a dated key, a version id and a sequencer, as S3 sends them."""
+    job = parse_catalog({"jobs": [job_spec("csv-word-count", **spec)]}).jobs[0]
+    bucket, key = "acme-production-jobline-input-123456789012", "incoming/2026/11/20/orders-000123.csv"
+    trigger = Trigger(
+        type="s3",
+        key=f"s3:{bucket}:{key}:3sL4kqtJlcpXroDTDmJ.rmSpXd3dIbrHY:0055AED6DCD90281E5",
+        source=f"s3://{bucket}/{key}",
+        event={"detail": {"object": {"key": key, "size": 1234}, "bucket": {"name": bucket}}},
+    )
+    return RunRequest(job=job, trigger=trigger)
+
+
+def wire(row: dict[str, Any]) -> dict[str, Any]:
+    serializer = TypeSerializer()
+    return {"pk": {"S": f"RUN#{row['run_id']}"}, **{k: serializer.serialize(v) for k, v in row.items()}}
+
+
+def test_the_hot_row_holds_no_event_arguments_or_version() -> None:
+    limited = new_row(s3_request(max_concurrent_runs=2), SETTINGS, "2026-11-20T08:00:00.000Z")
+    assert {"event", "event_s3_uri", "arguments", "retry_of", "version"}.isdisjoint(limited)
+    assert limited["trigger"].keys() == {"type", "key", "source"}
+    assert limited["slot_job"] == "csv-word-count"
+    machine = f"jobline-production-run-{s3_request(max_concurrent_runs=2).job.policy_id}"
+    assert limited["execution_arn"] == f"arn:aws:states:eu-west-1:123456789012:execution:{machine}:{limited['run_id']}"
+    request = s3_request()
+    # A job without a limit (model_copy: this catalog may still default every job to one).
+    request = request.model_copy(update={"job": request.job.model_copy(update={"max_concurrent_runs": None})})
+    unlimited = new_row(request, SETTINGS, "2026-11-20T08:00:00.000Z", FanoutItem("fanout-1", 7))
+    assert "slot_job" not in unlimited
+    assert (unlimited["fanout_id"], unlimited["fanout_line"]) == ("fanout-1", 7)
+
+
+def test_a_first_attempt_row_stays_under_one_write_unit() -> None:
+    """Created, claimed (attempt 1 STARTING "In queue") and given its backend job id, the row of a
+    realistic S3 run of a limited job is under 1 KB: each of its writes costs one write unit."""
+    row = new_row(s3_request(max_concurrent_runs=2), SETTINGS, "2026-11-20T08:00:00.000Z")
+    assert item_size(wire(row)) < WRITE_UNIT_BYTES
+    claimed = {
+        **row,
+        "attempt": 1,
+        "status": "RUNNING",
+        "reason": "Running",
+        "status_rank": 20,
+        "attempts": {
+            "1": {
+                "status": "RUNNING",
+                "reason": "Running",
+                "submitted_at": "2026-11-20T08:00:00.120Z",
+                "started_at": "2026-11-20T08:00:31.500Z",
+                "backend_job_id": "4c8e2c4d-5f3a-4e1b-9a7e-0d2f6b8c1e3a",
+                "backend_status": "RUNNING",
+                "log_stream": "jobline/default/5b1f0c2e9d3a4b7c8e6f1a2b3c4d5e6f",
+            }
+        },
+    }
+    assert item_size(wire(claimed)) < WRITE_UNIT_BYTES
+
+
+def test_the_size_rule_counts_as_the_aws_page_does() -> None:
+    """The page's own rules on small values (name bytes + value bytes; maps 3 + 1 per element)."""
+    assert item_size({"ab": {"S": "xyz"}}) == 5
+    assert item_size({"n": {"N": "12345"}}) == 1 + 3 + 1
+    assert item_size({"b": {"BOOL": True}}) == 2
+    assert item_size({"m": {"M": {"k": {"S": "v"}}}}) == 1 + 3 + (1 + 1 + 1)
+    assert item_size({"m": {"M": {}}}) == 4
+    assert item_size({"n": {"N": "1500"}}) == item_size({"n": {"N": "15"}})  # trailing zeroes trimmed
+
+
+def test_the_run_data_is_written_once_and_carries_no_index_key(env: dict[str, Any]) -> None:
+    deps = get_deps()
+    request = s3_request()
+    assert deps.starter.start(request).created is True
+    data = deps.table.get_run_data(request.run_id)
+    assert INDEX_KEYS.isdisjoint(data)
+    assert json.loads(data["event"]) == request.trigger.event
+    assert data["arguments"] == {"output_prefix": "results/"}
+    assert data["expires_at"] == deps.table.get_run(request.run_id)["expires_at"]  # TTL on both items
+
+    other = request.model_copy(update={"trigger": request.trigger.model_copy(update={"event": {"other": 1}})})
+    assert deps.starter.start(other).created is False
+    assert deps.table.get_run_data(request.run_id) == data  # never updated
+
+
+class TableDeployer(StorageAndMessaging):
+    """The local deployer's table creator, on the test's moto."""
+
+    def __init__(self, session: Any) -> None:
+        self.session = session
+
+    def client(self, service: str) -> Any:
+        return self.session.client(service)
+
+    def name(self, logical_id: str, limit: int = 64, lower: bool = False) -> str:
+        return f"local-{logical_id}"[:limit]
+
+
+def test_the_local_deployer_builds_keys_only_and_include_indexes(env: dict[str, Any]) -> None:
+    """The local stack's table comes from template.yaml: its projections (and an INCLUDE one, as
+    the slot waiters' index has) reach moto as declared, and moto answers by them."""
+    props = resource("RunTable")["Properties"]
+    include = {
+        "IndexName": "by-waiting-test",
+        "KeySchema": [{"AttributeName": "job", "KeyType": "HASH"}, {"AttributeName": "created_at", "KeyType": "RANGE"}],
+        "Projection": {"ProjectionType": "INCLUDE", "NonKeyAttributes": ["reason"]},
+    }
+    props = {**props, "GlobalSecondaryIndexes": [*props["GlobalSecondaryIndexes"], include]}
+    name = TableDeployer(env["session"]).create_DynamoDB_Table("RunTable", props).ref
+    ddb = env["session"].client("dynamodb")
+    declared = {i["IndexName"]: i["Projection"] for i in props["GlobalSecondaryIndexes"]}
+    built = {
+        i["IndexName"]: i["Projection"] for i in ddb.describe_table(TableName=name)["Table"]["GlobalSecondaryIndexes"]
+    }
+    assert built == declared
+    assert declared["by-job-keys"] == {"ProjectionType": "KEYS_ONLY"}
+
+    table = RunTable(ddb, name)
+    table.create_run(new_row(s3_request(), SETTINGS, "2026-11-20T08:00:00.000Z"))
+    (item,) = ddb.query(
+        TableName=name,
+        IndexName="by-waiting-test",
+        KeyConditionExpression="job = :j",
+        ExpressionAttributeValues={":j": {"S": "csv-word-count"}},
+    )["Items"]
+    assert set(item) == {"pk", "job", "created_at", "reason"}
+
+
+def test_runs_of_a_fanout_are_found_by_line_in_number_order(env: dict[str, Any]) -> None:
+    deps = get_deps()
+    job = parse_catalog({"jobs": [job_spec("csv-word-count")]}).jobs[0]
+
+    def start(key: str, fanout: FanoutItem | None) -> str:
+        trigger = Trigger(type="manual", key=key, source="manifest", event={})
+        return deps.starter.start(RunRequest(job=job, trigger=trigger), fanout=fanout).run_id
+
+    lines = {line: start(f"line-{line}", FanoutItem("fanout-1", line)) for line in (10, 2, 1)}
+    start("another-fanout", FanoutItem("fanout-2", 1))
+    start("no-fanout", None)
+
+    items = deps.table._client.query(
+        TableName="runs",
+        IndexName="by-fanout",
+        KeyConditionExpression="fanout_id = :f",
+        ExpressionAttributeValues={":f": {"S": "fanout-1"}},
+    )["Items"]
+    assert [item["pk"]["S"] for item in items] == [f"RUN#{lines[n]}" for n in (1, 2, 10)]
+    assert all(set(item) == {"pk", "fanout_id", "fanout_line"} for item in items)
+
+
+def test_the_reconciler_starts_a_never_started_run_from_its_stored_data(env: dict[str, Any]) -> None:
+    deps = get_deps()
+    trigger = Trigger(type="manual", key="manual:1", source="test", event={"big": "x" * 7000})
+    request = RunRequest(job=deps.catalog.get("csv-word-count"), trigger=trigger)
+
+    def unavailable(**_: Any) -> None:
+        raise ClientError({"Error": {"Code": "ServiceUnavailable", "Message": "down"}}, "StartExecution")
+
+    sfn = deps.starter._sfn
+    sfn.meta.events.register("before-call.states.StartExecution", unavailable)
+    with pytest.raises(ClientError, match="ServiceUnavailable"):
+        deps.starter.start(request)
+    sfn.meta.events.unregister("before-call.states.StartExecution", unavailable)
+    reads: list[str] = []
+    deps.table._client.meta.events.register("before-call.dynamodb.*", lambda model, **_: reads.append(model.name))
+
+    outcome = reconcile(deps, timedelta(0), datetime.now(UTC) + timedelta(hours=1))
+
+    assert outcome == {request.run_id: "started: its execution had never started"}
+    arn = deps.table.get_run(request.run_id)["execution_arn"]
+    execution_input = json.loads(sfn.describe_execution(executionArn=arn)["input"])
+    overrides = execution_input["request"]["params"]["containerOverrides"]
+    environment = {item["name"]: item["value"] for item in overrides["environment"]}
+    assert environment["JOBLINE_TRIGGER_EVENT_S3_URI"] == deps.table.get_run_data(request.run_id)["event_s3_uri"]
+    assert reads[:3] == ["Query", "BatchGetItem", "GetItem"]  # the PENDING keys, their rows, the run's data

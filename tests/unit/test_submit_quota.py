@@ -1,0 +1,56 @@
+"""The quota governor: every submitter of the stack takes its calls from one per-second counter
+per submit API, so two processors at once still submit no faster than the stack's rate."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from botocore.config import Config
+
+from jobline.submit import Outcome, Submitter, process_message
+from tests.unit.submitting import Stack, stack, time_left
+
+__all__ = ["stack"]
+RATE = 2
+RUNS = 8
+
+
+def test_two_concurrent_processors_hold_the_rate_together(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The local SubmitJob quota is a token bucket at the same rate with room for two seconds' calls
+    (a per-second counter may spend the end of one second and the start of the next together): no
+    call is throttled, and no second's counter passes the rate."""
+    monkeypatch.setenv("JOBLINE_QUOTA_SUBMITJOB", f"{RATE}:{2 * RATE + 1}")
+    no_retries = stack.session.client("batch", config=Config(retries={"total_max_attempts": 1}))
+    stack._clients["batch"] = no_retries
+    runs = [stack.start("word-count") for _ in range(RUNS)]
+    bodies = [stack.message(run_id) for run_id in runs]
+    settings = stack.settings.model_copy(update={"submit_job_rate": RATE})
+    outcomes: list[object] = []
+
+    def processor(share: list[str]) -> None:
+        submitter = Submitter(stack.table, stack.client, settings)  # the real clock, real sleeps
+        for body in share:
+            try:
+                outcomes.append(process_message(submitter, body, time_left()))
+            except Exception as error:
+                outcomes.append(error)
+
+    threads = [threading.Thread(target=processor, args=(bodies[i::2],)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert outcomes == [Outcome.SUBMITTED] * RUNS
+    assert sorted(job["jobName"] for run_id in runs for job in stack.batch_jobs(run_id)) == sorted(
+        f"{run_id}-1" for run_id in runs
+    )
+    counters = stack.client("dynamodb").scan(
+        TableName="runs",
+        FilterExpression="begins_with(pk, :quota)",
+        ExpressionAttributeValues={":quota": {"S": "QUOTA#SubmitJob#"}},
+    )["Items"]
+    calls = {item["pk"]["S"]: int(item["calls"]["N"]) for item in counters}
+    assert all(n <= RATE for n in calls.values()), calls
+    assert sum(calls.values()) == RUNS
+    assert len(calls) >= RUNS / RATE  # the seconds the rate needs
