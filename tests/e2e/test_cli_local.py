@@ -154,6 +154,7 @@ def test_the_catalog_is_the_local_stacks(stack: Stack, capsys: pytest.CaptureFix
     jobs = [job["name"] for job in cli_json(stack, capsys, "jobs", "list")]
     assert jobs == [
         "word-count",
+        "greet",
         "flaky-report",
         "always-fails",
         "slow-export",
