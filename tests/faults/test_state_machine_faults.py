@@ -89,21 +89,12 @@ def outcome(stack: Stack, injector: Injector, run_id: str, event: Any, before_sw
     return problems + slot_problems(stack, run_id)
 
 
-# Open gaps found by the reshaped suite: a Task call whose response is lost (the call ran) in the
-# callback states (Attempt's sqs:sendMessage.waitForTaskToken, WaitForSlot's
-# aws-sdk:dynamodb:updateItem.waitForTaskToken) matches none of their retriers (moto's engine names
-# a transport failure outside the SQS./DynamoDb. names they list), so the execution goes to
-# RecordFailure: the run ends FAILED InternalError while its attempt or its wait is registered.
-# strict: each case fails the suite the day it heals.
-KNOWN_GAPS = {"Attempt-SendMessage-lost_response", "WaitForSlot-UpdateItem-lost_response"}
-
-
+# A lost response in a callback Task (Attempt's sqs:sendMessage.waitForTaskToken, WaitForSlot's
+# aws-sdk:dynamodb:updateItem.waitForTaskToken) is the service's SdkClientException, which their
+# retriers list: the call is made again with a new try's token, which the submitter's ticket or the
+# row's slot_token then holds.
 def _case(call: tuple[Any, ...], kind: Any) -> Any:
-    case_id = f"{call[0]}-{call[2]}-{kind}"
-    gap = pytest.mark.xfail(
-        strict=True, reason="a lost response in a callback Task ends the run InternalError (open gap)"
-    )
-    return pytest.param(*call, kind, id=case_id, marks=[gap] if case_id in KNOWN_GAPS else [])
+    return pytest.param(*call, kind, id=f"{call[0]}-{call[2]}-{kind}")
 
 
 @pytest.mark.parametrize(

@@ -74,6 +74,17 @@ def test_the_attempt_retrier_is_the_jobs_retry_strategy(job: Job) -> None:
     assert not any(set(r["ErrorEquals"]) & set(ATTEMPT_ERRORS) for r in retriers[1:])
 
 
+def test_a_callback_tasks_lost_response_is_retried(job: Job) -> None:
+    """A callback Task's own call that ran but got no answer fails as the service's
+    SdkClientException (AWS's name for the SDK's client exception): a retrier of each callback
+    Task matches it, so the call is made again instead of the run ending InternalError."""
+    states = run_machines.definition(job)["States"]
+    lost = {"Attempt": "SQS.SdkClientException", "WaitForSlot": "DynamoDb.SdkClientException"}
+    for name, error in lost.items():
+        if name in states:
+            assert any(error in r["ErrorEquals"] for r in states[name]["Retry"]), name
+
+
 def test_every_attempt_error_that_is_not_retried_ends_the_run(job: Job) -> None:
     """Catch: each error the handler sends goes to RunFailed (its terminal event wrote the row);
     only the guard and the engine's own errors are written by the execution."""

@@ -27,6 +27,7 @@ REGISTERED = {
         "adapt_sagemaker_processing_sync",
         "adapt_glue_sync",
         "adapt_aws_sdk_integrations",
+        "adapt_unanswered_service_calls",
     },
     "adaptations.delivery": {
         "adapt_event_pattern_json_types",
@@ -94,6 +95,7 @@ def test_pins_the_moto_it_was_written_for() -> None:
         "_sync_to_start_job_run",
         "_build_sync_resolver",
         "_SERVICE_ERROR_NAMES",
+        "_from_error",
         "createserviceenvironment",
         "describeserviceenvironments",
         "updateserviceenvironment",

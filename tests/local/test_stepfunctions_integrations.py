@@ -251,3 +251,83 @@ def test_batch_sync_polls_through_transient_errors(monkeypatch: pytest.MonkeyPat
 
         faults[:] = [refused("ClientException", 400)]
         assert run_asl(submit, "T")["failures"][0]["error"] == "Batch.ClientException"
+
+
+def test_an_unanswered_service_call_is_an_sdk_client_exception(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A callback Task's call that ran but whose answer was lost fails the task with the service's
+    SdkClientException, which a retrier matches; the retry makes the call again."""
+    from botocore.client import BaseClient
+    from botocore.exceptions import ReadTimeoutError
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_aws_sdk import (
+        StateTaskServiceAwsSdk,
+    )
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_sqs import (
+        StateTaskServiceSqs,
+    )
+
+    lost: list[str] = []
+    make_api_call = BaseClient._make_api_call
+
+    def losing_answers(self: Any, operation: str, params: dict[str, Any]) -> Any:
+        response = make_api_call(self, operation, params)
+        if operation in lost:
+            lost.remove(operation)
+            raise ReadTimeoutError(endpoint_url=self.meta.endpoint_url)
+        return response
+
+    def waiting(resource: str, parameters: dict[str, Any], retried: str | None = None) -> dict[str, Any]:
+        states = task(f"arn:aws:states:::{resource}.waitForTaskToken", parameters)
+        states["T"]["TimeoutSeconds"] = 30
+        if retried:
+            states["T"]["Retry"] = [{"ErrorEquals": [retried], "IntervalSeconds": 1, "MaxAttempts": 1}]
+        return states
+
+    def error(resource: str, parameters: dict[str, Any]) -> str:
+        return run_asl(waiting(resource, parameters), "T")["failures"][0]["error"]
+
+    monkeypatch.setattr(BaseClient, "_make_api_call", losing_answers)
+    with mock_aws(config=SFN):
+        queue = client("sqs").create_queue(QueueName="submit")["QueueUrl"]
+        client("dynamodb").create_table(
+            TableName="runs",
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        send = {"QueueUrl": queue, "MessageBody": {"try.$": "$$.State.RetryCount", "token.$": "$$.Task.Token"}}
+        register = {
+            "TableName": "runs",
+            "Key": {"pk": {"S": "RUN#r"}},
+            "UpdateExpression": "SET slot_token = :token",
+            "ExpressionAttributeValues": {":token": {"S.$": "$$.Task.Token"}},
+        }
+        sqs, sdk = "sqs:sendMessage", "aws-sdk:dynamodb:updateItem"
+        with monkeypatch.context() as pristine:
+            for task_class in (StateTaskServiceSqs, StateTaskServiceAwsSdk):
+                pristine.setattr(task_class, "_from_error", original(task_class, "_from_error"))
+            lost[:] = ["SendMessage", "UpdateItem"]
+            names = [error(sqs, send), error(sdk, register)]
+            assert names == ["States.Runtime"] * 2, "moto now names a lost response itself"
+
+        lost[:] = ["SendMessage", "UpdateItem"]
+        assert [error(sqs, send), error(sdk, register)] == ["SQS.SdkClientException", "DynamoDb.SdkClientException"]
+        refused = {**register, "ConditionExpression": "attribute_not_exists(pk)"}
+        assert error(sdk, refused) == "DynamoDb.ConditionalCheckFailedException"  # a refusal keeps its name
+
+        # Retried, the call runs again with a new try's token: the first try's message was sent too.
+        lost[:] = ["SendMessage"]
+        retried = client("sqs").create_queue(QueueName="retried")["QueueUrl"]
+        execution = run_asl(waiting(sqs, {**send, "QueueUrl": retried}, "SQS.SdkClientException"), "T", wait=False)
+        bodies: list[dict[str, Any]] = []
+
+        def received() -> bool:
+            got = client("sqs").receive_message(QueueUrl=retried, MaxNumberOfMessages=10).get("Messages", [])
+            bodies.extend(json.loads(m["Body"]) for m in got)
+            return len(bodies) >= 2
+
+        wait_until(received, timeout=20, what="both tries' messages")
+        tokens = {body["try"]: body["token"] for body in bodies}
+        assert sorted(tokens) == [0, 1]
+        assert tokens[0] != tokens[1]
+        client("stepfunctions").send_task_success(taskToken=tokens[1], output="{}")
+        assert wait_execution(execution)["status"] == "SUCCEEDED"

@@ -53,8 +53,12 @@ SDK_DYNAMODB_TRANSIENT = [
     "DynamoDb.InternalServerErrorException",
     "DynamoDb.InternalServerError",
     "DynamoDb.RequestLimitExceededException",
+    # a lost response: the row may have taken this try's token; the retry writes its own over it
+    "DynamoDb.SdkClientException",
 ]
-# sqs:sendMessage failures a later try can pass (the message was not sent, so no job exists).
+# sqs:sendMessage failures a later try can pass. After a lost response (SdkClientException) the
+# message may have been sent: the retry's message is a second one with a newer token, and the
+# submitter still submits one job for the attempt and keeps the newest token (jobline.submit).
 SQS_TRANSIENT = ["SQS.SdkClientException", "SQS.AmazonSQSException", "SQS.InternalError"]
 TRANSIENT_RETRY = {"IntervalSeconds": 1, "BackoffRate": 2, "MaxDelaySeconds": 20, "JitterStrategy": "FULL"}
 

@@ -68,6 +68,7 @@ REGISTRY = (
     "jobline_local.adaptations.stepfunctions_integrations:adapt_sagemaker_processing_sync",
     "jobline_local.adaptations.stepfunctions_integrations:adapt_glue_sync",
     "jobline_local.adaptations.stepfunctions_integrations:adapt_aws_sdk_integrations",
+    "jobline_local.adaptations.stepfunctions_integrations:adapt_unanswered_service_calls",
     "jobline_local.emulated.batch_service_jobs:adapt_batch_service_jobs",
     "jobline_local.emulated.sagemaker_processing:adapt_sagemaker_processing_jobs",
     "jobline_local.emulated.glue:adapt_glue_job_runs",

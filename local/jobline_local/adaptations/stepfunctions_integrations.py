@@ -102,16 +102,13 @@ def _task_failed(env: Any, task: Any, cause: dict[str, Any]) -> Exception:
     )
 
 
-def _service_error(env: Any, task: Any, error: Exception, prefix: str) -> Any:
-    """An optimized integration's error from a service: `<Service>.<Code>`, as AWS names it."""
-    from botocore.exceptions import ClientError
+def _named_failure(env: Any, task: Any, name: str, cause: str) -> Any:
+    """The task failed with error `name` (a retrier or catcher matches it by that name)."""
     from moto.stepfunctions.parser.api import HistoryEventType, TaskFailedEventDetails
     from moto.stepfunctions.parser.asl.component.common.error_name.custom_error_name import CustomErrorName
     from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import FailureEvent
     from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
 
-    assert isinstance(error, ClientError)
-    name = f"{prefix}.{error.response['Error']['Code']}"
     return FailureEvent(
         env=env,
         error_name=CustomErrorName(name),
@@ -119,12 +116,21 @@ def _service_error(env: Any, task: Any, error: Exception, prefix: str) -> Any:
         event_details=EventDetails(
             taskFailedEventDetails=TaskFailedEventDetails(
                 error=name,
-                cause=error.response["Error"].get("Message", ""),
+                cause=cause,
                 resource=task._get_sfn_resource(),
                 resourceType=task._get_sfn_resource_type(),
             )
         ),
     )
+
+
+def _service_error(env: Any, task: Any, error: Exception, prefix: str) -> Any:
+    """An optimized integration's error from a service: `<Service>.<Code>`, as AWS names it."""
+    from botocore.exceptions import ClientError
+
+    assert isinstance(error, ClientError)
+    name = f"{prefix}.{error.response['Error']['Code']}"
+    return _named_failure(env, task, name, error.response["Error"].get("Message", ""))
 
 
 PROCESSING_RUNNING = ("InProgress", "Stopping")
@@ -271,15 +277,58 @@ def adapt_aws_sdk_integrations() -> None:
     replace(state_task_service_aws_sdk, "_SERVICE_ERROR_NAMES", names)
 
 
+# The AWS SDK's exception for a call that got no answer, as Step Functions names it in a task's
+# error: `<Service>.SdkClientException` ("Handle Lambda service exceptions",
+# https://docs.aws.amazon.com/step-functions/latest/dg/bp-lambda-serviceexception.html, retries
+# Lambda.SdkClientException; an AWS SDK integration's errors are `<Service>.<Exception>`,
+# https://docs.aws.amazon.com/step-functions/latest/dg/supported-services-awssdk.html).
+SDK_CLIENT_EXCEPTION = "SdkClientException"
+
+
+def adapt_unanswered_service_calls() -> None:
+    """A callback Task's own service call that got no answer (a read timeout, a dropped
+    connection: the call may have run) fails the task with `SQS.SdkClientException` for
+    sqs:sendMessage and `<Service>.SdkClientException` (DynamoDb., Batch., ...) for an AWS SDK
+    integration, as AWS names the SDK's client exception. moto 5.2.5 names any exception other
+    than a ClientError `States.Runtime`, which no retrier of the service's errors matches, so a
+    lost response ended the execution."""
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_aws_sdk import (
+        StateTaskServiceAwsSdk,
+    )
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_sqs import (
+        StateTaskServiceSqs,
+    )
+
+    def naming(task_class: type, service_name: Callable[[Any], str]) -> None:
+        moto_from_error = task_class._from_error  # type: ignore[attr-defined]
+
+        def from_error(self: Any, env: Any, ex: Exception) -> Any:
+            if _unanswered(ex):
+                return _named_failure(env, self, f"{service_name(self)}.{SDK_CLIENT_EXCEPTION}", str(ex))
+            return moto_from_error(self, env, ex)
+
+        replace(task_class, "_from_error", from_error)
+
+    naming(StateTaskServiceSqs, lambda task: "SQS")
+    naming(StateTaskServiceAwsSdk, lambda task: task._normalise_service_error_name(task.resource.api_name))
+
+
 # Throttling codes of the services whose `.sync` jobs the engine polls (each API reference's
 # Common Errors); any 5xx is transient too.
 POLL_THROTTLES = frozenset({"TooManyRequestsException", "ThrottlingException", "Throttling"})
 
 
-def _transient(error: Exception) -> bool:
-    from botocore.exceptions import ClientError, ConnectionError, HTTPClientError
+def _unanswered(error: Exception) -> bool:
+    """A call that got no answer: a timeout or a dropped connection (the call may have run)."""
+    from botocore.exceptions import ConnectionError, HTTPClientError
 
-    if isinstance(error, HTTPClientError | ConnectionError):  # a timeout or a dropped connection
+    return isinstance(error, HTTPClientError | ConnectionError)
+
+
+def _transient(error: Exception) -> bool:
+    from botocore.exceptions import ClientError
+
+    if _unanswered(error):
         return True
     if isinstance(error, ClientError):
         status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
