@@ -144,6 +144,25 @@ def test_nothing_is_submitted_for_a_stopped_run(stack: Stack) -> None:
     assert stack.row(run_id)["attempt"] == 0
 
 
+def test_a_message_for_a_run_that_ended_answers_its_token_with_the_end(stack: Stack) -> None:
+    """A retried send's newer message, not yet claimed when the attempt ended (its event answered
+    the older token): the run's end answers this one, so the execution does not wait for its guard."""
+    run_id = stack.start("word-count")
+    body = stack.message(run_id)
+    set_row(
+        stack,
+        run_id,
+        "SET #s = :done, #r = :completed, #k = :terminal, #a = :one",
+        {":done": {"S": "SUCCEEDED"}, ":completed": {"S": "Completed"}, ":terminal": {"N": "30"}, ":one": {"N": "1"}},
+        {"#s": "status", "#r": "reason", "#k": "status_rank", "#a": "attempt"},
+    )
+    assert process_message(stack.submitter(), body, time_left()) == Outcome.ENDED
+    assert stack.batch_jobs(run_id) == []
+    assert stack.execution(run_id)["status"] == "SUCCEEDED"
+    # Answered again by a redelivery: the token is spent, quietly.
+    assert process_message(stack.submitter(), body, time_left()) == Outcome.ENDED
+
+
 def test_a_skipped_retry_number_claims_the_next_attempt_exactly(stack: Stack) -> None:
     """An SQS retry of the Attempt state's send counts in $$.State.RetryCount: the row numbers attempts."""
     run_id = stack.start("word-count")

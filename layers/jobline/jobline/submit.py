@@ -36,7 +36,8 @@ from jobline.clock import now_iso
 from jobline.dal import RunTable
 from jobline.errors import JoblineError, MalformedEvent
 from jobline.observability import count, logger
-from jobline.status import RANK_TERMINAL, Reason, RunStatus
+from jobline.state_changes import answer_attempt
+from jobline.status import ATTEMPT_ERROR_FOR, RANK_TERMINAL, Reason, RunStatus
 from jobline.submit_request import SubmitMessage
 
 if TYPE_CHECKING:
@@ -221,11 +222,20 @@ class Submitter:
         return Outcome.SUBMIT_FAILED
 
     def _ended(self, row: dict[str, Any], message: SubmitMessage) -> Outcome:
-        """Nothing is submitted for a run that ended. One that ended SubmitFailed fails the task
-        again: the first answer may have been lost."""
-        if row.get("reason") == Reason.SUBMIT_FAILED:
-            record = row.get("attempts", {}).get(str(row["attempt"]), {})
-            self._fail_task(message.token, str(record.get("status_reason", Reason.SUBMIT_FAILED.value)))
+        """Nothing is submitted for a run that ended. Its end answers the message's token: the
+        first answer may have been lost, or it went to an older token (the Attempt state retried
+        a send whose response was lost, and the attempt ended before this newer message was
+        claimed). A token nothing waits on any more refuses it, quietly."""
+        reason = Reason._value2member_map_.get(row.get("reason", ""))
+        if row.get("status") == RunStatus.SUCCEEDED or reason in ATTEMPT_ERROR_FOR:
+            record = row.get("attempts", {}).get(str(row.get("attempt", 0)), {})
+            ended = {
+                "attempt": row.get("attempt", 0),
+                "status": row["status"],
+                "reason": row["reason"],
+                "status_reason": record.get("status_reason"),
+            }
+            answer_attempt(self.clients("stepfunctions"), {"task_token": message.token}, ended)
         return Outcome.ENDED
 
     def hand_back(self, message: SubmitMessage, receipt_handle: str, after_seconds: float) -> None:
