@@ -115,10 +115,15 @@ def test_a_limited_job_runs_two_at_a_time_and_hands_slots_on_in_creation_order(l
     granted = [sampler.first_seen[run_id] for run_id in created]
     assert granted == sorted(granted), f"slots granted out of creation order: {granted}"
     assert [rows[r]["created_at"] for r in created] == sorted(rows[r]["created_at"] for r in created)
-    slot = local.client("dynamodb").get_item(
-        TableName=local.output("RunTableName"), Key={"pk": {"S": f"SLOT#{LIMITED}"}}, ConsistentRead=True
-    )["Item"]
-    assert slot.get("holders", {}).get("M", {}) == {}  # every slot given back
+
+    def holders() -> dict[str, Any]:
+        slot = local.client("dynamodb").get_item(
+            TableName=local.output("RunTableName"), Key={"pk": {"S": f"SLOT#{LIMITED}"}}, ConsistentRead=True
+        )["Item"]
+        return slot.get("holders", {}).get("M", {})
+
+    # Every slot given back: the stream consumer releases a run's slot after its row became final.
+    local.wait_for(lambda: holders() == {}, 60, interval=0.5, what="the last runs' slots to be released")
     print(f"\nslots: {sampler.samples} samples, at most {sampler.most} holders, first seen at {granted}")
 
 
