@@ -2,7 +2,8 @@
 handlers' imports stay light: what each imports is checked here, never how long it takes (the
 figures are a benchmark: `python -m jobline_local.coldstart`, docs/PERFORMANCE.md).
 
-The checks on the built layer need `sam build`'s output: `make test` builds before it tests.
+The checks on the built layer read `sam build`'s output (`make test` builds before it tests); run
+alone, they build the layer there first with the same Makefile target `sam build` runs.
 """
 
 from __future__ import annotations
@@ -54,8 +55,10 @@ def runtime_modules() -> list[Path]:
 
 
 def built_layer() -> Path:
+    """The layer as `sam build` leaves it; built here (layers/jobline/Makefile) when it is not."""
     if not SITE.is_dir():
-        pytest.skip(f"no built layer at {SITE}: run `make build` (make test builds first)")
+        build = ["make", "-C", str(MAKEFILE.parent), "build-JoblineLayer", f"ARTIFACTS_DIR={coldstart.LAYER_BUILD}"]
+        subprocess.run(build, check=True)  # noqa: S603 - the repository's Makefile, make from PATH
     return SITE
 
 
