@@ -58,7 +58,7 @@ def test_the_attempt_states_message_submits_the_first_attempt(stack: Stack) -> N
     row = stack.row(run_id)
     assert (row["attempt"], row["status"], row["reason"], row["status_rank"]) == (1, "STARTING", "In queue", 10)
     assert row["attempts"]["1"]["backend_job_id"] == job["jobId"]
-    ticket = stack.table.get_ticket(run_id, 1)
+    ticket = stack.table.attempt_ticket(run_id, 1)
     assert ticket is not None
     assert ticket["task_token"] == json.loads(body)["token"]
     expected = {"retry_count": 0, "max_attempts": 3, "retry_on_timeout": False, "backend": "batch"}
@@ -178,7 +178,7 @@ def test_a_skipped_retry_number_claims_the_next_attempt_exactly(stack: Stack) ->
     assert names == [f"{run_id}-1", f"{run_id}-2", f"{run_id}-3"]
     row = stack.row(run_id)
     assert (row["attempt"], row["status"]) == (3, "STARTING")
-    ticket = stack.table.get_ticket(run_id, 3)
+    ticket = stack.table.attempt_ticket(run_id, 3)
     assert ticket is not None
     assert (ticket["task_token"], ticket["retry_count"]) == ("token-c", 4)
 
@@ -195,7 +195,7 @@ def test_an_older_token_never_replaces_a_newer_one(stack: Stack, newer_first: bo
     older, newer = with_retry_count(body, 0, "token-a"), with_retry_count(body, 1, "token-b")
     order = [newer, older] if newer_first else [older, newer]
     assert [process_message(stack.submitter(), message, time_left()) for message in order] == outcomes
-    ticket = stack.table.get_ticket(run_id, 1)
+    ticket = stack.table.attempt_ticket(run_id, 1)
     assert ticket is not None
     assert (ticket["task_token"], ticket["retry_count"]) == ("token-b", 1)
     assert stack.row(run_id)["attempt"] == 1

@@ -77,7 +77,7 @@ def test_each_backend_submits_the_attempt_with_its_own_values(stack: Stack, job:
     ((job_id, described),) = jobs_of(stack, job, run_id).items()
     assert attempt_values(job, described, stack) == {"name": f"{run_id}-1", "env": "1", "tag": "1"}
     assert stack.row(run_id)["attempts"]["1"]["backend_job_id"] == job_id
-    ticket = stack.table.get_ticket(run_id, 1)
+    ticket = stack.table.attempt_ticket(run_id, 1)
     assert ticket is not None
     assert ticket["backend"] == stack.catalog.get(job).backend.type
 

@@ -115,6 +115,17 @@ def _conditional_failed(error: ClientError) -> bool:
     return error.response["Error"]["Code"] == "ConditionalCheckFailedException"
 
 
+def _made(write: Callable[[], Any]) -> bool:
+    """Make one conditional write: False when its condition failed."""
+    try:
+        write()
+    except ClientError as error:
+        if _conditional_failed(error):
+            return False
+        raise
+    return True
+
+
 def _backoff(tries: int) -> float:
     """Full jitter: uniform in [0, min(CAP, BASE * 2**tries)] seconds.
     https://aws.amazon.com/builders-library/timeouts-retries-and-backoff-with-jitter/"""
@@ -218,7 +229,7 @@ class RunTable:
         """The submitter's ticket of one attempt (task token, retry strategy). Written minutes
         before an attempt can end, so an eventually consistent read (half the cost) finds it; a
         miss is read again consistently before it counts."""
-        key = {"pk": {"S": f"ATTEMPT#{run_id}#{attempt}"}}
+        key = ticket_key(run_id, attempt)
         for consistent in (False, True):
             item = self._client.get_item(TableName=self._table, Key=key, ConsistentRead=consistent).get("Item")
             if item:
@@ -331,13 +342,7 @@ class RunTable:
         self, job: str, update: str, condition: str, names: dict[str, str], values: dict[str, Any]
     ) -> bool:
         """A conditional write on the job's slots: False when its condition fails."""
-        try:
-            self._slot_write(job, update, condition, names, values)
-        except ClientError as error:
-            if _conditional_failed(error):
-                return False
-            raise
-        return True
+        return _made(lambda: self._slot_write(job, update, condition, names, values))
 
     def _slot_write(
         self, job: str, update: str, condition: str, names: dict[str, str], values: dict[str, Any], **extra: Any
@@ -392,8 +397,8 @@ class RunTable:
             names |= {"#reason": "reason", "#rank": "status_rank"}
             values |= {":reason": {"S": reason}, ":terminal": {"N": str(RANK_TERMINAL)}}
             update, condition = f"SET #reason = :reason {update}", f"{condition} AND #rank < :terminal"
-        try:
-            self._client.update_item(
+        cleared = _made(
+            lambda: self._client.update_item(
                 TableName=self._table,
                 Key=run_key(run_id),
                 UpdateExpression=update,
@@ -401,12 +406,9 @@ class RunTable:
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=values,
             )
-        except ClientError as error:
-            if not _conditional_failed(error):
-                raise
-            # An ended run keeps its reason; its wait fields still go.
-            return reason is not None and self.clear_waiter(run_id, token, None)
-        return True
+        )
+        # An ended run keeps its reason; its wait fields still go.
+        return cleared or (reason is not None and self.clear_waiter(run_id, token, None))
 
     # ------------------------------------------------------------ the submitter (jobline.submit)
 
@@ -416,8 +418,8 @@ class RunTable:
         UpdateItem, so it keeps what others add to the ticket."""
         names = {f"#f{i}": name for i, name in enumerate(ticket)}
         values = {f":f{i}": _serializer.serialize(value) for i, value in enumerate(ticket.values())}
-        try:
-            self._client.update_item(
+        return _made(
+            lambda: self._client.update_item(
                 TableName=self._table,
                 Key=ticket_key(run_id, attempt),
                 UpdateExpression="SET " + ", ".join(f"#f{i} = :f{i}" for i in range(len(ticket))),
@@ -425,15 +427,7 @@ class RunTable:
                 ExpressionAttributeNames={**names, "#rc": "retry_count"},
                 ExpressionAttributeValues={**values, ":rc": _serializer.serialize(ticket["retry_count"])},
             )
-        except ClientError as error:
-            if _conditional_failed(error):
-                return False
-            raise
-        return True
-
-    def get_ticket(self, run_id: str, attempt: int) -> dict[str, Any] | None:
-        item = self._client.get_item(TableName=self._table, Key=ticket_key(run_id, attempt), ConsistentRead=True)
-        return _from_item(item["Item"]) if "Item" in item else None
+        )
 
     def claim_attempt(self, run_id: str, attempt: int, now: str, lease_until: int) -> dict[str, Any] | None:
         """Make `attempt` the run's current attempt, STARTING "In queue", if the run is live and its
@@ -510,8 +504,8 @@ class RunTable:
     def take_quota(self, api: str, second: int, rate: int) -> bool:
         """One call of `api` in epoch second `second`, if fewer than `rate` were taken in it: the one
         counter every submitter of the stack shares (an item per API and second, expiring soon after)."""
-        try:
-            self._client.update_item(
+        return _made(
+            lambda: self._client.update_item(
                 TableName=self._table,
                 Key={"pk": {"S": f"QUOTA#{api}#{second}"}},
                 UpdateExpression="ADD #c :one SET #x = :expires",
@@ -523,11 +517,7 @@ class RunTable:
                     ":expires": {"N": str(second + QUOTA_ITEM_SECONDS)},
                 },
             )
-        except ClientError as error:
-            if _conditional_failed(error):
-                return False
-            raise
-        return True
+        )
 
     def _conditional_update(
         self, run_id: str, update: str, condition: str, names: dict[str, str], values: dict[str, Any]
