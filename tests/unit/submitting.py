@@ -7,9 +7,7 @@ its message is read from its submit queue."""
 
 from __future__ import annotations
 
-import functools
 import json
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -18,7 +16,6 @@ from typing import Any
 import boto3
 import pytest
 from moto import mock_aws
-from moto.dynamodb.models import DynamoDBBackend
 
 from jobline.catalog import Catalog, parse_catalog
 from jobline.dal import RunTable
@@ -27,45 +24,16 @@ from jobline.settings import Settings
 from jobline.submit import Submitter
 from jobline.triggers import RunRequest, Trigger
 from jobline_local import adaptations
-from jobline_tools import run_machines
 from tests.aws_resources import (
     REGION,
-    STACK,
     TEST_ENVIRONMENT,
     TRAINING_REQUEST,
     create_batch,
+    create_run_machines,
     create_run_table,
     create_training_queue,
-    machine_prefix,
 )
 
-SUBMIT_ERRORS = ["Jobline.SubmitFailed", "Jobline.NonZeroExitCode", "Jobline.JobFailed", "Jobline.Timeout"]
-# The contract's Attempt state (docs/design/COST_AND_SCALE.md 3.1, PHASE3 "State machines"), alone.
-ATTEMPT_MACHINE = {
-    "StartAt": "Attempt",
-    "States": {
-        "Attempt": {
-            "Type": "Task",
-            "Resource": "arn:aws:states:::sqs:sendMessage.waitForTaskToken",
-            "Parameters": {
-                "QueueUrl.$": "$.submit_queue_url",
-                "MessageBody": {
-                    "run_id.$": "$.run_id",
-                    "job.$": "$.job",
-                    "retry_count.$": "$$.State.RetryCount",
-                    "token.$": "$$.Task.Token",
-                    "request.$": "$.request",
-                },
-            },
-            "TimeoutSecondsPath": "$.guard_timeout_seconds",
-            "ResultPath": None,
-            "Catch": [{"ErrorEquals": SUBMIT_ERRORS, "ResultPath": "$.error", "Next": "RunFailed"}],
-            "Next": "RunSucceeded",
-        },
-        "RunFailed": {"Type": "Fail", "ErrorPath": "$.error.Error"},
-        "RunSucceeded": {"Type": "Succeed"},
-    },
-}
 QUEUES = {
     "submit_batch_job_queue_url": "submit-batch-job",
     "submit_service_job_queue_url": "submit-service-job",
@@ -183,23 +151,6 @@ class Stack:
         return row
 
 
-def _atomic_item_writes(monkeypatch: pytest.MonkeyPatch) -> None:
-    """DynamoDB applies each write to an item whole, its condition included (so an ADD counter
-    loses no increment: https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/WorkingWithItems.html#WorkingWithItems.AtomicCounters);
-    moto in-process reads, changes and stores the item unguarded, so threads (concurrent submitters)
-    could lose one's write. One lock around moto's writes makes them as atomic as DynamoDB's."""
-    lock = threading.Lock()
-    for name in ("put_item", "update_item", "delete_item", "transact_write_items"):
-        original = getattr(DynamoDBBackend, name)
-
-        @functools.wraps(original)
-        def write(*args: Any, _original: Any = original, **kwargs: Any) -> Any:
-            with lock:
-                return _original(*args, **kwargs)
-
-        monkeypatch.setattr(DynamoDBBackend, name, write)
-
-
 def _stay(*_: Any) -> None:
     """The local compute's hook, doing nothing: a job stays as AWS first puts it."""
 
@@ -212,8 +163,7 @@ def time_left(seconds: float = LONG_ENOUGH) -> Callable[[], float]:
 def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
     for key, value in TEST_ENVIRONMENT.items():
         monkeypatch.setenv(key, value)
-    _atomic_item_writes(monkeypatch)
-    adaptations.install()
+    adaptations.install()  # DynamoDB's atomic item requests among them (adaptations.dynamodb)
     saved = dict(adaptations.hooks)
     # Submitted jobs stay where AWS puts them first: nothing runs them (the submitter's part ends there).
     adaptations.set_hooks(**dict.fromkeys(("batch_job", "processing_job", "service_job", "glue_job_run"), _stay))
@@ -226,15 +176,7 @@ def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
         role = iam.create_role(RoleName="sm", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
         catalog = parse_catalog({"jobs": JOBS})
         sfn = session.client("stepfunctions")
-        machines = [
-            sfn.create_state_machine(
-                name=f"{STACK}-{run_machines.NAME_PREFIX}{policy}",
-                definition=json.dumps(ATTEMPT_MACHINE),
-                roleArn=role,
-                type="STANDARD",
-            )["stateMachineArn"]
-            for policy in run_machines.policies(catalog)
-        ]
+        prefix = create_run_machines(sfn, iam, "runs", catalog)  # the generated definitions, as deployed
         session.client("glue").create_job(
             Name="jobline-example", Role=role, Command={"Name": "glueetl", "ScriptLocation": "s3://b/s.py"}
         )
@@ -242,7 +184,7 @@ def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
         urls = {name: sqs.create_queue(QueueName=queue_name)["QueueUrl"] for name, queue_name in QUEUES.items()}
         settings = Settings(
             run_table_name="runs",
-            state_machine_prefix=machine_prefix(sfn),
+            state_machine_prefix=prefix,
             event_dlq_url=sqs.create_queue(QueueName="event-dlq")["QueueUrl"],
             run_data_bucket="run-data",
             job_queue_on_demand_arn=queue,
@@ -254,7 +196,8 @@ def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
             **urls,
         )
         yield Stack(session, settings, catalog, RunTable(session.client("dynamodb"), "runs"))
-        for machine in machines:
-            for execution in sfn.list_executions(stateMachineArn=machine, statusFilter="RUNNING")["executions"]:
+        for machine in sfn.list_state_machines()["stateMachines"]:
+            running = sfn.list_executions(stateMachineArn=machine["stateMachineArn"], statusFilter="RUNNING")
+            for execution in running["executions"]:
                 sfn.stop_execution(executionArn=execution["executionArn"])
     adaptations.hooks.update(saved)
