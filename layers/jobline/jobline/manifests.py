@@ -19,6 +19,7 @@ from typing import Any, Literal
 from botocore.exceptions import ClientError
 
 from jobline.errors import MalformedEvent
+from jobline.triggers import lookup
 
 Format = Literal["csv", "jsonl"]
 MAX_MANIFEST_BYTES = 1 << 30  # 1 GiB
@@ -160,14 +161,8 @@ def arguments(fields: dict[str, Any], mapping: dict[str, str], number: int) -> d
 
 
 def _field(fields: dict[str, Any], path: str) -> Any:
-    if path in fields:
-        return fields[path]
-    value: Any = fields
-    for part in path.split("."):
-        if not isinstance(value, dict) or part not in value:
-            return None
-        value = value[part]
-    return value
+    """A field by its name (a CSV column may hold dots), else by its dotted path."""
+    return fields[path] if path in fields else lookup(fields, path)
 
 
 def _text(value: Any, name: str, number: int) -> str:

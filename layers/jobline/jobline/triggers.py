@@ -119,14 +119,14 @@ def from_bus(raw: dict[str, Any], catalog: Catalog) -> list[RunRequest]:
     bus_trigger = job.triggers.bus[index]
     key = f"bus-event:{parsed.id}"
     if bus_trigger.idempotency_key:
-        value = _lookup(event, bus_trigger.idempotency_key)
+        value = lookup(event, bus_trigger.idempotency_key)
         if value is None:
             raise MalformedEvent(f"event {parsed.id} for job {job.name!r} has no {bus_trigger.idempotency_key}")
         key = f"bus:{value}"
     arguments = {
-        name: _argument(_lookup(event, path), job.name, name, path)
+        name: _argument(lookup(event, path), job.name, name, path)
         for name, path in bus_trigger.arguments.items()
-        if _lookup(event, path) is not None
+        if lookup(event, path) is not None
     }
     trigger = Trigger(type="bus", key=key, source=f"bus: {parsed.source} / {parsed.detail_type}", event=event)
     return [RunRequest(job=job, trigger=trigger, arguments=arguments)]
@@ -165,7 +165,7 @@ def _argument(value: Any, job: str, name: str, path: str) -> str:
     return str(value)
 
 
-def _lookup(event: dict[str, Any], dotted_path: str) -> Any:
+def lookup(event: dict[str, Any], dotted_path: str) -> Any:
     """The value at a dotted path such as `detail.order.id`, or None."""
     value: Any = event
     for part in dotted_path.split("."):
