@@ -149,3 +149,24 @@ def job_spec(name: str = "word-count", **overrides: Any) -> dict[str, Any]:
     }
     spec.update(overrides)
     return spec
+
+
+def sqs_record(body: Any, message_id: str, queue_arn: str) -> dict[str, Any]:
+    """One SQS message as Lambda's event source hands it over (every attribute SQS sends, which
+    Powertools' SqsRecordModel requires); a body that is not text is sent as its JSON."""
+    return {
+        "messageId": message_id,
+        "receiptHandle": f"receipt-{message_id}",
+        "body": body if isinstance(body, str) else json.dumps(body),
+        "attributes": {
+            "ApproximateReceiveCount": "1",
+            "SentTimestamp": "1764547200000",
+            "SenderId": "AIDAEXAMPLE",
+            "ApproximateFirstReceiveTimestamp": "1764547200000",
+        },
+        "messageAttributes": {},
+        "md5OfBody": "0" * 32,
+        "eventSource": "aws:sqs",
+        "eventSourceARN": queue_arn,
+        "awsRegion": queue_arn.split(":")[3],
+    }

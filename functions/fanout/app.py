@@ -8,24 +8,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from jobline import intake
 from jobline.deps import get_deps
 from jobline.fanouts import FanoutReader
 from jobline.observability import logger, metrics, tracer
 
-processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
-
-def record_handler(record: SQSRecord, lambda_context: LambdaContext) -> dict[str, Any]:
+def record_handler(record: Any, lambda_context: LambdaContext) -> dict[str, Any]:
     reader = FanoutReader(get_deps(), lambda: lambda_context.get_remaining_time_in_millis() / 1000)
-    return reader.handle(record.body, record.message_id)
+    return reader.handle(record.body, record.messageId)
 
 
 @logger.inject_lambda_context
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
+    return intake.sqs_batch(event, context, "fanout", record_handler)

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from jobline_local.client import LocalStack
+from tests.aws_resources import sqs_record
 from tests.e2e.conftest import CATALOG, OVERRUN_KEY, Stack, bus_run_id, sqs_run_id, unique
 
 pytestmark = pytest.mark.e2e
@@ -71,43 +72,14 @@ def test_duplicate_deliveries_give_one_run_each(stack: Stack) -> None:
     first = stack.wait_run(lambda r: r["trigger"]["source"] == f"s3://{stack.bucket}/{key}")
     event = json.loads(stack.run_data(first["run_id"])["event"])  # the matched event, as the job sees it
     delivery = {"job": "word-count", "trigger": 0, "event": event}  # as the rule queues it in S3IntakeQueue
-    intake = {
-        "messageId": unique("intake"),
-        "receiptHandle": "r",
-        "body": json.dumps(delivery),
-        "attributes": {
-            "ApproximateReceiveCount": "1",
-            "SentTimestamp": "1",
-            "SenderId": "s",
-            "ApproximateFirstReceiveTimestamp": "1",
-        },
-        "messageAttributes": {},
-        "md5OfBody": "0" * 32,
-        "eventSource": "aws:sqs",
-        "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:jobline-local-S3IntakeQueue",
-        "awsRegion": "us-east-1",
-    }
+    intake = sqs_record(delivery, unique("intake"), "arn:aws:sqs:us-east-1:123456789012:jobline-local-S3IntakeQueue")
     again = stack.invoke("S3TriggerFunction", {"Records": [intake]})
     assert again["error"] is None
     assert again["payload"]["batchItemFailures"] == []
     assert again["payload"]["runs"] == [{"run_id": first["run_id"], "job": "word-count", "created": False}]
     # SQS: the same message id twice (a redelivery), and the same idempotency key in two messages.
-    record = {
-        "messageId": unique("msg"),
-        "receiptHandle": "r",
-        "body": json.dumps({"job": "always-fails"}),
-        "attributes": {
-            "ApproximateReceiveCount": "1",
-            "SentTimestamp": "1",
-            "SenderId": "s",
-            "ApproximateFirstReceiveTimestamp": "1",
-        },
-        "messageAttributes": {},
-        "md5OfBody": "0" * 32,
-        "eventSource": "aws:sqs",
-        "eventSourceARN": f"arn:aws:sqs:us-east-1:123456789012:{stack.queue.rsplit('/', 1)[-1]}",
-        "awsRegion": "us-east-1",
-    }
+    queue_arn = f"arn:aws:sqs:us-east-1:123456789012:{stack.queue.rsplit('/', 1)[-1]}"
+    record = sqs_record({"job": "always-fails"}, unique("msg"), queue_arn)
     for _ in range(2):
         assert stack.invoke("SqsTriggerFunction", {"Records": [record]})["payload"] == {"batchItemFailures": []}
     idempotency = unique("sqs-dup")

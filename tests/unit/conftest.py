@@ -18,7 +18,7 @@ from jobline import deps as deps_module
 from jobline import settings as settings_module
 from jobline.catalog import parse_catalog
 from jobline.dal import RunTable, _to_item
-from tests.aws_resources import REGION, TEST_ENVIRONMENT, create_pass_machines, create_run_table, job_spec
+from tests.aws_resources import REGION, TEST_ENVIRONMENT, create_pass_machines, create_run_table, job_spec, sqs_record
 from tests.cfn import ROOT
 
 EVENTS = ROOT / "events"
@@ -40,25 +40,8 @@ def sample(name: str) -> dict[str, Any]:
 def queued(*deliveries: Any) -> dict[str, Any]:
     """Rule deliveries as the intake queue's event source hands them over: an SQS batch whose
     bodies are the rule target's input (EventBridge sends it as the message body)."""
-    records = [
-        {
-            "messageId": f"intake-{n}",
-            "receiptHandle": f"receipt-{n}",
-            "body": delivery if isinstance(delivery, str) else json.dumps(delivery),
-            "attributes": {
-                "ApproximateReceiveCount": "1",
-                "SentTimestamp": "1764547200000",
-                "SenderId": "AIDAEXAMPLE",
-                "ApproximateFirstReceiveTimestamp": "1764547200000",
-            },
-            "messageAttributes": {},
-            "md5OfBody": "0" * 32,
-            "eventSource": "aws:sqs",
-            "eventSourceARN": f"arn:aws:sqs:{REGION}:123456789012:intake",
-            "awsRegion": REGION,
-        }
-        for n, delivery in enumerate(deliveries)
-    ]
+    queue = f"arn:aws:sqs:{REGION}:123456789012:intake"
+    records = [sqs_record(delivery, f"intake-{n}", queue) for n, delivery in enumerate(deliveries)]
     return {"Records": records}
 
 

@@ -17,7 +17,7 @@ from jobline import settings as settings_module
 from jobline.deps import get_deps
 from jobline.fanout_store import FanoutStore
 from jobline.fanouts import FanoutReader, FanoutWorker, fanout_id
-from tests.aws_resources import job_spec
+from tests.aws_resources import job_spec, sqs_record
 from tests.unit.conftest import LambdaContext, dlq_messages, load_handler
 
 BUCKET = "input"
@@ -305,23 +305,18 @@ def test_a_bad_request_is_rejected_to_the_dlq(fan: dict[str, Any], body: str, re
 
 def test_the_functions_take_sqs_batches(fan: dict[str, Any]) -> None:
     delivery = put(fan, "manifests/i.csv", "image\na\nb\n")
-    record_ = {
-        "messageId": "m-9",
-        "receiptHandle": "r",
-        "body": json.dumps(delivery),
-        "attributes": {"ApproximateReceiveCount": "1"},
-        "messageAttributes": {},
-        "md5OfBody": "x",
-        "eventSource": "aws:sqs",
-        "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:fanout-requests",
-        "awsRegion": "us-east-1",
-    }
+    record_ = sqs_record(delivery, "m-9", "arn:aws:sqs:us-east-1:123456789012:fanout-requests")
     assert load_handler("fanout").handler({"Records": [record_]}, LambdaContext()) == {"batchItemFailures": []}
     items = [{**record_, "messageId": f"i-{n}", "body": body} for n, body in enumerate(drain(fan, "items"))]
     items.append({**record_, "messageId": "bad", "body": "{}"})
     assert load_handler("fanout_worker").handler({"Records": items}, LambdaContext()) == {"batchItemFailures": []}
     assert len(run_rows(fan)) == 2
     assert any("fanout_id" in m["reason"] for m in dlq_messages(fan))
+    # An invocation that is not an SQS batch is rejected into the event DLQ, not raised.
+    for function in ("fanout", "fanout_worker"):
+        answer = load_handler(function).handler({"not": "an SQS batch"}, LambdaContext())
+        assert answer["batchItemFailures"] == []
+        assert "not an SQS batch" in answer["rejected"]["reason"]
 
 
 def test_a_worker_short_of_time_hands_its_remaining_items_back(fan: dict[str, Any]) -> None:
