@@ -8,20 +8,22 @@ from __future__ import annotations
 
 import json
 from http import HTTPStatus
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from jobline.errors import RejectedInput
-from jobline.fanout_operations import get_fanout_operations
+from jobline.http_api import Request, Response, Router
 from jobline.observability import logger, metrics, tracer
 from jobline.operations import get_operations
 from jobline.operator_errors import Conflict, InvalidRequest, NotFound
 
-app = APIGatewayHttpResolver()
+if TYPE_CHECKING:
+    from jobline.fanout_operations import FanoutOperations
+
+app = Router()
 LIST_RUNS_QUERY = ("job", "status", "since", "max_results", "next_token")
 
 
@@ -46,7 +48,7 @@ class RetryRunBody(BaseModel):
 
 
 class StartFanoutBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     job: str = Field(min_length=1, max_length=64)
     # Builtin types only: loaded by path (tests), the module has no sys.modules entry for pydantic to resolve names in.
@@ -58,77 +60,76 @@ class StartFanoutBody(BaseModel):
 
 
 class StopFanoutBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     next_token: str | None = None
 
 
 @app.get("/jobs")
-def list_jobs() -> dict[str, Any]:
+def list_jobs(request: Request) -> dict[str, Any]:
     return {"jobs": get_operations().list_jobs()}
 
 
 @app.get("/jobs/<name>")
-def show_job(name: str) -> dict[str, Any]:
+def show_job(request: Request, name: str) -> dict[str, Any]:
     return get_operations().show_job(name)
 
 
 @app.post("/runs")
-def start_run() -> Response:
-    body = _body(StartRunBody)
-    caller = app.current_event.request_context.authorizer.iam.user_arn or None
-    started = get_operations().start_run(body.job, body.parameters, body.client_token, requested_by=caller)
-    return _json(HTTPStatus.CREATED if started["created"] else HTTPStatus.OK, started)
+def start_run(request: Request) -> Response:
+    body = _body(request, StartRunBody)
+    started = get_operations().start_run(body.job, body.parameters, body.client_token, requested_by=request.caller)
+    return Response(HTTPStatus.CREATED if started["created"] else HTTPStatus.OK, started)
 
 
 @app.get("/runs")
-def list_runs() -> dict[str, Any]:
-    query = app.current_event.query_string_parameters or {}
+def list_runs(request: Request) -> dict[str, Any]:
+    query = request.query
     if unknown := sorted(set(query) - set(LIST_RUNS_QUERY)):
         raise InvalidRequest(f"unknown query parameters {unknown}: use {', '.join(LIST_RUNS_QUERY)}")
     return get_operations().list_runs(**{name: query.get(name) for name in LIST_RUNS_QUERY})
 
 
 @app.get("/runs/<run_id>")
-def get_run(run_id: str) -> dict[str, Any]:
+def get_run(request: Request, run_id: str) -> dict[str, Any]:
     return get_operations().get_run(run_id)
 
 
 @app.post("/runs/stop")
-def stop_runs() -> dict[str, Any]:
-    return get_operations().stop_runs(_body(StopRunsBody).run_ids)
+def stop_runs(request: Request) -> dict[str, Any]:
+    return get_operations().stop_runs(_body(request, StopRunsBody).run_ids)
 
 
 @app.post("/runs/<run_id>/retry")
-def retry_run(run_id: str) -> Response:
-    retried = get_operations().retry_run(run_id, _body(RetryRunBody).client_token)
-    return _json(HTTPStatus.CREATED if retried["created"] else HTTPStatus.OK, retried)
+def retry_run(request: Request, run_id: str) -> Response:
+    retried = get_operations().retry_run(run_id, _body(request, RetryRunBody).client_token)
+    return Response(HTTPStatus.CREATED if retried["created"] else HTTPStatus.OK, retried)
 
 
 @app.post("/fanouts")
-def start_fanout() -> Response:
-    body = _body(StartFanoutBody)
+def start_fanout(request: Request) -> Response:
+    body = _body(request, StartFanoutBody)
     fields = body.model_dump(exclude={"job"})
-    started = get_fanout_operations().start(body.job, **fields)
-    return _json(HTTPStatus.ACCEPTED, started)  # the fan-out function reads it next
+    started = _fanout_operations().start(body.job, **fields)
+    return Response(HTTPStatus.ACCEPTED, started)  # the fan-out function reads it next
 
 
 @app.get("/fanouts")
-def list_fanouts() -> dict[str, Any]:
-    query = app.current_event.query_string_parameters or {}
+def list_fanouts(request: Request) -> dict[str, Any]:
+    query = request.query
     if unknown := sorted(set(query) - {"max_results", "next_token"}):
         raise InvalidRequest(f"unknown query parameters {unknown}: use max_results, next_token")
-    return get_fanout_operations().list(query.get("max_results"), query.get("next_token"))
+    return _fanout_operations().list(query.get("max_results"), query.get("next_token"))
 
 
 @app.get("/fanouts/<fanout_id>")
-def get_fanout(fanout_id: str) -> dict[str, Any]:
-    return get_fanout_operations().get(fanout_id)
+def get_fanout(request: Request, fanout_id: str) -> dict[str, Any]:
+    return _fanout_operations().get(fanout_id)
 
 
 @app.post("/fanouts/<fanout_id>/stop")
-def stop_fanout(fanout_id: str) -> dict[str, Any]:
-    return get_fanout_operations().stop(fanout_id, _body(StopFanoutBody).next_token)
+def stop_fanout(request: Request, fanout_id: str) -> dict[str, Any]:
+    return _fanout_operations().stop(fanout_id, _body(request, StopFanoutBody).next_token)
 
 
 @app.exception_handler(ValidationError)
@@ -152,25 +153,28 @@ def conflict(error: Conflict) -> Response:
     return _error(HTTPStatus.CONFLICT, error.code, str(error))
 
 
-def _body(model: type[BaseModel]) -> Any:
+def _body(request: Request, model: type[BaseModel]) -> Any:
     try:
-        data = json.loads(app.current_event.decoded_body or "{}")
-    except ValueError:
+        data = json.loads(request.body or "{}")
+    except ValueError:  # broken base64 and UTF-8 too
         raise InvalidRequest("the request body is not JSON") from None
     return model.model_validate(data)
 
 
-def _json(status: HTTPStatus, body: dict[str, Any]) -> Response:
-    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=json.dumps(body))
+def _fanout_operations() -> FanoutOperations:
+    # On first use: only the fan-out routes need the manifest and fan-out modules.
+    from jobline.fanout_operations import get_fanout_operations
+
+    return get_fanout_operations()
 
 
 def _error(status: HTTPStatus, code: str, message: str) -> Response:
     logger.info("request refused", extra={"status": int(status), "code": code, "reason": message})
-    return _json(status, {"code": code, "message": message})
+    return Response(status, {"code": code, "message": message})
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return app.resolve(event, context)
+    return app.resolve(event)

@@ -3,6 +3,7 @@ route, every bad input as a 4xx with a reason, and the template's routes, auth a
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from collections.abc import Iterator
@@ -19,41 +20,51 @@ pytestmark = pytest.mark.usefixtures("env")
 CALLER = "arn:aws:iam::123456789012:user/ada"
 
 
+def http_event(
+    method: str, path: str, body: Any = None, query: dict[str, str] | None = None, stage: str = "$default"
+) -> dict[str, Any]:
+    """An HTTP API payload 2.0 event as API Gateway sends it (rawPath starts with a named stage)."""
+    raw_path = path if stage == "$default" else f"/{stage}{path}"
+    return {
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": raw_path,
+        "rawQueryString": urlencode(query or {}),
+        "queryStringParameters": query,
+        "headers": {"content-type": "application/json"},
+        "requestContext": {
+            "accountId": "123456789012",
+            "apiId": "api",
+            "authorizer": {"iam": {"userArn": CALLER, "accountId": "123456789012"}},
+            "domainName": "api.execute-api.us-east-1.amazonaws.com",
+            "http": {"method": method, "path": raw_path, "protocol": "HTTP/1.1", "sourceIp": "10.0.0.1"},
+            "requestId": "request-1",
+            "routeKey": "$default",
+            "stage": stage,
+            "time": "20/Nov/2026:08:00:00 +0000",
+            "timeEpoch": 1795334400000,
+        },
+        "body": body if isinstance(body, str) or body is None else json.dumps(body),
+        "isBase64Encoded": False,
+    }
+
+
 @pytest.fixture
-def api() -> Iterator[Any]:
+def handler() -> Iterator[Any]:
     operations.get_operations.cache_clear()
     fanout_operations.get_fanout_operations.cache_clear()
-    handler = load_handler("api").handler
+    yield load_handler("api").handler
+    operations.get_operations.cache_clear()
+    fanout_operations.get_fanout_operations.cache_clear()
 
+
+@pytest.fixture
+def api(handler: Any) -> Any:
     def call(method: str, path: str, body: Any = None, query: dict[str, str] | None = None) -> tuple[int, Any]:
-        event = {
-            "version": "2.0",
-            "routeKey": "$default",
-            "rawPath": path,
-            "rawQueryString": urlencode(query or {}),
-            "queryStringParameters": query,
-            "headers": {"content-type": "application/json"},
-            "requestContext": {
-                "accountId": "123456789012",
-                "apiId": "api",
-                "authorizer": {"iam": {"userArn": CALLER, "accountId": "123456789012"}},
-                "domainName": "api.execute-api.us-east-1.amazonaws.com",
-                "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "10.0.0.1"},
-                "requestId": "request-1",
-                "routeKey": "$default",
-                "stage": "$default",
-                "time": "20/Nov/2026:08:00:00 +0000",
-                "timeEpoch": 1795334400000,
-            },
-            "body": body if isinstance(body, str) or body is None else json.dumps(body),
-            "isBase64Encoded": False,
-        }
-        response = handler(event, LambdaContext())
+        response = handler(http_event(method, path, body, query), LambdaContext())
         return response["statusCode"], json.loads(response["body"])
 
-    yield call
-    operations.get_operations.cache_clear()
-    fanout_operations.get_fanout_operations.cache_clear()
+    return call
 
 
 def start(api: Any, name: str = "token-1", **body: Any) -> str:
@@ -126,8 +137,41 @@ def test_every_template_route_reaches_its_handler(api: Any) -> None:
     for method, path in template_routes():
         concrete = re.sub(r"\{[a-z_]+\}", "nightly-report", path)
         status, body = api(method, concrete, {} if method == "POST" else None)
-        assert body.get("message") != "Not found", (method, path)
+        assert not body.get("message", "").startswith("no route"), (method, path)
         assert status != 500, (method, path, body)
+
+
+def test_responses_are_json_as_http_api_expects(handler: Any) -> None:
+    response = handler(http_event("GET", "/jobs"), LambdaContext())
+    assert set(response) == {"statusCode", "headers", "body", "isBase64Encoded"}
+    assert (response["headers"], response["isBase64Encoded"]) == ({"Content-Type": "application/json"}, False)
+    assert json.loads(response["body"])["jobs"]
+
+
+def test_a_named_stage_and_a_base64_body_reach_the_route(handler: Any) -> None:
+    body = json.dumps({"job": "nightly-report", "client_token": "b64"}).encode()
+    event = http_event("POST", "/runs", base64.b64encode(body).decode(), stage="prod")
+    response = handler({**event, "isBase64Encoded": True}, LambdaContext())
+    assert response["statusCode"] == 201, response
+    run_id = json.loads(response["body"])["run_id"]
+    shown = handler(http_event("GET", f"/runs/{run_id}", stage="prod"), LambdaContext())
+    assert json.loads(shown["body"])["trigger"]["source"] == f"manual by {CALLER}"
+
+
+def test_a_broken_base64_body_is_a_400(handler: Any) -> None:
+    event = {**http_event("POST", "/runs", "not base64!"), "isBase64Encoded": True}
+    response = handler(event, LambdaContext())
+    assert (response["statusCode"], json.loads(response["body"])["message"]) == (400, "the request body is not JSON")
+
+
+@pytest.mark.parametrize(("method", "path"), [("DELETE", "/runs"), ("GET", "/runs/a/b"), ("GET", "/nope")])
+def test_a_request_no_route_takes_is_a_404_saying_so(api: Any, method: str, path: str) -> None:
+    status, error = api(method, path)
+    assert (status, error["code"], error["message"]) == (
+        404,
+        "NotFound",
+        f"no route {method} {path}: docs/API.md lists the routes",
+    )
 
 
 # ---------------------------------------------------------------- bad input
