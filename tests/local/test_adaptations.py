@@ -41,6 +41,7 @@ REGISTERED = {
     "emulated.sagemaker_processing": {"adapt_sagemaker_processing_jobs"},
     "emulated.glue": {"adapt_glue_job_runs"},
     "adaptations.dynamodb": {"adapt_dynamodb_atomic_requests", "adapt_dynamodb_expression_caches"},
+    "adaptations.sqs": {"adapt_sqs_retention_check"},
 }
 
 
@@ -124,6 +125,7 @@ def test_pins_the_moto_it_was_written_for() -> None:
         *ITEM_OPERATIONS,
         # DynamoDB's expressions parsed once per text (tests/local/test_dynamodb_expressions.py; and "parse")
         "make",
+        "is_message_valid_based_on_retention_period",
         "nodes_to_be_processed",
         "process",
         "traverse",
