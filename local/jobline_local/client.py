@@ -187,9 +187,9 @@ class LocalStack:
     def advance_clock(self, seconds: float) -> str:
         return self.control("clock", {"advance_seconds": seconds})["now"]
 
-    def runs(self) -> list[dict[str, Any]]:
-        """Every run row of the run table, newest last."""
-        return read_runs(self.client("dynamodb"), self.output("RunTableName"))
+    def runs(self, attributes: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+        """Every run row of the run table (only `attributes` of each, when named), newest last."""
+        return read_runs(self.client("dynamodb"), self.output("RunTableName"), attributes)
 
     def wait_for(self, predicate: Any, timeout: float, interval: float = 0.5, what: str = "condition") -> Any:
         """Poll `predicate()` until it returns something truthy; fail after `timeout` seconds."""

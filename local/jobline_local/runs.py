@@ -23,9 +23,15 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def read_runs(dynamodb: Any, table: str) -> list[dict[str, Any]]:
+def read_runs(dynamodb: Any, table: str, attributes: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """The run rows, whole, or only `attributes` (with `pk`, `record_type` and `created_at`)."""
     rows: list[dict[str, Any]] = []
-    for page in dynamodb.get_paginator("scan").paginate(TableName=table, ConsistentRead=True):
+    projection: dict[str, Any] = {}
+    if attributes:
+        wanted = dict.fromkeys(("pk", "record_type", "created_at", *attributes))
+        names = {f"#a{i}": name for i, name in enumerate(wanted)}
+        projection = {"ProjectionExpression": ", ".join(names), "ExpressionAttributeNames": names}
+    for page in dynamodb.get_paginator("scan").paginate(TableName=table, ConsistentRead=True, **projection):
         for item in page.get("Items", []):
             row = {k: _plain(_deserializer.deserialize(v)) for k, v in item.items()}
             if str(row.get("pk", "")).startswith("RUN#") or row.get("record_type") == "RUN":

@@ -40,7 +40,8 @@ REGISTERED = {
     "emulated.batch_service_jobs": {"adapt_batch_service_jobs"},
     "emulated.sagemaker_processing": {"adapt_sagemaker_processing_jobs"},
     "emulated.glue": {"adapt_glue_job_runs"},
-    "adaptations.dynamodb": {"adapt_dynamodb_atomic_requests"},
+    "adaptations.dynamodb": {"adapt_dynamodb_atomic_requests", "adapt_dynamodb_expression_caches"},
+    "adaptations.sqs": {"adapt_sqs_retention_check"},
 }
 
 
@@ -122,4 +123,10 @@ def test_pins_the_moto_it_was_written_for() -> None:
         "send_task_failure",
         # DynamoDB's item requests, one at a time (tests/local/test_dynamodb_atomic.py)
         *ITEM_OPERATIONS,
+        # DynamoDB's expressions parsed once per text (tests/local/test_dynamodb_expressions.py; and "parse")
+        "make",
+        "is_message_valid_based_on_retention_period",
+        "nodes_to_be_processed",
+        "process",
+        "traverse",
     }, "an adaptation was added or removed: give it a test here"

@@ -9,7 +9,9 @@ moto stops behaving as the adaptation assumes. They live with what they adapt:
 - adaptations.stepfunctions_integrations: its service integrations (Batch, aws-sdk, SageMaker, Glue);
 - adaptations.delivery: event delivery (rule matching, rules to Lambda targets, S3 to EventBridge);
 - adaptations.moto_server: the server's request dispatch;
-- adaptations.dynamodb: DynamoDB's item requests made atomic (one at a time, as AWS applies each);
+- adaptations.dynamodb: DynamoDB's item requests made atomic (one at a time, as AWS applies each),
+  and its expressions parsed once per text (speed only);
+- adaptations.sqs: a receive's retention check without a walk over the queue (speed only);
 - emulated.<service>: a service whose work the local stack does, next to its local compute
   (Batch jobs, Batch service jobs, SageMaker processing, Glue job runs, Lambda Invoke).
 
@@ -73,6 +75,8 @@ REGISTRY = (
     "jobline_local.emulated.sagemaker_processing:adapt_sagemaker_processing_jobs",
     "jobline_local.emulated.glue:adapt_glue_job_runs",
     "jobline_local.adaptations.dynamodb:adapt_dynamodb_atomic_requests",
+    "jobline_local.adaptations.dynamodb:adapt_dynamodb_expression_caches",
+    "jobline_local.adaptations.sqs:adapt_sqs_retention_check",
 )
 _installed = False
 # entry -> the attributes it replaced or added (for the tests: each adaptation's own changes).

@@ -17,6 +17,11 @@ from jobline_local.deploy.deployment import EventSourceMapping, FunctionSpec
 from jobline_local.emulated.lambda_service import LambdaService
 from jobline_local.emulated.lambda_workers import InvokeResult
 
+# Lambda's SQS pollers long-poll ("Lambda polls the queue", Lambda developer guide, "Using Lambda
+# with Amazon SQS", https://docs.aws.amazon.com/lambda/latest/dg/with-sqs.html) with SQS's longest
+# wait, 20 s: a message wakes the waiting receive at once, and an idle queue costs 3 receives a minute.
+LONG_POLL_SECONDS = 20
+
 
 class Filters:
     """A mapping's FilterCriteria: EventBridge's pattern language (moto's), the patterns ORed; no
@@ -84,7 +89,7 @@ class SqsPoller:
                 messages = self.sqs.receive_message(
                     QueueUrl=self.url,
                     MaxNumberOfMessages=min(self.mapping.batch_size, 10),
-                    WaitTimeSeconds=1,
+                    WaitTimeSeconds=LONG_POLL_SECONDS,
                     MessageSystemAttributeNames=["All"],
                     MessageAttributeNames=["All"],
                 ).get("Messages", [])
