@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -141,3 +142,29 @@ def test_a_row_without_an_attempts_map_gets_one_with_the_first_record(lab: Lab) 
     lab.client.update_item(TableName="runs", Key={"pk": {"S": f"RUN#{run}"}}, UpdateExpression="REMOVE attempts")
     row = lab.deliver_all(run, [batch_event(1, "RUNNING", 3), batch_event(1, "STARTING", 2)])
     assert (row["status"], row["attempts"]["1"]["backend_status"]) == ("RUNNING", "RUNNING")
+
+
+def test_every_event_of_a_claimed_attempt_moves_the_row_in_one_write(lab: Lab) -> None:  # noqa: F811
+    """The claim is STARTING "In queue" at a rank below the attempt's events: its job's first event,
+    stamped with EventBridge's whole second (00:01:03, before the claim's 00:01:03.500), moves the
+    row with its normal-path write, no failed condition and no second write."""
+    run = lab.new_run(max_attempts=1)
+    assert lab.table.claim_attempt(run, 1, "2026-11-21T00:01:03.500Z", lease_until=0) is None
+    calls: list[str] = []
+
+    def seen(http_response: Any, parsed: dict[str, Any], **_: Any) -> None:
+        calls.append(parsed.get("Error", {}).get("Code", "made"))
+
+    lab.client.meta.events.register("after-call.dynamodb.UpdateItem", seen)
+    try:
+        outcome = lab.deliver(run, batch_event(1, "STARTING", 3))
+    finally:
+        lab.client.meta.events.unregister("after-call.dynamodb.UpdateItem", seen)
+    assert str(outcome) == "applied: STARTING -> STARTING"
+    assert calls == ["made"]
+    row = lab.row(run)
+    assert (row["status"], row["reason"], row["attempts"]["1"]["backend_status"]) == (
+        "STARTING",
+        "Starting",
+        "STARTING",
+    )

@@ -92,7 +92,11 @@ ATTEMPT_ERROR_FOR: dict[Reason, AttemptError] = {
 }
 
 # Run-level ranks. RETRYING sits between RUNNING and terminal: an attempt ended but the run goes on.
+# CLAIMED is the submitter's STARTING "In queue" (its claim of an attempt): below every event of
+# that attempt, whose job is submitted after the claim. Event times are EventBridge's whole seconds,
+# so one from the claim's second would otherwise sort before the claim's milliseconds and lose.
 RANK_PENDING = 0
+RANK_CLAIMED = 5
 RANK_STARTING = 10
 RANK_RUNNING = 20
 RANK_RETRYING = 25
