@@ -93,7 +93,8 @@ ATTEMPT_ERROR_FOR: dict[Reason, AttemptError] = {
 
 # Run-level ranks. RETRYING sits between RUNNING and terminal: an attempt ended but the run goes on.
 # CLAIMED is the submitter's STARTING "In queue" (its claim of an attempt): below every event of
-# that attempt, whose job is submitted after the claim. Event times are EventBridge's whole seconds,
+# that attempt, whose job is submitted after the claim. Event times are whole seconds ("time":
+# "2017-10-23T17:56:03Z", https://docs.aws.amazon.com/batch/latest/userguide/batch_job_events.html),
 # so one from the claim's second would otherwise sort before the claim's milliseconds and lose.
 RANK_PENDING = 0
 RANK_CLAIMED = 5
