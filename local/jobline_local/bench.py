@@ -261,7 +261,20 @@ def usage(before: dict[str, Any], after: dict[str, Any], runs: int) -> dict[str,
         "custom_events": (after["custom_events"] - before["custom_events"]) / n,
     }
     api = {k: v / n for k, v in sorted(calls.items(), key=lambda kv: -kv[1]) if not k.startswith(EMULATION_SERVICES)}
-    return {**per_run, "lambda_by_function": dict(sorted(lambdas.items())), "api_calls": api}
+    return {
+        **per_run,
+        "dynamodb_by_kind": by_kind(before.get("dynamodb_by_kind", {}), after.get("dynamodb_by_kind", {}), n),
+        "lambda_by_function": dict(sorted(lambdas.items())),
+        "api_calls": api,
+    }
+
+
+def by_kind(before: dict[str, dict[str, float]], after: dict[str, dict[str, float]], runs: int) -> dict[str, Any]:
+    """Per run, the DynamoDB writes between two points by item kind and operation ("RUN:UpdateItem"),
+    the most write units first."""
+    kinds = {kind: _delta(amounts, before.get(kind, {})) for kind, amounts in after.items()}
+    per_run = {kind: {k: v / runs for k, v in amounts.items()} for kind, amounts in kinds.items() if amounts}
+    return dict(sorted(per_run.items(), key=lambda kv: (-kv[1].get("wcu", 0), kv[0])))
 
 
 def run_scenario(stack: LocalStack, scenario: Scenario, runs: int, timeout: float) -> dict[str, Any]:

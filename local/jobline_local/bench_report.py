@@ -88,6 +88,25 @@ BURST_TARGETS = {
 }
 
 
+def _kind_cell(amounts: dict[str, float] | None) -> str:
+    """One kind's writes per run: how many, their WCU (of which indexes), how many failed their condition."""
+    if not amounts:
+        return ""
+    cell = f"{_n(amounts.get('writes', 0))} writes, {_n(amounts.get('wcu', 0))} WCU ({_n(amounts.get('index_wcu', 0))})"
+    failed = amounts.get("failed_conditional", 0)
+    return f"{cell}, {_n(failed)} failed" if failed else cell
+
+
+def kinds_table(per_tree: list[Any], trees: list[str]) -> list[str]:
+    """The scenario's DynamoDB writes by item kind and operation, a column per tree ([] if none)."""
+    kinds = [k for f in per_tree if isinstance(f, dict) for k in f.get("dynamodb_by_kind", {})]
+    if not kinds:
+        return []
+    found = [f.get("dynamodb_by_kind", {}) if isinstance(f, dict) else {} for f in per_tree]
+    rows = [[kind, *(_kind_cell(f.get(kind)) for f in found)] for kind in dict.fromkeys(kinds)]
+    return [_table(["DynamoDB writes per run, by item kind", *trees], rows), ""]
+
+
 def _table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     return "\n".join([*lines, *("| " + " | ".join(r) + " |" for r in rows)])
@@ -120,6 +139,7 @@ def render(results: list[dict[str, Any]], scenarios: Sequence[Any], stacktape: d
             rows.append([label, *cells, model, scenario.targets.get(TARGET_OF.get(label, ""), "")])
         header = ["per run", *trees, "Stacktape-style", "issue 11 target"]
         out += [f"### {scenario.title}", "", _table(header, rows), ""]
+        out += kinds_table([r["scenarios"].get(scenario.key) for r in results], trees)
     for part, title in (("burst", "Burst: files dropped at once"), ("manifest", "Burst: one manifest")):
         measured = [r for r in results if isinstance(r.get(part), dict)]
         out += [f"{title} ({r['tree']}): {r[part]}" for r in results if isinstance(r.get(part), str)]

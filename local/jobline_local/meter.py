@@ -23,6 +23,10 @@ Counted on every request moto accepts (after the local contracts, so a throttled
 - every other accepted call by `service:Operation`; SQS receives that returned no message apart;
   PutEvents entries not from an AWS service (`source` not `aws.*`); accepted submit calls with
   their time and job name (for "submitted twice" and the highest submit rate).
+- DynamoDB writes, WCU (of which indexes) and failed conditional writes also by item kind and
+  operation, `KIND:Operation` (the kind: the item's partition key up to its first `#`, e.g.
+  `RUN:UpdateItem`; `-` for a key without one): whose writes cost what and whose conditions fail.
+  A failed transaction counts on the kind of its first item.
 The bench client's own calls (User-Agent `app/jobline-bench`) are not counted.
 `GET /moto-api/bench-meter` answers the counts (a path the stack's API call log skips)."""
 
@@ -141,6 +145,7 @@ class Meter:
         self.write_lock = threading.Lock()  # one DynamoDB write at a time: its before/after images are its own
         self.calls: Counter[str] = Counter()
         self.dynamodb: Counter[str] = Counter()
+        self.by_kind: dict[str, Counter[str]] = {}  # "KIND:Operation" -> writes, wcu, index_wcu, failed_conditional
         self.sqs_empty_receives = 0
         self.custom_events = 0
         self.submits: list[tuple[float, str, str]] = []  # (time, operation, job name)
@@ -150,6 +155,7 @@ class Meter:
             return {
                 "calls": dict(self.calls),
                 "dynamodb": dict(self.dynamodb),
+                "dynamodb_by_kind": {kind: dict(amounts) for kind, amounts in sorted(self.by_kind.items())},
                 "sqs_empty_receives": self.sqs_empty_receives,
                 "custom_events": self.custom_events,
                 "submits": list(self.submits),
@@ -160,8 +166,20 @@ class Meter:
             for name, amount in amounts.items():
                 self.dynamodb[name] += amount
 
+    def add_write(self, kind: str, **amounts: int) -> None:
+        with self.lock:
+            counts = self.by_kind.setdefault(kind, Counter())
+            for name, amount in amounts.items():
+                counts[name] += amount
+
 
 METER = Meter()
+
+
+def item_kind(key: dict[str, Any]) -> str:
+    """An item's kind: its partition key's string value up to the first `#` ("RUN#r1" -> "RUN")."""
+    value = str(next(iter(next(iter(key.values()), {}).values()), "")) if key else ""
+    return value.split("#", 1)[0] if "#" in value else "-"
 
 
 def _table_schema(backend: Any, name: str) -> tuple[list[str], list[Index]]:
@@ -229,10 +247,17 @@ def _measure_dynamodb(response: Any, operation: str, call: Any, meter: Meter) ->
             return result  # refused: nothing written, nothing billed here
         factor = 2 if operation == "TransactWriteItems" else 1
         table_wcu = index_wcu = 0
-        for table, key, indexes, before in touched:
+        for position, (table, key, indexes, before) in enumerate(touched):
             after = None if failed else _stored(backend, table, key)
             t, i = write_cost(before, after, indexes, failed=failed)
             table_wcu, index_wcu = table_wcu + t * factor, index_wcu + i * factor
+            meter.add_write(
+                f"{item_kind(key)}:{operation}",
+                writes=1,
+                wcu=(t + i) * factor,
+                index_wcu=i * factor,
+                failed_conditional=int(failed and position == 0),
+            )
     meter.add_dynamodb(
         wcu=table_wcu + index_wcu, index_wcu=index_wcu, writes=len(touched), failed_conditional=int(failed)
     )

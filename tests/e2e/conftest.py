@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from jobline import run_view
 from jobline.dal import RunTable
 from jobline.triggers import run_id
 from jobline_local.client import LocalStack
@@ -43,8 +44,20 @@ class Stack:
         return next((r for r in self.runs() if r["run_id"] == rid), None)
 
     def run_data(self, rid: str) -> dict[str, Any] | None:
-        """The run's RUNDATA# item: its trigger event (or event_s3_uri), arguments, retry_of."""
+        """The run's RUNDATA# item: its trigger event (or event_s3_uri), trigger key, arguments, retry_of."""
         return RunTable(self.client("dynamodb"), self.local.output("RunTableName")).get_run_data(rid)
+
+    def execution_arn(self, run: dict[str, Any]) -> str:
+        """The run's execution (its row names the machine's policy)."""
+        arn = run_view.execution_arn(run, self.local.output("RunStateMachinePrefix"))
+        assert arn is not None, f"run {run['run_id']} names no execution"
+        return arn
+
+    def trigger_key(self, run: dict[str, Any]) -> str:
+        """The run's trigger key (kept in its data, not in the hot row)."""
+        data = self.run_data(run["run_id"])
+        assert data is not None, f"run {run['run_id']} has no data item"
+        return str(data["trigger_key"])
 
     def wait_run(
         self, match: Callable[[dict[str, Any]], bool], timeout: float = 60, final: bool = True

@@ -152,7 +152,7 @@ def test_a_lost_event_is_healed_by_the_reconciler(stack: Stack, deps: Deps, lost
         "Completed",
         "SUCCEEDED",
     )
-    execution = stack.client("stepfunctions").describe_execution(executionArn=run["execution_arn"])
+    execution = stack.client("stepfunctions").describe_execution(executionArn=stack.execution_arn(run))
     assert execution["status"] == "SUCCEEDED"
 
 
@@ -183,7 +183,7 @@ def test_stopping_a_run_stops_its_backend_job(stack: Stack, deps: Deps, job: str
     # once); a thread parked on a task token may notice a moment later.
     sfn = stack.client("stepfunctions")
     assert stack.local.wait_for(
-        lambda: sfn.describe_execution(executionArn=run["execution_arn"])["status"] == "ABORTED",
+        lambda: sfn.describe_execution(executionArn=stack.execution_arn(run))["status"] == "ABORTED",
         30,
         what=f"the {job} execution to be aborted",
     )

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from jobline.triggers import run_id
 from jobline_local.client import LocalStack
 from tests.aws_resources import sqs_record
 from tests.e2e.conftest import CATALOG, OVERRUN_KEY, Stack, bus_run_id, sqs_run_id, unique
@@ -92,9 +93,10 @@ def test_duplicate_deliveries_give_one_run_each(stack: Stack) -> None:
 
     stack.wait_run_id(sqs_run_id("always-fails", idempotency))
     stack.wait_run_id(bus_run_id("flaky-report", request))
-    stack.wait_run(lambda r: r["trigger"]["key"] == f"sqs-message:{record['messageId']}", final=False)
-    sources = [r["trigger"]["key"] for r in stack.runs()]
-    assert sources.count(first["trigger"]["key"]) == 1
+    message_run = run_id("always-fails", f"sqs-message:{record['messageId']}")
+    stack.wait_run(lambda r: r["run_id"] == message_run, final=False)
+    sources = [stack.trigger_key(r) for r in stack.runs()]
+    assert sources.count(stack.trigger_key(first)) == 1
     assert sources.count(f"sqs-message:{record['messageId']}") == 1
     assert sources.count(f"sqs:{idempotency}") == 1
     assert sources.count(f"bus:{request}") == 1
@@ -213,7 +215,7 @@ def test_terminate_job_stops_a_running_attempt(stack: Stack) -> None:
 def test_the_schedule_fires_on_the_local_clock(stack: Stack) -> None:
     run = stack.wait_run(lambda r: r["job"] == "nightly-digest", timeout=60)
     assert (run["status"], run["trigger"]["type"]) == ("SUCCEEDED", "schedule")
-    assert run["trigger"]["key"].endswith("T02:00:00Z")
+    assert stack.trigger_key(run).endswith("T02:00:00Z")
     digest = stack.client("s3").get_object(Bucket=stack.data_bucket, Key=f"digests/{run['run_id']}.json")
     assert json.loads(digest["Body"].read())["scheduled_time"].endswith("T02:00:00Z")
 

@@ -35,6 +35,7 @@ from jobline import notifications, operations, slots, submit
 from jobline import settings as settings_module
 from jobline.catalog import parse_catalog
 from jobline.deps import Deps, get_deps
+from jobline.runs import run_execution_arn
 from jobline_local import adaptations, contracts
 from jobline_local.contracts import throttling
 from tests.aws_resources import (
@@ -185,10 +186,11 @@ class Stack:
 
     def execution(self, run_id: str) -> dict[str, Any] | None:
         row = self.deps.table.get_run(run_id)
-        if row is None or not row.get("execution_arn"):
+        arn = run_execution_arn(self.deps.settings, self.deps.catalog, row) if row else None
+        if arn is None:
             return None
         try:
-            return self.client("stepfunctions").describe_execution(executionArn=row["execution_arn"])
+            return self.client("stepfunctions").describe_execution(executionArn=arn)
         except self.client("stepfunctions").exceptions.ExecutionDoesNotExist:
             return None
 

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from jobline import triggers
+from jobline.runs import run_execution_arn
 from tests.faults.injection import ENGINE_KINDS, KINDS, OUTAGE_KINDS, Injector, Rule
 from tests.faults.outcome import TALLY, run_problems, unhandled
 from tests.faults.redelivery import Ledger
@@ -66,7 +67,7 @@ def slot_problems(stack: Stack, run_id: str) -> list[str]:
 def test_the_enumerated_task_calls_are_the_calls_an_execution_makes(stack: Stack, injector: Injector) -> None:
     trigger = start_run(stack)
     stack.settle([trigger.run_id], injector)
-    arn = stack.deps.table.get_run(trigger.run_id)["execution_arn"]
+    arn = run_execution_arn(stack.deps.settings, stack.deps.catalog, stack.deps.table.get_run(trigger.run_id))
     events = stack.client("stepfunctions").get_execution_history(executionArn=arn)["events"]
     entered = [e["stateEnteredEventDetails"]["name"] for e in events if e["type"].endswith("StateEntered")]
     assert entered[: len(TASK_CALLS)] == [state for state, *_ in TASK_CALLS]

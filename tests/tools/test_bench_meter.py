@@ -14,7 +14,7 @@ import requests
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from jobline_local import bench, bench_cost, meter
+from jobline_local import bench, bench_cost, bench_report, meter
 from jobline_local.meter import Index, item_size, read_units, write_cost, write_units
 
 
@@ -214,20 +214,33 @@ def test_the_meter_counts_requests_as_dynamodb_bills_them(metered_server: Any) -
     ddb.get_item(TableName="runs", Key={"pk": {"S": "RUN#none"}})  # 0.5: nothing found still costs
     _client(endpoint, "jobline-bench").get_item(TableName="runs", Key={"pk": item["pk"]})  # the bench's: not counted
     ddb.delete_item(TableName="runs", Key={"pk": item["pk"]})  # 2 + index 1
+    ddb.update_item(  # another kind of item, not in the index: 1
+        TableName="runs",
+        Key={"pk": {"S": "QUOTA#SubmitJob#17"}},
+        UpdateExpression="ADD calls :one",
+        ExpressionAttributeValues={":one": {"N": "1"}},
+    )
 
     with pytest.raises(ClientError, match="ResourceNotFoundException"):  # answered as without the meter
         ddb.put_item(TableName="no-such-table", Item=item)
 
     taken = requests.get(endpoint + meter.METER_PATH, timeout=10).json()
     assert taken["dynamodb"] == {
-        "wcu": 2 + 1 + 2 + 2 + 2 + 2 + 1,
+        "wcu": 2 + 1 + 2 + 2 + 2 + 2 + 1 + 1,
         "index_wcu": 1 + 2 + 1,
-        "writes": 4,
+        "writes": 5,
         "failed_conditional": 1,
         "rcu": 1.5,
         "strong_rcu": 1,
         "eventual_rcu": 0.5,
         "reads": 2,
+    }
+    # Whose writes: by the key's prefix and the operation, failed conditions on the item that failed.
+    assert taken["dynamodb_by_kind"] == {
+        "QUOTA:UpdateItem": {"writes": 1, "wcu": 1, "index_wcu": 0, "failed_conditional": 0},
+        "RUN:DeleteItem": {"writes": 1, "wcu": 2 + 1, "index_wcu": 1, "failed_conditional": 0},
+        "RUN:PutItem": {"writes": 2, "wcu": 2 + 1 + 2, "index_wcu": 1, "failed_conditional": 1},
+        "RUN:UpdateItem": {"writes": 1, "wcu": 2 + 2, "index_wcu": 2, "failed_conditional": 0},
     }
     assert taken["calls"]["dynamodb:GetItem"] == 2
     assert taken["calls"]["dynamodb:PutItem"] == 3
@@ -266,3 +279,29 @@ def test_a_burst_counts_lost_twice_throttled_and_the_submit_rate() -> None:
     assert figures["drain_seconds"] == 20.0
     assert figures["runs_per_second"] == 0.2
     assert figures["drop_to_final_seconds"]["median"] == 10.0  # 10, 10, 2, 17
+
+
+def test_an_item_kind_is_its_partition_key_up_to_the_first_hash() -> None:
+    assert meter.item_kind({"pk": {"S": "ATTEMPT#r1#2"}}) == "ATTEMPT"
+    assert meter.item_kind({"pk": {"S": "no-prefix"}}) == "-"
+    assert meter.item_kind({}) == "-"
+
+
+def test_the_bench_reports_writes_by_kind_per_run_and_the_report_shows_them() -> None:
+    before = {"RUN:UpdateItem": {"writes": 10, "wcu": 10, "index_wcu": 2, "failed_conditional": 1}}
+    after = {
+        "RUN:UpdateItem": {"writes": 16, "wcu": 19, "index_wcu": 5, "failed_conditional": 4},
+        "RUNDATA:PutItem": {"writes": 3, "wcu": 6, "index_wcu": 0, "failed_conditional": 0},
+        "SLOT:UpdateItem": {"writes": 1, "wcu": 1, "index_wcu": 0, "failed_conditional": 0},
+    }
+    kinds = bench.by_kind(before, after, 3)
+    assert list(kinds) == ["RUN:UpdateItem", "RUNDATA:PutItem", "SLOT:UpdateItem"]  # most WCU first
+    assert kinds["RUN:UpdateItem"] == {"writes": 2, "wcu": 3, "index_wcu": 1, "failed_conditional": 1}
+    assert kinds["RUNDATA:PutItem"] == {"writes": 1, "wcu": 2}  # nothing changed: left out
+    assert bench.by_kind(after, after, 3) == {}
+
+    lines = bench_report.kinds_table([{"dynamodb_by_kind": kinds}, "not measured"], ["before", "after"])
+    table = "\n".join(lines)
+    assert "| RUN:UpdateItem | 2 writes, 3 WCU (1), 1 failed |  |" in table
+    assert "| RUNDATA:PutItem | 1 writes, 2 WCU (0) |  |" in table
+    assert bench_report.kinds_table([{"runs": 3}], ["after"]) == []  # a tree measured without the breakdown

@@ -375,6 +375,7 @@ def test_each_run_end_is_counted_on_its_fanout_by_final_status(fan: dict[str, An
         bus="jobs",
         failure_topic_arn="",
         redrive_queue_url=redrive,
+        state_machine_prefix="arn:aws:states:us-east-1:123456789012:stateMachine:jobline-run-",
         fanouts=FanoutStore(session.client("dynamodb"), "runs"),
     )
     rows = sorted(run_rows(fan), key=lambda r: r["fanout_line"])

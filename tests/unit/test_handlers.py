@@ -173,7 +173,7 @@ def test_state_change_moves_a_jobline_run_and_ignores_other_jobs(env: dict[str, 
 
     row = get_deps().table.get_run(started["run_id"])
     assert row["attempts"]["1"]["log_stream"] == "jobline-default/default/4c7599ae"
-    assert row["started_at"] == "2026-11-21T04:56:50.000Z"  # detail.startedAt, 1795237010000 ms
+    assert row["attempts"]["1"]["started_at"] == "2026-11-21T04:56:50.000Z"  # detail.startedAt, 1795237010000 ms
 
     foreign = sample("batch-job-running.json")
     foreign["detail"]["tags"] = {}

@@ -6,24 +6,29 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from boto3.dynamodb.types import TypeSerializer
 from botocore.exceptions import ClientError
 
+from jobline import run_view
+from jobline.backends import StateChangeEvent
 from jobline.catalog import parse_catalog
 from jobline.dal import RunTable
 from jobline.deps import get_deps
 from jobline.reconciler import reconcile
 from jobline.runs import FanoutItem, new_row
 from jobline.settings import Settings
+from jobline.state_changes import apply_state_change, parse_event
 from jobline.triggers import RunRequest, Trigger
 from jobline_local.deploy.storage_messaging import StorageAndMessaging
 from tests.aws_resources import job_spec, resource
 
 pytestmark = pytest.mark.usefixtures("env")
 WRITE_UNIT_BYTES = 1024
+EVENTS = Path(__file__).parents[2] / "events"
 INDEX_KEYS = {"job", "status", "record_type", "created_at", "fanout_id", "fanout_line"}
 SETTINGS = Settings(
     run_table_name="runs",
@@ -78,11 +83,12 @@ def wire(row: dict[str, Any]) -> dict[str, Any]:
 
 def test_the_hot_row_holds_no_event_arguments_or_version() -> None:
     limited = new_row(s3_request(max_concurrent_runs=2), SETTINGS, "2026-11-20T08:00:00.000Z")
-    assert {"event", "event_s3_uri", "arguments", "retry_of", "version"}.isdisjoint(limited)
-    assert limited["trigger"].keys() == {"type", "key", "source"}
+    assert {"event", "event_s3_uri", "arguments", "retry_of", "version", "execution_arn"}.isdisjoint(limited)
+    assert limited["trigger"].keys() == {"type", "source"}  # its key is cold data
     assert limited["slot_job"] == "csv-word-count"
     machine = f"jobline-production-run-{s3_request(max_concurrent_runs=2).job.policy_id}"
-    assert limited["execution_arn"] == f"arn:aws:states:eu-west-1:123456789012:execution:{machine}:{limited['run_id']}"
+    arn = f"arn:aws:states:eu-west-1:123456789012:execution:{machine}:{limited['run_id']}"
+    assert run_view.execution_arn(limited, SETTINGS.state_machine_prefix) == arn
     request = s3_request()
     # A job without a limit (model_copy: this catalog may still default every job to one).
     request = request.model_copy(update={"job": request.job.model_copy(update={"max_concurrent_runs": None})})
@@ -91,30 +97,46 @@ def test_the_hot_row_holds_no_event_arguments_or_version() -> None:
     assert (unlimited["fanout_id"], unlimited["fanout_line"]) == ("fanout-1", 7)
 
 
-def test_a_first_attempt_row_stays_under_one_write_unit() -> None:
-    """Created, claimed (attempt 1 STARTING "In queue") and given its backend job id, the row of a
-    realistic S3 run of a limited job is under 1 KB: each of its writes costs one write unit."""
-    row = new_row(s3_request(max_concurrent_runs=2), SETTINGS, "2026-11-20T08:00:00.000Z")
-    assert item_size(wire(row)) < WRITE_UNIT_BYTES
-    claimed = {
-        **row,
-        "attempt": 1,
-        "status": "RUNNING",
-        "reason": "Running",
-        "status_rank": 20,
-        "attempts": {
-            "1": {
-                "status": "RUNNING",
-                "reason": "Running",
-                "submitted_at": "2026-11-20T08:00:00.120Z",
-                "started_at": "2026-11-20T08:00:31.500Z",
-                "backend_job_id": "4c8e2c4d-5f3a-4e1b-9a7e-0d2f6b8c1e3a",
-                "backend_status": "RUNNING",
-                "log_stream": "jobline/default/5b1f0c2e9d3a4b7c8e6f1a2b3c4d5e6f",
-            }
-        },
-    }
-    assert item_size(wire(claimed)) < WRITE_UNIT_BYTES
+def batch_event(run_id: str, status: str, second: int) -> StateChangeEvent:
+    """A Batch state change of the run's first attempt, with a real job id and log stream."""
+    event = json.loads((EVENTS / "batch-job-running.json").read_text())
+    detail = event["detail"]
+    detail.update(status=status, jobName=f"{run_id}-1", tags={**detail["tags"], "jobline:run-id": run_id})
+    detail["container"]["logStreamName"] = "jobline-default/default/5b1f0c2e9d3a4b7c8e6f1a2b3c4d5e6f"
+    event["time"] = f"2026-11-20T08:00:{second:02d}Z"
+    if status == "STARTING":
+        detail.pop("startedAt")
+    if status == "SUCCEEDED":
+        detail.update(stoppedAt=detail["startedAt"] + 20_000, statusReason="Essential container in task exited")
+        detail["container"]["exitCode"] = 0
+    return parse_event(event)
+
+
+def test_a_first_attempt_row_stays_under_one_write_unit(env: dict[str, Any]) -> None:
+    """The row of a realistic S3 run of a limited job, as its writes leave it (created, claimed,
+    given its backend job, then its job's STARTING, RUNNING and SUCCEEDED events), is under 1 KB
+    at every step: each of its writes costs one write unit."""
+    deps = get_deps()
+    request = s3_request(max_concurrent_runs=2)
+    run_id, client = request.run_id, deps.table._client
+    sizes = []
+
+    def size() -> int:
+        item = client.get_item(TableName="runs", Key={"pk": {"S": f"RUN#{run_id}"}})["Item"]
+        sizes.append(item_size(item))
+        return sizes[-1]
+
+    deps.table.create_run(new_row(request, SETTINGS, "2026-11-20T08:00:00.000Z"))
+    size()
+    assert deps.table.claim_attempt(run_id, 1, "2026-11-20T08:00:00.120Z", lease_until=1_795_000_000) is None
+    deps.table.record_backend_job(run_id, 1, "4c7599ae-0a82-49aa-ba5a-4727fcce14a8")
+    size()
+    for second, status in ((5, "STARTING"), (10, "RUNNING"), (30, "SUCCEEDED")):
+        apply_state_change(batch_event(run_id, status, second), deps.table, None, None)
+        size()
+    row = deps.table.get_run(run_id)
+    assert (row["status"], row["attempts"]["1"]["exit_code"]) == ("SUCCEEDED", 0)
+    assert max(sizes) < WRITE_UNIT_BYTES, sizes
 
 
 def test_the_size_rule_counts_as_the_aws_page_does() -> None:
@@ -226,7 +248,7 @@ def test_the_reconciler_starts_a_never_started_run_from_its_stored_data(env: dic
     outcome = reconcile(deps, timedelta(0), datetime.now(UTC) + timedelta(hours=1))
 
     assert outcome == {request.run_id: "started: its execution had never started"}
-    arn = deps.table.get_run(request.run_id)["execution_arn"]
+    arn = run_view.execution_arn(deps.table.get_run(request.run_id), deps.settings.state_machine_prefix)
     execution_input = json.loads(sfn.describe_execution(executionArn=arn)["input"])
     overrides = execution_input["request"]["params"]["containerOverrides"]
     environment = {item["name"]: item["value"] for item in overrides["environment"]}

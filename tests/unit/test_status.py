@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from jobline import run_view
 from jobline.backends import Observation
 from jobline.backends.batch import BatchJobStateChange, observe_batch
 from jobline.catalog import RetryStrategy
@@ -86,7 +88,8 @@ def test_the_ordered_history_of_a_retried_run(lab: Lab) -> None:  # noqa: F811
     assert row["attempts"]["1"]["exit_code"] == 1
     assert row["attempts"]["2"]["log_stream"] == "default/job-2"
     assert row["ended_at"] == "2026-11-21T00:02:05.000Z"
-    assert row["started_at"] == row["attempts"]["1"]["started_at"] < row["attempts"]["2"]["started_at"]
+    assert run_view.started_at(row) == row["attempts"]["1"]["started_at"] < row["attempts"]["2"]["started_at"]
+    assert "started_at" not in row  # the attempts hold it: the row's size stays within one write unit
 
 
 def test_terminal_absorbs_but_a_late_event_still_fills_its_attempt(lab: Lab) -> None:  # noqa: F811
@@ -114,7 +117,7 @@ def test_an_earlier_attempt_never_overrides_a_later_one(lab: Lab) -> None:  # no
     row = lab.deliver_all(run, [batch_event(2, "RUNNING", 1), batch_event(1, "FAILED", 9)])
     assert (row["status"], row["attempt"]) == ("RUNNING", 2)
     assert row["attempts"]["1"]["status"] == "FAILED"
-    assert row["started_at"] == row["attempts"]["1"]["started_at"]  # the earliest attempt's, however late
+    assert run_view.started_at(row) == row["attempts"]["1"]["started_at"]  # the earliest attempt's, however late
 
 
 def test_a_timeout_ends_the_run_unless_the_strategy_retries_timeouts(lab: Lab) -> None:  # noqa: F811
@@ -141,3 +144,29 @@ def test_a_row_without_an_attempts_map_gets_one_with_the_first_record(lab: Lab) 
     lab.client.update_item(TableName="runs", Key={"pk": {"S": f"RUN#{run}"}}, UpdateExpression="REMOVE attempts")
     row = lab.deliver_all(run, [batch_event(1, "RUNNING", 3), batch_event(1, "STARTING", 2)])
     assert (row["status"], row["attempts"]["1"]["backend_status"]) == ("RUNNING", "RUNNING")
+
+
+def test_every_event_of_a_claimed_attempt_moves_the_row_in_one_write(lab: Lab) -> None:  # noqa: F811
+    """The claim is STARTING "In queue" at a rank below the attempt's events: its job's first event,
+    stamped with EventBridge's whole second (00:01:03, before the claim's 00:01:03.500), moves the
+    row with its normal-path write, no failed condition and no second write."""
+    run = lab.new_run(max_attempts=1)
+    assert lab.table.claim_attempt(run, 1, "2026-11-21T00:01:03.500Z", lease_until=0) is None
+    calls: list[str] = []
+
+    def seen(http_response: Any, parsed: dict[str, Any], **_: Any) -> None:
+        calls.append(parsed.get("Error", {}).get("Code", "made"))
+
+    lab.client.meta.events.register("after-call.dynamodb.UpdateItem", seen)
+    try:
+        outcome = lab.deliver(run, batch_event(1, "STARTING", 3))
+    finally:
+        lab.client.meta.events.unregister("after-call.dynamodb.UpdateItem", seen)
+    assert str(outcome) == "applied: STARTING -> STARTING"
+    assert calls == ["made"]
+    row = lab.row(run)
+    assert (row["status"], row["reason"], row["attempts"]["1"]["backend_status"]) == (
+        "STARTING",
+        "Starting",
+        "STARTING",
+    )

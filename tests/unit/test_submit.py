@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from botocore.config import Config
 
+from jobline.status import RANK_CLAIMED
 from jobline.submit import Outcome, SubmitDeferred, process_message
 from tests.faults.injection import Injector, Rule, installed
 from tests.unit.submitting import LONG_ENOUGH, Stack, stack, time_left
@@ -56,8 +57,14 @@ def test_the_attempt_states_message_submits_the_first_attempt(stack: Stack) -> N
     assert job["tags"] == {"jobline:run-id": run_id, "jobline:job": "word-count", "jobline:attempt": "1"}
     assert job["timeout"] == {"attemptDurationSeconds": 600}
     row = stack.row(run_id)
-    assert (row["attempt"], row["status"], row["reason"], row["status_rank"]) == (1, "STARTING", "In queue", 10)
+    assert (row["attempt"], row["status"], row["reason"], row["status_rank"]) == (
+        1,
+        "STARTING",
+        "In queue",
+        RANK_CLAIMED,
+    )
     assert row["attempts"]["1"]["backend_job_id"] == job["jobId"]
+    assert "lease_until" not in row["attempts"]["1"]  # moot once the job is recorded: not kept in the row
     ticket = stack.table.attempt_ticket(run_id, 1)
     assert ticket is not None
     assert ticket["task_token"] == json.loads(body)["token"]

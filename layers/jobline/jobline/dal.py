@@ -25,7 +25,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from jobline.errors import RowContended
-from jobline.status import RANK_STARTING, RANK_TERMINAL, Reason, RowWrite, RunStatus
+from jobline.status import RANK_CLAIMED, RANK_TERMINAL, Reason, RowWrite, RunStatus
 
 
 class _Codec:
@@ -430,10 +430,11 @@ class RunTable:
         )
 
     def claim_attempt(self, run_id: str, attempt: int, now: str, lease_until: int) -> dict[str, Any] | None:
-        """Make `attempt` the run's current attempt, STARTING "In queue", if the run is live and its
-        previous attempt (if any) ended FAILED or TIMEOUT: the one write that numbers attempts. The
-        claimer holds the attempt's submit lease until `lease_until` (epoch seconds). None when
-        claimed; else the row as it was (the condition failed), {} if there is no row."""
+        """Make `attempt` the run's current attempt, STARTING "In queue" at RANK_CLAIMED (so every
+        event of the attempt moves the row on), if the run is live and its previous attempt (if
+        any) ended FAILED or TIMEOUT: the one write that numbers attempts. The claimer holds the
+        attempt's submit lease until `lease_until` (epoch seconds). None when claimed; else the
+        row as it was (the condition failed), {} if there is no row."""
         record = {"status": RunStatus.STARTING.value, "reason": Reason.IN_QUEUE.value, "submitted_at": now}
         names = {"#a": "attempt", "#s": "status", "#r": "reason", "#k": "status_rank", "#as": "attempts"}
         values: dict[str, Any] = {":n": attempt, ":terminal": RANK_TERMINAL}
@@ -452,7 +453,7 @@ class RunTable:
                 ":prev": attempt - 1,
                 ":starting": RunStatus.STARTING.value,
                 ":reason": Reason.IN_QUEUE.value,
-                ":rank": RANK_STARTING,
+                ":rank": RANK_CLAIMED,
                 ":now": now,
                 ":record": {**record, "lease_until": lease_until},
             },
@@ -474,13 +475,19 @@ class RunTable:
         )
 
     def record_backend_job(self, run_id: str, attempt: int, job_id: str) -> None:
-        """The attempt's backend job, as the submitter got it (an event may have recorded it first)."""
+        """The attempt's backend job, as the submitter got it (an event may have recorded it first).
+        Its submit lease goes with it: no submitter takes one for an attempt with a job."""
         self._client.update_item(
             TableName=self._table,
             Key=run_key(run_id),
-            UpdateExpression="SET #as.#n.#j = if_not_exists(#as.#n.#j, :job)",
+            UpdateExpression="SET #as.#n.#j = if_not_exists(#as.#n.#j, :job) REMOVE #as.#n.#l",
             ConditionExpression="attribute_exists(#as.#n)",
-            ExpressionAttributeNames={"#as": "attempts", "#n": str(attempt), "#j": "backend_job_id"},
+            ExpressionAttributeNames={
+                "#as": "attempts",
+                "#n": str(attempt),
+                "#j": "backend_job_id",
+                "#l": "lease_until",
+            },
             ExpressionAttributeValues={":job": {"S": job_id}},
         )
 

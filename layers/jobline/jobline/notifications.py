@@ -48,7 +48,7 @@ def notification_id(row: dict[str, Any]) -> str:
     return str(uuid.uuid5(NOTIFICATION_NAMESPACE, f"{row['run_id']}/{row['status']}"))
 
 
-def event_entry(row: dict[str, Any], bus: str) -> dict[str, Any]:
+def event_entry(row: dict[str, Any], bus: str, state_machine_prefix: str) -> dict[str, Any]:
     detail = {"notification_id": notification_id(row), **run_view.summary(row)}
     entry = {
         "EventBusName": bus,
@@ -56,8 +56,8 @@ def event_entry(row: dict[str, Any], bus: str) -> dict[str, Any]:
         "DetailType": DETAIL_TYPE,
         "Detail": json.dumps(detail, separators=(",", ":")),
     }
-    if row.get("execution_arn"):
-        entry["Resources"] = [row["execution_arn"]]
+    if arn := run_view.execution_arn(row, state_machine_prefix):
+        entry["Resources"] = [arn]
     return entry
 
 
@@ -69,6 +69,7 @@ class Notifier:
     bus: str
     failure_topic_arn: str
     redrive_queue_url: str
+    state_machine_prefix: str  # names each run's execution (the Resources of its event)
     fanouts: FanoutStore | None = None  # counts each fan-out item's end on its FANOUT# record
 
     def email(self, row: dict[str, Any]) -> None:
@@ -113,7 +114,7 @@ def process_stream(event: dict[str, Any], notifier: Notifier) -> dict[str, Any]:
         old, new = record.dynamodb.OldImage, record.dynamodb.NewImage
         if not is_final_transition(old, new):
             continue
-        entry = event_entry(new, notifier.bus)
+        entry = event_entry(new, notifier.bus, notifier.state_machine_prefix)
         try:
             notifier.email(new)
             failure = notifier.send(entry)
@@ -170,5 +171,6 @@ def get_notifier() -> Notifier:
         bus=settings.job_bus_name,
         failure_topic_arn=settings.failure_topic_arn,
         redrive_queue_url=settings.notification_redrive_queue_url,
+        state_machine_prefix=settings.state_machine_prefix,
         fanouts=FanoutStore(session.client("dynamodb"), settings.run_table_name),
     )

@@ -97,7 +97,8 @@ class Operations:
         if row is None:
             raise RunNotFound(run_id)
         region = self._deps.session.region_name
-        return run_view.detail(row, run_data_of(row, data), region, self._settings.job_log_group_name)
+        arn = run_execution_arn(self._settings, self._catalog, row)
+        return run_view.detail(row, run_data_of(row, data), region, self._settings.job_log_group_name, arn)
 
     def list_runs(
         self,

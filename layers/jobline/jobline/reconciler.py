@@ -26,6 +26,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from jobline import run_view
 from jobline.backends import BACKENDS
 from jobline.clock import iso_z, now_iso
 from jobline.deps import Deps
@@ -98,8 +99,8 @@ def heal(row: dict[str, Any], deps: Deps) -> str:
         outcome = apply_state_change(event, deps.table, deps.client("glue"), sfn)
         if outcome.effect is not Effect.UNCHANGED or outcome.answered:
             return str(outcome)
-    # The row names its execution from its creation (the ARN is deterministic).
-    if not (arn := row.get("execution_arn")):
+    # The row names its execution's machine from its creation (the ARN is deterministic).
+    if not (arn := run_view.execution_arn(row, deps.settings.state_machine_prefix)):
         return UNCHANGED
     unstarted = int(row.get("attempt") or 0) == 0
     try:

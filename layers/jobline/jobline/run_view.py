@@ -15,6 +15,21 @@ CONSOLE = "https://{region}.console.aws.amazon.com"
 ATTEMPT_VIEW = ("status", "reason", "backend_status", *ATTEMPT_FIELDS)
 
 
+def execution_of(machine_arn: str, run_id: str) -> str:
+    """The ARN of the run's execution (named after the run) on the state machine `machine_arn`."""
+    return f"{machine_arn.replace(':stateMachine:', ':execution:', 1)}:{run_id}"
+
+
+def execution_arn(row: dict[str, Any], state_machine_prefix: str) -> str | None:
+    """The run's execution: on the machine of the retry policy its row names (`policy`; a row
+    written before that holds the whole ARN in `execution_arn`). None for a row that has neither."""
+    if arn := row.get("execution_arn"):
+        return str(arn)
+    if policy := row.get("policy"):
+        return execution_of(f"{state_machine_prefix}{policy}", row["run_id"])
+    return None
+
+
 def summary(row: dict[str, Any]) -> dict[str, Any]:
     trigger = row.get("trigger") or {}
     view = {
@@ -30,22 +45,25 @@ def summary(row: dict[str, Any]) -> dict[str, Any]:
         "trigger_type": trigger.get("type"),
         "trigger_source": trigger.get("source"),
     }
-    if trigger.get("type") == "retry":  # its key is `retry:<run id>:<client token>` (Operations.retry_run)
-        view["retry_of"] = trigger["key"].split(":")[1]
+    if row.get("retry_of"):
+        view["retry_of"] = row["retry_of"]
+    elif trigger.get("type") == "retry" and "key" in trigger:  # a row from before `retry_of`: its key
+        view["retry_of"] = trigger["key"].split(":")[1]  # is `retry:<run id>:<client token>` (Operations.retry_run)
     return view
 
 
-def detail(row: dict[str, Any], data: dict[str, Any], region: str, log_group: str) -> dict[str, Any]:
-    """Everything about a run (its row and its data), with links to its execution and each
-    attempt's backend job and log."""
-    trigger = row.get("trigger") or {}
-    execution_arn = row.get("execution_arn")
+def detail(
+    row: dict[str, Any], data: dict[str, Any], region: str, log_group: str, execution_arn: str | None
+) -> dict[str, Any]:
+    """Everything about a run (its row and its data, where its trigger's key is), with links to its
+    execution and each attempt's backend job and log."""
+    trigger = {**({"key": data["trigger_key"]} if "trigger_key" in data else {}), **(row.get("trigger") or {})}
     return {
         **summary(row),
         **({"retry_of": data["retry_of"]} if data.get("retry_of") else {}),
         "backend": row.get("backend"),
         "backend_status": row.get("backend_status"),
-        "started_at": row.get("started_at"),
+        "started_at": started_at(row),
         "updated_at": row.get("updated_at"),
         "arguments": data.get("arguments") or {},
         "trigger": {
@@ -60,6 +78,12 @@ def detail(row: dict[str, Any], data: dict[str, Any], region: str, log_group: st
         ],
         "links": {"execution": _execution_url(execution_arn, region)} if execution_arn else {},
     }
+
+
+def started_at(row: dict[str, Any]) -> str | None:
+    """When the run's earliest attempt started (a row from before attempts alone held it: its own)."""
+    starts = [r["started_at"] for r in (row.get("attempts") or {}).values() if r.get("started_at")]
+    return min(starts, default=row.get("started_at"))
 
 
 def duration_seconds(row: dict[str, Any]) -> float | None:

@@ -3,7 +3,7 @@
 Everything that can refuse a request is checked before anything is written. A trigger event too
 large to inline is stored first, content-addressed and with S3's conditional write
 (If-None-Match: *), so no object is ever replaced. Then the run's cold data (`RUNDATA#`: trigger
-event or its S3 URI, arguments, retry_of) is written once, with a condition that it does not exist,
+event or its S3 URI, trigger key, arguments, retry_of) is written once, with a condition that it does not exist,
 and after it the hot row (`RUN#`, PENDING: status, attempts, times; small, so every later write of
 it is one write unit). Whoever writes the data decides the run's trigger event: a duplicate
 delivery removes the object it stored if the stored data does not point to it, and starts the
@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
+from jobline import run_view
 from jobline.backends import BACKENDS, RunSpec
 from jobline.catalog import Catalog, Job
 from jobline.clock import now_iso, parse_iso_z
@@ -108,10 +109,15 @@ def _encodable(text: str) -> bool:
 
 
 def new_row(
-    request: RunRequest, settings: Settings, created_at: str, fanout: FanoutItem | None = None
+    request: RunRequest,
+    settings: Settings,
+    created_at: str,
+    fanout: FanoutItem | None = None,
+    retry_of: str | None = None,
 ) -> dict[str, Any]:
     """The hot row of a new run: what changes while it runs and what lists show, nothing more
-    (its trigger event and arguments are its cold data, new_run_data)."""
+    (its trigger event, trigger key and arguments are its cold data, new_run_data), so that a
+    first attempt's every write stays within one write unit (1 KB)."""
     job = request.job
     # TTL: retention counted from the latest moment the run can still be going, so a row is
     # never expired while its run may be live (the state machine cannot compute epoch times).
@@ -128,15 +134,17 @@ def new_row(
         "status_time": created_at,
         "attempt": 0,
         "max_attempts": job.retry.attempts,
-        "retry_on_timeout": job.retry.retry_on_timeout,
         "attempts": {},
-        "trigger": {"type": request.trigger.type, "key": request.trigger.key, "source": request.trigger.source},
+        "trigger": {"type": request.trigger.type, "source": request.trigger.source},
         "created_at": created_at,
         "updated_at": created_at,
         "expires_at": created_epoch + longest + settings.run_retention_days * 86_400,
-        # Deterministic (the execution is named after the run), so known before it starts.
-        "execution_arn": execution_arn(settings, job, request.run_id),
+        # The machine its execution runs on (named after the run, so its ARN is known before it
+        # starts: run_view.execution_arn), kept should the job's policy change in the catalog.
+        "policy": job.policy_id,
     }
+    if retry_of:
+        row["retry_of"] = retry_of
     if job.max_concurrent_runs is not None:
         # The stream consumer releases and hands on the slot of a run that ends (jobline.slots).
         row.update(slot_job=job.name, slot_max=job.max_concurrent_runs)
@@ -150,7 +158,13 @@ def new_run_data(
 ) -> dict[str, Any]:
     """The cold data of a new run (`event` is stored_event's inline event or S3 URI). It carries no
     index key (`job`, `status`, `created_at`...), so no index ever holds it."""
-    data: dict[str, Any] = {"run_id": request.run_id, **event, "arguments": arguments, "expires_at": expires_at}
+    data: dict[str, Any] = {
+        "run_id": request.run_id,
+        "trigger_key": request.trigger.key,
+        **event,
+        "arguments": arguments,
+        "expires_at": expires_at,
+    }
     if retry_of:
         data["retry_of"] = retry_of
     return data
@@ -256,7 +270,7 @@ class RunStarter:
         an operator retries; `fanout`: the manifest line the run comes from."""
         check_trigger(request)
         arguments = resolve_arguments(request.job, request.arguments)
-        row = new_row(request, self._settings, now_iso(), fanout)
+        row = new_row(request, self._settings, now_iso(), fanout, retry_of)
         fields, stored = stored_event(request, self._settings)
         data = new_run_data(request, arguments, fields, row["expires_at"], retry_of)
         # What the backend cannot run is refused here, before anything is written.
@@ -317,15 +331,15 @@ def state_machine_arn(settings: Settings, job: Job) -> str:
 
 def execution_arn(settings: Settings, job: Job, run_id: str) -> str:
     """The ARN of a run's execution (named after the run), known before it exists."""
-    machine = state_machine_arn(settings, job)
-    return f"{machine.replace(':stateMachine:', ':execution:', 1)}:{run_id}"
+    return run_view.execution_of(state_machine_arn(settings, job), run_id)
 
 
 def run_execution_arn(settings: Settings, catalog: Catalog, row: dict[str, Any]) -> str | None:
-    """A row's execution: the ARN its row stores, else the one its job's machine gives it (a row
-    written before rows stored it); None when its job has left the catalog (no machine to name)."""
-    if arn := row.get("execution_arn"):
-        return str(arn)
+    """A row's execution: the one its row names (run_view.execution_arn), else the one its job's
+    machine gives it (a row written before rows named it); None when its job has left the
+    catalog (no machine to name)."""
+    if arn := run_view.execution_arn(row, settings.state_machine_prefix):
+        return arn
     try:
         return execution_arn(settings, catalog.get(row["job"]), row["run_id"])
     except UnknownJobError:

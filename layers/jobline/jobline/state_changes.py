@@ -31,7 +31,6 @@ from jobline.status import (
     RowWrite,
     RunStatus,
     detail_write,
-    earlier_start_write,
     event_write,
     run_move,
 )
@@ -122,9 +121,6 @@ def apply_observation(seen: Observation, table: RunTable, sfn: Any) -> Outcome:
         return NO_SUCH_RUN
     applied, before = result
     moved = applied and planned[0].moves
-    started = observed.get("started_at")
-    if applied and started and str(before.get("started_at") or started) > started:
-        table.write_run(seen.run_id, earlier_start_write(started, now))
     attempt_now = seen.attempt if moved else int(before.get("attempt", 0))
     answered = bool(ended and ticket and attempt_now == seen.attempt and answer_attempt(sfn, ticket, observed))
     if not applied:

@@ -92,7 +92,12 @@ ATTEMPT_ERROR_FOR: dict[Reason, AttemptError] = {
 }
 
 # Run-level ranks. RETRYING sits between RUNNING and terminal: an attempt ended but the run goes on.
+# CLAIMED is the submitter's STARTING "In queue" (its claim of an attempt): below every event of
+# that attempt, whose job is submitted after the claim. Event times are whole seconds ("time":
+# "2017-10-23T17:56:03Z", https://docs.aws.amazon.com/batch/latest/userguide/batch_job_events.html),
+# so one from the claim's second would otherwise sort before the claim's milliseconds and lose.
 RANK_PENDING = 0
+RANK_CLAIMED = 5
 RANK_STARTING = 10
 RANK_RUNNING = 20
 RANK_RETRYING = 25
@@ -115,8 +120,9 @@ ATTEMPT_FIELDS = (
 )
 # The most attempts a run can have (the catalog's RetryStrategy.attempts).
 ATTEMPTS_LIMIT = 10
-# What an attempt record keeps of an observation: its status fields, then what the event knew.
-RECORD_FIELDS = ("attempt", "backend_status", "status", "reason", "rank", "event_time", "tiebreak", *ATTEMPT_FIELDS)
+# What an attempt record keeps of an observation: its status fields, then what the event knew (its
+# number is the record's key in `attempts`).
+RECORD_FIELDS = ("backend_status", "status", "reason", "rank", "event_time", "tiebreak", *ATTEMPT_FIELDS)
 
 
 def is_final_attempt(ticket: Mapping[str, Any] | None, attempt: int, status: RunStatus) -> bool:
@@ -301,19 +307,6 @@ def event_write(
             row["ended_at"] = candidate[2]
         for name, value in row.items():
             write.set(write.name(name), value, name)
-    if observed.get("started_at"):
-        write.set(write.name("started_at"), observed["started_at"], "started", if_missing=True)
-    write.set(write.name("updated_at"), now, "now")
-    return write
-
-
-def earlier_start_write(started_at: str, now: str) -> RowWrite:
-    """The run's `started_at` is its earliest attempt's: set when an attempt's start came late
-    (an earlier attempt's event after a later one's), conditioned on it being earlier still."""
-    write = RowWrite()
-    started = write.name("started_at")
-    write.conditions.append(f"{started} > {write.value('started', started_at)}")
-    write.set(started, started_at, "started")
     write.set(write.name("updated_at"), now, "now")
     return write
 
