@@ -2,8 +2,8 @@
 
 The state machine's Attempt state sends `{run_id, job, retry_count, token, request}` to the submit
 queue of the run's backend API and waits for its task token. Per message:
-1. a token of the API's rate (a per-second counter shared by every submitter of the stack), waiting
-   within the invocation; none left in it: the message goes back to its queue (never a failure);
+1. a call of the API's rate (a slot of the schedule every submitter of the stack shares, jobline.quota),
+   waiting within the invocation; none left in it: the message goes back to its queue (never a failure);
 2. the claim: the attempt's ticket (its task token, for the state change handler), then the one
    conditional row write that makes the attempt the run's current one (jobline.dal.claim_attempt).
    Attempts are numbered by the row, not by `retry_count`: it counts every retrier's retries, so an
@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from jobline import quota
 from jobline.backends import BACKENDS, Backend
 from jobline.backends.base import Clients, bounded
 from jobline.clock import now_iso
@@ -65,7 +66,6 @@ DEFERRABLE_CODES = frozenset(
 GONE_TOKEN_CODES = frozenset({"InvalidToken", "TaskTimedOut", "TaskDoesNotExist"})
 # Claims tried per message: each failed claim moves on to a later attempt number at most once.
 CLAIM_TRIES = 3
-QUOTA_JITTER_SECONDS = 0.05
 # A throttled or failing submit API is tried again this long (to twice this) later.
 THROTTLED_RETRY_SECONDS = 5.0
 VISIBILITY_LIMIT_SECONDS = 43_200  # ChangeMessageVisibility's maximum (12 hours)
@@ -137,18 +137,8 @@ class Submitter:
         )
 
     def _take_quota(self, api: str, time_left: Callable[[], float]) -> bool:
-        """One call of the API's per-second rate, waiting for the next second while this one is spent."""
-        rate = self.settings.submit_rate(api)
-        while True:
-            now = self.clock()
-            second = int(now)
-            if self.table.take_quota(api, second, rate):
-                return True
-            wait = second + 1 - now + random.uniform(0, QUOTA_JITTER_SECONDS)  # noqa: S311 (jitter, not secrecy)
-            if wait >= time_left():
-                count("SubmitCapacitySpent", Api=api)
-                return False
-            self.sleep(wait)
+        """One call of the API's rate, from the schedule every submitter of the stack shares."""
+        return quota.take(self.table, api, self.settings.submit_rate(api), self.clock, self.sleep, time_left)
 
     def _put_ticket(self, message: SubmitMessage, attempt: int) -> bool:
         request = message.request
