@@ -11,6 +11,7 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from types import SimpleNamespace
+from typing import Any
 from unittest import mock
 
 import boto3
@@ -68,12 +69,21 @@ def test_a_slot_is_taken_once_by_one_small_put_that_expires(table: tuple[RunTabl
     assert calls[:3] == ["PutItem"] * 3
 
 
+def call(table: Any, clock: Clock, rate: int, claim: float = 0.0, left: float = 25.0) -> bool:
+    """What the submitter does: reserve a slot, claim the attempt (`claim` seconds), go."""
+    slot = quota.reserve(table, "SubmitJob", rate, clock, lambda: left)
+    if slot is None:
+        return False
+    clock.sleep(claim)
+    return quota.go(table, "SubmitJob", rate, slot, clock, clock.sleep, lambda: left)
+
+
 def test_an_uncontended_call_costs_one_write_and_no_read(table: tuple[RunTable, list[str]]) -> None:
     runs, calls = table
     clock = Clock(1_800_000_000.3)
     granted = []
     for _ in range(12):
-        assert quota.take(runs, "SubmitJob", 5, clock, clock.sleep, lambda: 25.0)
+        assert call(runs, clock, 5, claim=0.01)
         granted.append(clock())
     assert calls == ["PutItem"] * 12
     schedule = quota.Schedule(5)
@@ -94,9 +104,21 @@ def test_a_lost_slot_moves_on_to_the_next_and_a_late_one_is_given_up() -> None:
             clock.now = schedule.start(slot) + quota.LATE_SECONDS + 0.01
         return slot != first  # another submitter has the first
 
-    assert quota.take(SimpleNamespace(take_quota=take_quota), "SubmitJob", 2, clock, clock.sleep, lambda: 25.0)
+    assert call(SimpleNamespace(take_quota=take_quota), clock, 2)
     assert tried == [first, first + 1, first + 2]
     assert clock() == pytest.approx(schedule.start(first + 2))  # the late slot went unused
+
+
+def test_a_slot_missed_by_a_slow_claim_is_given_up_for_the_next_free_one(table: tuple[RunTable, list[str]]) -> None:
+    runs, calls = table
+    clock = Clock(1_800_000_000.0)
+    schedule = quota.Schedule(10)
+    first = schedule.next_after(clock())
+    assert runs.take_quota("SubmitJob", first + 4, 0)  # another submitter's, ahead
+    claim = schedule.start(first + 3) - clock()  # past the reserved slot's start + LATE
+    assert call(runs, clock, 10, claim=claim)
+    assert clock() == pytest.approx(schedule.start(first + 5))
+    assert calls == ["PutItem"] * 4  # the first slot, the one ahead, then two from the claim's end
 
 
 def test_no_slot_within_the_time_left_writes_nothing(table: tuple[RunTable, list[str]]) -> None:
@@ -104,7 +126,7 @@ def test_no_slot_within_the_time_left_writes_nothing(table: tuple[RunTable, list
     clock = Clock(1_800_000_000.0)
     schedule = quota.Schedule(1)
     clock.now = schedule.start(schedule.next_after(clock())) - 0.5
-    assert not quota.take(runs, "SubmitJob", 1, clock, clock.sleep, lambda: 0.5)
+    assert not call(runs, clock, 1, left=0.5)
     assert calls == []
 
 
@@ -174,30 +196,32 @@ class SlotTable:
 
 @dataclass(frozen=True)
 class Plan:
-    """One simulated submitter: when it starts, its writes' latencies, the time each submit takes
-    after its call is granted, each invocation's time budget and the pause between invocations."""
+    """One simulated submitter: when it starts, its writes' latencies, the time each claim takes
+    (between its slot's reservation and the wait for it), the time each submit takes after its call
+    went, each invocation's time budget and the pause between invocations."""
 
     arrival: float
     latencies: list[tuple[float, float]]
+    claims: list[float]
     path: list[float]
     budgets: list[float]
     gaps: list[float]
 
     def body(self, world: World, rate: int) -> Callable[[], None]:
         table = SlotTable(world, itertools.cycle(self.latencies))
-        paths, budgets, gaps = (itertools.cycle(x) for x in (self.path, self.budgets, self.gaps))
+        claims, paths, budgets, gaps = (itertools.cycle(x) for x in (self.claims, self.path, self.budgets, self.gaps))
 
         def submitter() -> None:
             while world.now < HORIZON:
                 deadline = world.now + next(budgets)
-                while world.now < HORIZON and quota.take(
-                    table,
-                    "SubmitJob",
-                    rate,
-                    lambda: world.now,
-                    world.sleep,
-                    lambda deadline=deadline: deadline - world.now,
-                ):
+                left = lambda deadline=deadline: deadline - world.now  # noqa: E731
+                while world.now < HORIZON:
+                    slot = quota.reserve(table, "SubmitJob", rate, lambda: world.now, left)
+                    if slot is None:
+                        break
+                    world.sleep(next(claims))
+                    if not quota.go(table, "SubmitJob", rate, slot, lambda: world.now, world.sleep, left):
+                        break
                     world.grants.append(world.now)
                     world.sleep(next(paths))
                 world.sleep(next(gaps))
@@ -230,6 +254,7 @@ any_plan = st.builds(
     Plan,
     arrival=st.floats(min_value=0, max_value=3),
     latencies=st.lists(st.tuples(seconds.map(lambda s: s * 0.3), seconds.map(lambda s: s * 0.3)), min_size=1),
+    claims=st.lists(seconds.map(lambda s: s * 0.3), min_size=1),
     path=st.lists(seconds.map(lambda s: s * 0.5), min_size=1),
     budgets=st.lists(seconds.map(lambda s: s * 3), min_size=1),
     gaps=st.lists(seconds.map(lambda s: s * 0.5 + 0.05), min_size=1),
@@ -252,17 +277,18 @@ def test_any_submitters_at_any_times_keep_to_the_rate_in_every_window(rate: int,
 
 @st.composite
 def busy_submitters(draw: st.DrawFn) -> tuple[int, list[Plan]]:
-    """Submitters always ready again before their turn comes: each write's round trip within LATE
-    and a quarter slot, each submit within half a slot per submitter."""
+    """Submitters always ready again before their turn comes: each write's round trip and each
+    claim within LATE and a quarter slot, each submit within half a slot per submitter."""
     rate = draw(st.sampled_from(RATES))
     count = draw(st.integers(min_value=1, max_value=4))
     slot = quota.Schedule(rate).slot_micros / quota.MICROS
-    trip = min(quota.LATE_SECONDS, slot / 4) / 2
+    trip = min(quota.LATE_SECONDS, slot / 4) / 3
     leg = st.floats(min_value=0, max_value=trip)
     plan = st.builds(
         Plan,
         arrival=st.floats(min_value=0, max_value=0.5),
         latencies=st.lists(st.tuples(leg, leg), min_size=1),
+        claims=st.lists(leg, min_size=1),
         path=st.lists(st.floats(min_value=0, max_value=count * slot / 2), min_size=1),
         budgets=st.just([2 * HORIZON]),
         gaps=st.just([0.0]),

@@ -3,11 +3,13 @@ shared through the run table (docs/ARCHITECTURE.md "Submitting", docs/CONTRACTS.
 
 Schedule. Time is cut into slots of `s = ceil(1.1 s / rate)` (whole microseconds); slot k starts at
 `T_k = k·s`. A call takes a slot with one conditional PutItem of `QUOTA#<api>#<k>` (absent only),
-so each slot is taken at most once, by whichever submitter's write lands first. The taker goes on
-at an instant c (its clock) with `T_k <= c <= T_k + LATE`: it sleeps until T_k; a write (or sleep)
-that ends after `T_k + LATE` gives the slot up, unused. A submitter first tries the first slot that
-starts after now; losing it, the next one (or the first after now, if later); it stops, and the
-message goes back to its queue, once the slot to try starts beyond the invocation's time left.
+so each slot is taken at most once, by whichever submitter's write lands first. A submitter takes
+its slot before it claims the attempt (`reserve`: the first slot that starts after now; losing it,
+the next one, or the first after now if later; none starting within the invocation's time left:
+the message goes back to its queue, nothing claimed) and waits for it right before the submit
+call (`go`), so the only latency after the pacing is the call's own. The taker goes on at an
+instant c (its clock) with `T_k <= c <= T_k + LATE`: it sleeps until T_k; a write, claim or sleep
+that ends after `T_k + LATE` gives the slot up, unused, for the first free one from then.
 
 Bound. Any window `[a, a + 1 + SLACK)`, `SLACK = MARGIN - LATE`, holds at most `rate` calls: a call
 at c in it took a slot k with `a - LATE <= c - LATE <= T_k <= c < a + 1 + SLACK`, so T_k lies in a
@@ -21,12 +23,13 @@ size `rate`: n calls within d lie in floor(d) + 1 one-second windows, so `n <= r
 gives `b >= 0.9 + LATE·rate` (the n = 2 case): size 1 for rate <= 2, 2 up to 27, 3 up to 52.
 
 Throughput. Each slot serves one call: while a submitter is always ready to take the next slot
-(its write's round trip within LATE), every slot is used, `1/s = rate / 1.1`, 90.9% of the rate
-(0.91/s at rate 1, 4.5/s at 5, 45/s at 50); a slot lost to a late write or an ended invocation is
-lost capacity, never a call too many. Cost: one write per call uncontended, no read; a submitter
-losing a slot writes again for the next, so n submitters at once cost up to n writes a call (each
-submit queue's event source runs at most 2, template.yaml). A rate change takes effect at once;
-during a deployment the old and new rates' slots overlap for a moment.
+(its write's round trip and its claim within LATE), every slot is used, `1/s = rate / 1.1`, 90.9%
+of the rate (0.91/s at rate 1, 4.5/s at 5, 45/s at 50); a slot missed, or reserved by a message
+that needs no submit (a duplicate, a run that ended), is lost capacity, never a call too many.
+Cost: one write per call uncontended (DynamoDB's writes take milliseconds, within LATE), no read;
+a submitter losing or missing a slot writes again, so n submitters at once cost up to n writes a
+call (each submit queue's event source runs at most 2, template.yaml). A rate change takes effect
+at once; during a deployment the old and new rates' slots overlap for a moment.
 """
 
 from __future__ import annotations
@@ -67,29 +70,52 @@ class Schedule:
         return (round(now * MICROS) + 1) // self.slot_micros + 1
 
 
-def take(
+def reserve(
+    table: SlotTable, api: str, rate: int, clock: Callable[[], float], time_left: Callable[[], float]
+) -> int | None:
+    """The first slot of `api`'s schedule no other submitter has, starting after now: taken, not yet
+    waited for (the submitter claims its attempt meanwhile). None when none starts within
+    `time_left()` seconds."""
+    return _first_free(table, api, Schedule(rate), clock, time_left)
+
+
+def go(
     table: SlotTable,
     api: str,
     rate: int,
+    slot: int,
     clock: Callable[[], float],
     sleep: Callable[[float], None],
     time_left: Callable[[], float],
 ) -> bool:
-    """One call of `api` at `rate` per second: True once this submitter may make it now; False
-    when no slot it could take starts within `time_left()` seconds."""
+    """Wait for `slot`'s start, right before the call, and return within LATE of it: True. A slot
+    missed (the claim took longer than it) is given up for the first free one from now; False when
+    none starts within `time_left()` seconds."""
     schedule = Schedule(rate)
+    while True:
+        start = schedule.start(slot)
+        now = clock()
+        if now < start:
+            sleep(start - now)
+            now = clock()
+        if now <= start + LATE_SECONDS:
+            return True
+        count("SubmitSlotMissed", Api=api)
+        found = _first_free(table, api, schedule, clock, time_left)
+        if found is None:
+            return False
+        slot = found
+
+
+def _first_free(
+    table: SlotTable, api: str, schedule: Schedule, clock: Callable[[], float], time_left: Callable[[], float]
+) -> int | None:
     slot = schedule.next_after(clock())
     while True:
         start = schedule.start(slot)
         if start - clock() >= time_left():
             count("SubmitCapacitySpent", Api=api)
-            return False
-        if table.take_quota(api, slot, int(start) + ITEM_SECONDS):
-            now = clock()
-            if now < start:
-                sleep(start - now)
-                now = clock()
-            if now <= start + LATE_SECONDS:
-                return True
-            count("SubmitSlotMissed", Api=api)
+            return None
+        if table.take_quota(api, slot, int(start) + ITEM_SECONDS) and clock() <= start + LATE_SECONDS:
+            return slot
         slot = max(slot + 1, schedule.next_after(clock()))

@@ -24,7 +24,7 @@ import math
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
@@ -97,14 +97,18 @@ class Submitter:
     settings: Settings
     clock: Callable[[], float] = time.time
     sleep: Callable[[float], None] = time.sleep
+    # The quota slot reserved per API before the claim, awaited right before the submit.
+    _slots: dict[str, int] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def process(self, message: SubmitMessage, time_left: Callable[[], float]) -> Outcome:
         """Submit the message's attempt once; SubmitDeferred hands the message back."""
         backend = BACKENDS.get(message.request.backend)
         if backend is None:
             raise MalformedEvent(f"unknown backend {message.request.backend!r} (one of {sorted(BACKENDS)})")
-        if not self._take_quota(backend.submit_api, time_left):
+        slot = self._reserve_quota(backend.submit_api, time_left)
+        if slot is None:
             raise SubmitDeferred(f"no {backend.submit_api} capacity left in this invocation", _jittered(1))
+        self._slots[backend.submit_api] = slot
         # Normally retry_count + 1; after a skipped number the row is behind it, and no attempt is
         # ever past the run's last (a failed claim at the last one finds the row's true place).
         attempt = min(message.retry_count + 1, message.request.max_attempts)
@@ -136,9 +140,17 @@ class Submitter:
             f"run {message.run_id}: attempt {attempt} still contended after {CLAIM_TRIES} claims", _jittered(1)
         )
 
-    def _take_quota(self, api: str, time_left: Callable[[], float]) -> bool:
-        """One call of the API's rate, from the schedule every submitter of the stack shares."""
-        return quota.take(self.table, api, self.settings.submit_rate(api), self.clock, self.sleep, time_left)
+    def _reserve_quota(self, api: str, time_left: Callable[[], float]) -> int | None:
+        """A slot of the API's rate, from the schedule every submitter of the stack shares."""
+        return quota.reserve(self.table, api, self.settings.submit_rate(api), self.clock, time_left)
+
+    def _await_quota(self, api: str, lease: int) -> bool:
+        """The reserved slot's start (or a later slot's if it was missed), right before the call."""
+        rate, time_left = self.settings.submit_rate(api), lambda: lease - self.clock()
+        slot = self._slots.pop(api, None)
+        if slot is None:
+            slot = quota.reserve(self.table, api, rate, self.clock, time_left)
+        return slot is not None and quota.go(self.table, api, rate, slot, self.clock, self.sleep, time_left)
 
     def _put_ticket(self, message: SubmitMessage, attempt: int) -> bool:
         request = message.request
@@ -191,6 +203,8 @@ class Submitter:
 
     def _submit(self, backend: Backend, message: SubmitMessage, attempt: int, lease: int) -> Outcome:
         """Submit under the attempt's lease (held until `lease`, epoch seconds)."""
+        if not self._await_quota(backend.submit_api, lease):
+            raise SubmitDeferred(f"no {backend.submit_api} capacity left in this invocation", _jittered(1))
         try:
             job_id = backend.submit(message.request.params, message.run_id, attempt, self.clients)
         except ClientError as error:
