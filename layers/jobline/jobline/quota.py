@@ -1,31 +1,36 @@
 """The quota governor: the pace every submitter of the stack keeps to a backend's submit API,
 shared through the run table (docs/ARCHITECTURE.md "Submitting", docs/CONTRACTS.md).
 
-Schedule. Time is cut into slots of `s = ceil(1.1 s / rate)` (whole microseconds); slot k starts at
-`T_k = k·s`. A call takes a slot with one conditional PutItem of `QUOTA#<api>#<k>` (absent only),
-so each slot is taken at most once, by whichever submitter's write lands first. A submitter takes
-its slot before it claims the attempt (`reserve`: the first slot that starts after now; losing it,
-the next one, or the first after now if later; none starting within the invocation's time left:
-the message goes back to its queue, nothing claimed) and waits for it right before the submit
-call (`go`), so the only latency after the pacing is the call's own. The taker goes on at an
-instant c (its clock) with `T_k <= c <= T_k + LATE`: it sleeps until T_k; a write, claim or sleep
-that ends after `T_k + LATE` gives the slot up, unused, for the first free one from then.
+Schedule. Time is cut into slots of `s = (1 + M) / rate` seconds (whole microseconds, rounded up);
+slot k starts at `T_k = k·s`. The margin M keeps room for a call's latency to vary on its way to
+AWS: `1 / (rate - 1)` for rates 2 to 9 (slots of `1 / (rate - 1)` s: one slot's room), MARGIN at
+rate 1 and from 10 (slots of `1.1 / rate`). A call takes a slot with one conditional PutItem of
+`QUOTA#<api>#<k>` (absent only), so each slot is taken at most once, by whichever submitter's
+write lands first. A submitter takes its slot before it claims the attempt (`reserve`: the first
+slot that starts after now; losing it, the next one, or the first after now if later; none
+starting within the invocation's time left: the message goes back to its queue, nothing claimed)
+and waits for it right before the submit call (`go`), so the only latency after the pacing is the
+call's own. The taker goes on at an instant c (its clock) with `T_k <= c <= T_k + LATE`: it sleeps
+until T_k; a write, claim or sleep that ends after `T_k + LATE` gives the slot up, unused, for the
+first free one from then.
 
-Bound. Any window `[a, a + 1 + SLACK)`, `SLACK = MARGIN - LATE`, holds at most `rate` calls: a call
-at c in it took a slot k with `a - LATE <= c - LATE <= T_k <= c < a + 1 + SLACK`, so T_k lies in a
-half-open interval of length `1 + MARGIN`; slot starts are s apart and `rate·s >= 1 + MARGIN`, so
-it holds at most `ceil((1 + MARGIN) / s) <= rate` of them, each taken once. So any 1-second window
-holds at most `rate`, even where one call's request reaches the API up to SLACK (60 ms) later than
-another's after its slot. Token buckets refilled at `rate` (AWS's model, jobline_local.contracts.
-throttling): n calls within d seconds pass a bucket of size b if `n <= b + rate·d`. A bucket of
-size `rate`: n calls within d lie in floor(d) + 1 one-second windows, so `n <= rate·(floor(d) + 1)
-<= rate + rate·d`. A smaller bucket: calls n slots apart are at least `n·s - LATE` apart, which
-gives `b >= 0.9 + LATE·rate` (the n = 2 case): size 1 for rate <= 2, 2 up to 27, 3 up to 52.
+Bound. Any window `[a, a + 1 + SLACK)`, `SLACK = M - LATE`, holds at most `rate` calls: a call at c
+in it took a slot k with `a - LATE <= c - LATE <= T_k <= c < a + 1 + SLACK`, so T_k lies in a
+half-open interval of length `1 + M`; slot starts are s apart and `rate·s >= 1 + M`, so it holds
+at most `ceil((1 + M) / s) <= rate` of them, each taken once. So any 1-second window holds at most
+`rate` calls, even where one call's request reaches the API up to SLACK later than another's after
+its slot (SLACK = 0.96 s at rate 2, 0.21 s at 5, 0.085 s at 9, 0.06 s at 1 and from 10). Token
+buckets refilled at `rate` (AWS's model, jobline_local.contracts.throttling): n calls within d
+seconds pass a bucket of size b if `n <= b + rate·d`. A bucket of size `rate`: n calls within d lie
+in floor(d) + 1 one-second windows, so `n <= rate·(floor(d) + 1) <= rate + rate·d`. A smaller
+bucket: m calls lie in m slots, so they span at least `(m - 1)·s - LATE`, which gives
+`b >= 1 - M + LATE·rate` (the m = 2 case): size 1 up to rate 5, 2 up to 27, 3 up to 52.
 
 Throughput. Each slot serves one call: while a submitter is always ready to take the next slot
-(its write's round trip and its claim within LATE), every slot is used, `1/s = rate / 1.1`, 90.9%
-of the rate (0.91/s at rate 1, 4.5/s at 5, 45/s at 50); a slot missed, or reserved by a message
-that needs no submit (a duplicate, a run that ended), is lost capacity, never a call too many.
+(its write's round trip and its claim within LATE), every slot is used, `1/s = rate / (1 + M)`:
+`rate - 1` per second for rates 2 to 9 (1/s at 2, 4/s at 5, 8/s at 9), 90.9% of the rate at 1
+(0.91/s) and from 10 (9.1/s at 10, 45.5/s at 50). A slot missed, or reserved by a message that needs no submit (a
+duplicate, a run that ended), is lost capacity, never a call too many.
 Cost: one write per call uncontended (DynamoDB's writes take milliseconds, within LATE), no read;
 a submitter losing or missing a slot writes again, so n submitters at once cost up to n writes a
 call (each submit queue's event source runs at most 2, template.yaml). A rate change takes effect
@@ -34,6 +39,7 @@ at once; during a deployment the old and new rates' slots overlap for a moment.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -41,8 +47,9 @@ from typing import Protocol
 from jobline.observability import count
 
 MICROS = 1_000_000
-# Slots are 1 + MARGIN seconds / rate long; a taker goes on at most LATE after its slot's start.
+# Slots are at least 1 + MARGIN seconds / rate long; a taker goes on at most LATE after its slot's start.
 MARGIN_SECONDS = 0.1
+ROOMY_BELOW = 10  # rates 2 to 9 keep one slot's room instead (1 / (rate - 1) > MARGIN)
 LATE_SECONDS = 0.04
 # A slot's item outlives its start by this much (TTL deletes it within days; a late taker of an
 # old slot finds it taken, which is the same as finding it past).
@@ -58,8 +65,12 @@ class Schedule:
     rate: int
 
     @property
+    def margin(self) -> float:
+        return 1 / (self.rate - 1) if 2 <= self.rate < ROOMY_BELOW else MARGIN_SECONDS
+
+    @property
     def slot_micros(self) -> int:
-        return -(-round((1 + MARGIN_SECONDS) * MICROS) // self.rate)  # rounded up: never faster
+        return math.ceil((1 + self.margin) * MICROS / self.rate)  # rounded up: never faster
 
     def start(self, slot: int) -> float:
         return slot * self.slot_micros / MICROS
