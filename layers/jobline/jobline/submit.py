@@ -2,8 +2,9 @@
 
 The state machine's Attempt state sends `{run_id, job, retry_count, token, request}` to the submit
 queue of the run's backend API and waits for its task token. Per message:
-1. a call of the API's rate (a slot of the schedule every submitter of the stack shares, jobline.quota),
-   waiting within the invocation; none left in it: the message goes back to its queue (never a failure);
+1. a call of the API's rate: a slot of the schedule every submitter of the stack shares (jobline.quota),
+   reserved now and waited for right before the submit (step 3); none within the invocation's time
+   left: the message goes back to its queue, nothing claimed (never a failure);
 2. the claim: the attempt's ticket (its task token, for the state change handler), then the one
    conditional row write that makes the attempt the run's current one (jobline.dal.claim_attempt).
    Attempts are numbered by the row, not by `retry_count`: it counts every retrier's retries, so an
