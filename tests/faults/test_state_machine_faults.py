@@ -33,10 +33,10 @@ TASK_CALLS = [
     ("AcquireOpenedSlot", "dynamodb", "UpdateItem", 3),
     ("Attempt", "sqs", "SendMessage", 1),
 ]
-# The submitter's calls for that attempt, in order: a token of SubmitJob's rate, the attempt's
-# ticket, the claim of the row, the submit, the job's id on the attempt.
+# The submitter's calls for that attempt, in order: a slot of SubmitJob's rate (jobline.quota), the
+# attempt's ticket, the claim of the row, the submit, the job's id on the attempt.
 SUBMITTER_CALLS = [
-    ("dynamodb", "UpdateItem"),
+    ("dynamodb", "PutItem"),
     ("dynamodb", "UpdateItem"),
     ("dynamodb", "UpdateItem"),
     ("batch", "SubmitJob"),

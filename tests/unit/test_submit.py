@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from botocore.config import Config
 
+from jobline import quota
 from jobline.status import RANK_CLAIMED
 from jobline.submit import Outcome, SubmitDeferred, process_message
 from tests.faults.injection import Injector, Rule, installed
@@ -255,12 +256,13 @@ def test_a_throttled_submit_goes_back_and_is_submitted_later_never_failed(
 def test_spent_submit_capacity_sends_the_message_back_without_a_claim(stack: Stack) -> None:
     run_id = stack.start("word-count")
     body = stack.message(run_id)
-    second = stack.clock()
-    stack.clock.now = int(second) + 0.5  # half a second left of this one
+    schedule = quota.Schedule(1)
+    taken = schedule.next_after(stack.clock())
+    stack.clock.now = schedule.start(taken) - 0.5  # the next slot starts in half a second
     submitter = stack.submitter(submit_job_rate=1)
-    assert stack.table.take_quota("SubmitJob", int(second), 1)  # another submitter took this second's call
+    assert stack.table.take_quota("SubmitJob", taken, 0)  # another submitter took it
     with pytest.raises(SubmitDeferred, match="no SubmitJob capacity"):
-        process_message(submitter, body, time_left(0.2))
+        process_message(submitter, body, time_left(1.0))  # the slot after starts in 1.6 s
     assert stack.row(run_id)["attempt"] == 0
-    assert process_message(submitter, body, time_left()) == Outcome.SUBMITTED  # waits for the next second
-    assert stack.clock() >= int(second) + 1
+    assert process_message(submitter, body, time_left()) == Outcome.SUBMITTED  # waits for that slot
+    assert stack.clock() == pytest.approx(schedule.start(taken + 1))

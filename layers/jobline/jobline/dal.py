@@ -5,9 +5,9 @@ one write unit) and its cold data `pk = RUNDATA#<run id>` (trigger event, argume
 written once before the row, never updated); an attempt's ticket `pk = ATTEMPT#<run id>#<n>`
 (written by the submitter: the task token and retry strategy of that attempt); a job's concurrency
 slots `pk = SLOT#<job>`, `holders` a map of run id -> time taken (taken by the state machine's
-AcquireSlot, released and handed on by jobline.slots only); a submit API's per-second call counter
-`pk = QUOTA#<api>#<second>`. The indexes hold keys only (by-waiting adds the waiter's token): a
-listing queries keys and reads the page's rows with BatchGetItem.
+AcquireSlot, released and handed on by jobline.slots only); a submit API's call slot
+`pk = QUOTA#<api>#<slot>` (one call each, jobline.quota). The indexes hold keys only (by-waiting
+adds the waiter's token): a listing queries keys and reads the page's rows with BatchGetItem.
 
 State change events write with one conditional UpdateItem each (`write_run`, the rules in
 jobline.status), without reading the row first; the submitter claims attempts the same way.
@@ -57,11 +57,6 @@ DEFAULT_PATIENCE_SECONDS = 10.0
 BATCH_GET_MAX_KEYS = 100
 # A page filtered after reading (a status within a job) reads this many keys at a time.
 FILTERED_PAGE_KEYS = BATCH_GET_MAX_KEYS
-
-
-# A quota counter item outlives its second by this much (TTL deletes it within days; a late read of
-# an old second's counter is harmless).
-QUOTA_ITEM_SECONDS = 60
 
 
 def run_key(run_id: str) -> dict[str, Any]:
@@ -508,23 +503,10 @@ class RunTable:
         )
         return found is None
 
-    def take_quota(self, api: str, second: int, rate: int) -> bool:
-        """One call of `api` in epoch second `second`, if fewer than `rate` were taken in it: the one
-        counter every submitter of the stack shares (an item per API and second, expiring soon after)."""
-        return _made(
-            lambda: self._client.update_item(
-                TableName=self._table,
-                Key={"pk": {"S": f"QUOTA#{api}#{second}"}},
-                UpdateExpression="ADD #c :one SET #x = :expires",
-                ConditionExpression="attribute_not_exists(#c) OR #c < :rate",
-                ExpressionAttributeNames={"#c": "calls", "#x": "expires_at"},
-                ExpressionAttributeValues={
-                    ":one": {"N": "1"},
-                    ":rate": {"N": str(rate)},
-                    ":expires": {"N": str(second + QUOTA_ITEM_SECONDS)},
-                },
-            )
-        )
+    def take_quota(self, api: str, slot: int, expires_at: int) -> bool:
+        """Take slot `slot` of `api`'s schedule (jobline.quota), if no submitter of the stack has:
+        one conditional put of a small item, expiring soon after."""
+        return self._put_new({"pk": f"QUOTA#{api}#{slot}", "expires_at": expires_at}) is None
 
     def _conditional_update(
         self, run_id: str, update: str, condition: str, names: dict[str, str], values: dict[str, Any]

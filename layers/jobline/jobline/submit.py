@@ -2,8 +2,9 @@
 
 The state machine's Attempt state sends `{run_id, job, retry_count, token, request}` to the submit
 queue of the run's backend API and waits for its task token. Per message:
-1. a token of the API's rate (a per-second counter shared by every submitter of the stack), waiting
-   within the invocation; none left in it: the message goes back to its queue (never a failure);
+1. a call of the API's rate: a slot of the schedule every submitter of the stack shares (jobline.quota),
+   reserved now and waited for right before the submit (step 3); none within the invocation's time
+   left: the message goes back to its queue, nothing claimed (never a failure);
 2. the claim: the attempt's ticket (its task token, for the state change handler), then the one
    conditional row write that makes the attempt the run's current one (jobline.dal.claim_attempt).
    Attempts are numbered by the row, not by `retry_count`: it counts every retrier's retries, so an
@@ -24,12 +25,13 @@ import math
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from jobline import quota
 from jobline.backends import BACKENDS, Backend
 from jobline.backends.base import Clients, bounded
 from jobline.clock import now_iso
@@ -65,7 +67,6 @@ DEFERRABLE_CODES = frozenset(
 GONE_TOKEN_CODES = frozenset({"InvalidToken", "TaskTimedOut", "TaskDoesNotExist"})
 # Claims tried per message: each failed claim moves on to a later attempt number at most once.
 CLAIM_TRIES = 3
-QUOTA_JITTER_SECONDS = 0.05
 # A throttled or failing submit API is tried again this long (to twice this) later.
 THROTTLED_RETRY_SECONDS = 5.0
 VISIBILITY_LIMIT_SECONDS = 43_200  # ChangeMessageVisibility's maximum (12 hours)
@@ -97,14 +98,18 @@ class Submitter:
     settings: Settings
     clock: Callable[[], float] = time.time
     sleep: Callable[[float], None] = time.sleep
+    # The quota slot reserved per API before the claim, awaited right before the submit.
+    _slots: dict[str, int] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def process(self, message: SubmitMessage, time_left: Callable[[], float]) -> Outcome:
         """Submit the message's attempt once; SubmitDeferred hands the message back."""
         backend = BACKENDS.get(message.request.backend)
         if backend is None:
             raise MalformedEvent(f"unknown backend {message.request.backend!r} (one of {sorted(BACKENDS)})")
-        if not self._take_quota(backend.submit_api, time_left):
+        slot = self._reserve_quota(backend.submit_api, time_left)
+        if slot is None:
             raise SubmitDeferred(f"no {backend.submit_api} capacity left in this invocation", _jittered(1))
+        self._slots[backend.submit_api] = slot
         # Normally retry_count + 1; after a skipped number the row is behind it, and no attempt is
         # ever past the run's last (a failed claim at the last one finds the row's true place).
         attempt = min(message.retry_count + 1, message.request.max_attempts)
@@ -136,19 +141,17 @@ class Submitter:
             f"run {message.run_id}: attempt {attempt} still contended after {CLAIM_TRIES} claims", _jittered(1)
         )
 
-    def _take_quota(self, api: str, time_left: Callable[[], float]) -> bool:
-        """One call of the API's per-second rate, waiting for the next second while this one is spent."""
-        rate = self.settings.submit_rate(api)
-        while True:
-            now = self.clock()
-            second = int(now)
-            if self.table.take_quota(api, second, rate):
-                return True
-            wait = second + 1 - now + random.uniform(0, QUOTA_JITTER_SECONDS)  # noqa: S311 (jitter, not secrecy)
-            if wait >= time_left():
-                count("SubmitCapacitySpent", Api=api)
-                return False
-            self.sleep(wait)
+    def _reserve_quota(self, api: str, time_left: Callable[[], float]) -> int | None:
+        """A slot of the API's rate, from the schedule every submitter of the stack shares."""
+        return quota.reserve(self.table, api, self.settings.submit_rate(api), self.clock, time_left)
+
+    def _await_quota(self, api: str, lease: int) -> bool:
+        """The reserved slot's start (or a later slot's if it was missed), right before the call."""
+        rate, time_left = self.settings.submit_rate(api), lambda: lease - self.clock()
+        slot = self._slots.pop(api, None)
+        if slot is None:
+            slot = quota.reserve(self.table, api, rate, self.clock, time_left)
+        return slot is not None and quota.go(self.table, api, rate, slot, self.clock, self.sleep, time_left)
 
     def _put_ticket(self, message: SubmitMessage, attempt: int) -> bool:
         request = message.request
@@ -201,6 +204,8 @@ class Submitter:
 
     def _submit(self, backend: Backend, message: SubmitMessage, attempt: int, lease: int) -> Outcome:
         """Submit under the attempt's lease (held until `lease`, epoch seconds)."""
+        if not self._await_quota(backend.submit_api, lease):
+            raise SubmitDeferred(f"no {backend.submit_api} capacity left in this invocation", _jittered(1))
         try:
             job_id = backend.submit(message.request.params, message.run_id, attempt, self.clients)
         except ClientError as error:

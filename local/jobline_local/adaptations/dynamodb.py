@@ -7,7 +7,7 @@ one step, an `ADD` counter never loses an increment, and a transaction is all or
 without a lock: two concurrent UpdateItems of one item can both pass their condition, an increment
 can be lost, and a Query or Scan iterating a table while a write changes it raises "dictionary
 changed size during iteration". jobline relies on those guarantees (one conditional UpdateItem per
-state change event, the submitters' shared per-second counter, slot hand-offs), so the local stack
+state change event, the submitters' shared quota slots, slot hand-offs), so the local stack
 serializes every request of the DynamoDB backend."""
 
 from __future__ import annotations
