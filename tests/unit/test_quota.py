@@ -102,8 +102,13 @@ def test_a_lost_slot_moves_on_to_the_next_and_a_late_one_is_given_up() -> None:
         return slot != first  # another submitter has the first
 
     assert call(SimpleNamespace(take_quota=take_quota), clock, 2)
-    assert tried == [first, first + 1, first + 2]
-    assert clock() == pytest.approx(schedule.start(first + 2))  # the late slot went unused
+    # The late slot went unused; its write took 2.05 s (sent at the first slot's start - 1 s,
+    # answered 0.05 s into the second's), so the next try aims that far ahead: the slot after next.
+    late = schedule.start(first + 1) + quota.LATE_SECONDS + 0.01
+    aimed = schedule.next_after(late + (late - 1_800_000_000.0))
+    assert tried == [first, first + 1, aimed]
+    assert aimed == first + 4
+    assert clock() == pytest.approx(schedule.start(aimed))
 
 
 def test_a_slot_missed_by_a_slow_claim_is_given_up_for_the_next_free_one(table: tuple[RunTable, list[str]]) -> None:
@@ -116,6 +121,27 @@ def test_a_slot_missed_by_a_slow_claim_is_given_up_for_the_next_free_one(table: 
     assert call(runs, clock, 10, claim=claim)
     assert clock() == pytest.approx(schedule.start(first + 5))
     assert calls == ["PutItem"] * 4  # the first slot, the one ahead, then two from the claim's end
+
+
+def test_writes_slower_than_a_slot_still_get_one_soon() -> None:
+    """Each write answers 0.2 s after it was sent, four slots of rate 20 (55 ms) and past LATE: a
+    submitter aiming at the next slot after each answer would miss every slot until its time ran
+    out; aiming one round trip ahead, its second write lands before its slot starts."""
+    clock = Clock(1_800_000_000.0)
+    tried = []
+
+    def take_quota(api: str, slot: int, expires_at: int) -> bool:
+        tried.append(slot)
+        clock.now += 0.2
+        return True
+
+    deadline = clock() + 5.0
+    slot = quota.reserve(SimpleNamespace(take_quota=take_quota), "SubmitJob", 20, clock, lambda: deadline - clock())
+    assert slot is not None
+    assert len(tried) == 2
+    schedule = quota.Schedule(20)
+    clock.sleep(max(0.0, schedule.start(slot) - clock()))
+    assert schedule.start(tried[1]) <= clock() <= schedule.start(tried[1]) + quota.LATE_SECONDS
 
 
 def test_no_slot_within_the_time_left_writes_nothing(table: tuple[RunTable, list[str]]) -> None:

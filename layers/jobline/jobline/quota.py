@@ -7,8 +7,10 @@ AWS: `1 / (rate - 1)` for rates 2 to 9 (slots of `1 / (rate - 1)` s: one slot's 
 rate 1 and from 10 (slots of `1.1 / rate`). A call takes a slot with one conditional PutItem of
 `QUOTA#<api>#<k>` (absent only), so each slot is taken at most once, by whichever submitter's
 write lands first. A submitter takes its slot before it claims the attempt (`reserve`: the first
-slot that starts after now; losing it, the next one, or the first after now if later; none
-starting within the invocation's time left: the message goes back to its queue, nothing claimed)
+slot that starts after now; losing it, or its answer coming past the slot's start + LATE, the next
+one, or the first that starts one write's round trip after now if later, so writes slower than a
+slot never starve a submitter; none starting within the invocation's time left: the message goes
+back to its queue, nothing claimed)
 and waits for it right before the submit call (`go`), so the only latency after the pacing is the
 call's own. The taker goes on at an instant c (its clock) with `T_k <= c <= T_k + LATE`: it sleeps
 until T_k; a write, claim or sleep that ends after `T_k + LATE` gives the slot up, unused, for the
@@ -129,6 +131,10 @@ def _first_free(
         if start - clock() >= time_left():
             count("SubmitCapacitySpent", Api=api)
             return None
+        sent = clock()
         if table.take_quota(api, slot, int(start) + ITEM_SECONDS) and clock() <= start + LATE_SECONDS:
             return slot
-        slot = max(slot + 1, schedule.next_after(clock()))
+        # Lost, or its answer came past the slot's start + LATE: the next try aims one write's round
+        # trip ahead, so a write slower than a slot still lands before its slot starts.
+        answered = clock()
+        slot = max(slot + 1, schedule.next_after(answered + (answered - sent)))
