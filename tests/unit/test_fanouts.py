@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 import yaml
-from botocore.exceptions import ClientError
 
 from jobline import deps as deps_module
 from jobline import manifests
@@ -421,26 +420,3 @@ def test_an_operator_starts_lists_gets_and_stops_a_fanout(fan: dict[str, Any]) -
     assert len(run_rows(fan)) == 2
     with pytest.raises(Exception, match="no fan-out"):
         ops.get("resize-00000000000000000000")
-
-
-def test_a_run_end_whose_answer_was_lost_is_counted_once_when_handed_over_again(fan: dict[str, Any]) -> None:
-    """The count and its marker are one transaction: the end counted, then the answer lost (the
-    stream retries the batch), is not counted again; a fan-out already gone counts nothing."""
-    result = read(put(fan, "manifests/k.csv", "image\na\n"))
-    client = fan["session"].client("dynamodb")
-
-    class LosesTheAnswer:
-        def __getattr__(self, name: str) -> Any:
-            return getattr(client, name)
-
-        def transact_write_items(self, **request: Any) -> Any:
-            client.transact_write_items(**request)
-            raise ClientError({"Error": {"Code": "InternalServerError", "Message": "lost"}}, "TransactWriteItems")
-
-    fid, run = result["fanout_id"], "r-00000000000000000001"
-    with pytest.raises(ClientError):
-        FanoutStore(LosesTheAnswer(), "runs").count_end(fid, run, "SUCCEEDED", 2_000_000_000)
-    FanoutStore(client, "runs").count_end(fid, run, "SUCCEEDED", 2_000_000_000)
-    assert record(fid)["ended"] == {"SUCCEEDED": 1}
-    FanoutStore(client, "runs").count_end("gone", "r-00000000000000000002", "FAILED", 2_000_000_000)
-    assert client.get_item(TableName="runs", Key={"pk": {"S": "FANOUTEND#r-00000000000000000002"}}).get("Item") is None
