@@ -166,7 +166,8 @@ def test_a_slot_is_released_under_a_fault_in_the_stream_consumer(
 
 # A request Batch refuses (ClientException): the submitter's calls after the refused SubmitJob,
 # which ends the run FAILED SubmitFailed and fails the attempt's task (Jobline.SubmitFailed).
-REFUSED_CALLS = [("dynamodb", "UpdateItem", 4), ("stepfunctions", "SendTaskFailure", 1)]
+# (The quota slot is a PutItem: the UpdateItems are the ticket, the claim, then the run's end.)
+REFUSED_CALLS = [("dynamodb", "UpdateItem", 3), ("stepfunctions", "SendTaskFailure", 1)]
 
 
 def refused_run(stack: Stack) -> tuple[str, Any]:
