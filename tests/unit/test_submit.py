@@ -266,3 +266,22 @@ def test_spent_submit_capacity_sends_the_message_back_without_a_claim(stack: Sta
     assert stack.row(run_id)["attempt"] == 0
     assert process_message(submitter, body, time_left()) == Outcome.SUBMITTED  # waits for that slot
     assert stack.clock() == pytest.approx(schedule.start(taken + 1))
+
+
+def test_every_call_a_submit_makes_is_granted_by_the_submitter_s_policy(stack: Stack) -> None:
+    """The calls counted as the submitter makes them (IAM's service prefix: the signing name), not
+    as the template lists them: a call the policy lacks would be AccessDenied on AWS only."""
+    from tests.unit.test_submit_template import _allowed
+
+    made: set[str] = set()
+
+    def record(model: Any, **_: Any) -> None:
+        made.add(f"{model.service_model.signing_name}:{model.name}")
+
+    run_id = stack.start("word-count")
+    body = stack.message(run_id)
+    for client in (stack.table._client, stack.client("batch"), stack.client("stepfunctions"), stack.client("sqs")):
+        client.meta.events.register("before-call", record)
+    assert process_message(stack.submitter(), body, time_left()) == Outcome.SUBMITTED
+    assert {"dynamodb:PutItem", "dynamodb:UpdateItem", "batch:SubmitJob"} <= made
+    assert made <= set(_allowed("SubmitterFunction"))

@@ -82,6 +82,7 @@ def test_the_submitter_may_make_only_the_calls_it_makes() -> None:
     allowed = _allowed("SubmitterFunction")
     assert set(allowed) == {
         "dynamodb:UpdateItem",
+        "dynamodb:PutItem",
         "batch:SubmitJob",
         "batch:TagResource",
         "batch:SubmitServiceJob",
@@ -99,6 +100,7 @@ def test_the_submitter_may_make_only_the_calls_it_makes() -> None:
     }
     (table,) = allowed["dynamodb:UpdateItem"]
     assert table["Resource"] == {"Fn::GetAtt": ["RunTable", "Arn"]}
+    assert allowed["dynamodb:PutItem"] == [table]
     (passes,) = allowed["iam:PassRole"]
     assert passes["Resource"] == {"Fn::GetAtt": ["SageMakerExecutionRole", "Arn"]}
     assert passes["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
