@@ -171,3 +171,18 @@ def refusal(call: Any, **params: Any) -> dict[str, Any]:
         "message": error["Error"]["Message"],
         "status": error["ResponseMetadata"]["HTTPStatusCode"],
     }
+
+
+@pytest.fixture
+def dynamodb_table() -> Iterator[Any]:
+    """A DynamoDB client on moto with the adaptations installed and a table `t` keyed by `pk`."""
+    adaptations.install()
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        client.create_table(
+            TableName="t",
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        yield client

@@ -7,10 +7,8 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError
-from moto import mock_aws
 from moto.dynamodb.models import DynamoDBBackend
 
 from jobline_local.adaptations import changed_by, install
@@ -21,17 +19,8 @@ THREADS, CALLS, LIMIT = 8, 40, 100
 
 
 @pytest.fixture
-def table() -> Any:
-    install()
-    with mock_aws():
-        client = boto3.client("dynamodb", region_name="us-east-1")
-        client.create_table(
-            TableName="t",
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
-        yield client
+def table(dynamodb_table: Any) -> Any:
+    return dynamodb_table
 
 
 def test_every_item_request_of_the_backend_is_serialized() -> None:

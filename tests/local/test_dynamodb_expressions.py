@@ -6,10 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError
-from moto import mock_aws
 
 from jobline_local.adaptations import changed_by, install, originals
 
@@ -17,17 +15,8 @@ ENTRY = "jobline_local.adaptations.dynamodb:adapt_dynamodb_expression_caches"
 
 
 @pytest.fixture
-def table() -> Any:
-    install()
-    with mock_aws():
-        client = boto3.client("dynamodb", region_name="us-east-1")
-        client.create_table(
-            TableName="t",
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
-        yield client
+def table(dynamodb_table: Any) -> Any:
+    return dynamodb_table
 
 
 def answer(client: Any, **request: Any) -> dict[str, Any]:
@@ -44,34 +33,22 @@ def test_replaces_the_parsers_and_the_validator_passes() -> None:
     assert sorted(changed_by[ENTRY]) == ["make", "nodes_to_be_processed", "parse", "process", "traverse"]
 
 
+def counted(step: int, status: str) -> dict[str, Any]:
+    """An update of one shape (the kept parse's) with its own values: add `step`, set `status`."""
+    return {
+        "UpdateExpression": "SET #n = if_not_exists(#n, :zero) + :step, #s = :s ADD #c :one",
+        "ConditionExpression": "attribute_not_exists(#s) OR #s <> :s",
+        "ExpressionAttributeNames": {"#n": "n", "#s": "status", "#c": "calls"},
+        "ExpressionAttributeValues": {":zero": {"N": "0"}, ":step": {"N": str(step)}, ":s": {"S": status}}
+        | {":one": {"N": "1"}},
+    }
+
+
 def test_a_kept_parse_applies_each_request_with_its_own_values(table: Any) -> None:
-    update = "SET #n = if_not_exists(#n, :zero) + :step, #s = :s ADD #c :one"
     for step, status in ((1, "RUNNING"), (5, "SUCCEEDED")):
-        item = answer(
-            table,
-            UpdateExpression=update,
-            ConditionExpression="attribute_not_exists(#s) OR #s <> :s",
-            ExpressionAttributeNames={"#n": "n", "#s": "status", "#c": "calls"},
-            ExpressionAttributeValues={
-                ":zero": {"N": "0"},
-                ":step": {"N": str(step)},
-                ":s": {"S": status},
-                ":one": {"N": "1"},
-            },
-        )
+        item = answer(table, **counted(step, status))
     assert item == {"pk": {"S": "a"}, "n": {"N": "6"}, "status": {"S": "SUCCEEDED"}, "calls": {"N": "2"}}
-    refused = answer(
-        table,
-        UpdateExpression=update,
-        ConditionExpression="attribute_not_exists(#s) OR #s <> :s",
-        ExpressionAttributeNames={"#n": "n", "#s": "status", "#c": "calls"},
-        ExpressionAttributeValues={
-            ":zero": {"N": "0"},
-            ":step": {"N": "1"},
-            ":s": {"S": "SUCCEEDED"},
-            ":one": {"N": "1"},
-        },
-    )
+    refused = answer(table, **counted(1, "SUCCEEDED"))
     assert refused["error"] == "ConditionalCheckFailedException"
 
 
