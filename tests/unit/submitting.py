@@ -17,6 +17,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from jobline import quota
 from jobline.catalog import Catalog, parse_catalog
 from jobline.dal import RunTable
 from jobline.runs import RunStarter, execution_arn
@@ -85,6 +86,7 @@ class Stack:
     catalog: Catalog
     table: RunTable
     clock: Clock = field(default_factory=Clock)
+    leads: quota.Leads = field(default_factory=quota.Leads)  # this test's container, not the process's
     _clients: dict[str, Any] = field(default_factory=dict)
     _received: dict[str, str] = field(default_factory=dict)  # run id -> its message's body
 
@@ -95,7 +97,9 @@ class Stack:
 
     def submitter(self, **settings: Any) -> Submitter:
         stack_settings = self.settings.model_copy(update=settings)
-        return Submitter(self.table, self.client, stack_settings, clock=self.clock, sleep=self.clock.sleep)
+        return Submitter(
+            self.table, self.client, stack_settings, clock=self.clock, sleep=self.clock.sleep, leads=self.leads
+        )
 
     def start(self, job: str, **arguments: str) -> str:
         """A run of `job` as a trigger starts it: its data, its row, then its execution."""

@@ -144,6 +144,29 @@ def test_writes_slower_than_a_slot_still_get_one_soon() -> None:
     assert schedule.start(tried[1]) <= clock() <= schedule.start(tried[1]) + quota.LATE_SECONDS
 
 
+def test_a_reservation_aims_past_its_lead(table: tuple[RunTable, list[str]]) -> None:
+    runs, _ = table
+    clock = Clock(1_800_000_000.0)
+    schedule = quota.Schedule(20)
+    slot = quota.reserve(runs, "SubmitJob", 20, clock, lambda: 25.0, lead=0.3)
+    assert slot == schedule.next_after(clock() + 0.3)
+    assert schedule.start(slot - 1) <= clock() + 0.3 < schedule.start(slot)
+
+
+def test_the_lead_is_the_longest_of_the_last_calls_and_capped() -> None:
+    leads = quota.Leads()
+    assert leads.of("SubmitJob") == 0.0  # a new container: no call yet
+    for seconds in [0.02, 0.09, 0.03]:
+        leads.record("SubmitJob", seconds)
+    assert leads.of("SubmitJob") == 0.09
+    assert leads.of("StartJobRun") == 0.0  # per API
+    for _ in range(quota.LEAD_SAMPLES):
+        leads.record("SubmitJob", 0.01)
+    assert leads.of("SubmitJob") == 0.01  # the slow one has aged out
+    leads.record("SubmitJob", 30.0)
+    assert leads.of("SubmitJob") == quota.LEAD_CAP_SECONDS
+
+
 def test_no_slot_within_the_time_left_writes_nothing(table: tuple[RunTable, list[str]]) -> None:
     runs, calls = table
     clock = Clock(1_800_000_000.0)

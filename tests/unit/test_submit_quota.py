@@ -8,6 +8,7 @@ import threading
 import pytest
 from botocore.config import Config
 
+from jobline import quota
 from jobline.submit import Outcome, Submitter, process_message
 from tests.unit.submitting import Stack, stack, time_left
 
@@ -51,3 +52,39 @@ def test_two_concurrent_processors_hold_the_rate_together(stack: Stack, monkeypa
     )["Items"]
     assert len(items) >= RUNS  # a slot per submit, and any slot given up by a late write or claim
     assert all(item["expires_at"]["N"] for item in items)
+
+
+def quota_writes(stack: Stack) -> int:
+    items = stack.client("dynamodb").scan(
+        TableName="runs",
+        FilterExpression="begins_with(pk, :quota)",
+        ExpressionAttributeValues={":quota": {"S": "QUOTA#SubmitJob#"}},
+    )["Items"]
+    return len(items)
+
+
+@pytest.mark.parametrize(("learns", "writes"), [(True, 5), (False, 8)])
+def test_a_container_learns_its_claim_time_and_stops_missing_slots(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch, learns: bool, writes: int
+) -> None:
+    """Claims slower than LATE (0.2 s, moto's writes on a loaded machine) at rate 20 (55 ms slots):
+    the container's first call misses its slot and writes another; from then on each reservation
+    aims past the claim, so each call writes one slot. The control, a container that forgets
+    (no lead), misses every slot: two writes a call."""
+    slow_claim = stack.table.claim_attempt
+
+    def claim_attempt(*args: object, **kwargs: object) -> object:
+        stack.clock.advance(0.2)
+        return slow_claim(*args, **kwargs)
+
+    monkeypatch.setattr(stack.table, "claim_attempt", claim_attempt)
+    runs = [stack.start("word-count") for _ in range(4)]
+    for run_id in runs:
+        submitter = stack.submitter(submit_job_rate=20)  # one per message, as the handler makes them
+        if not learns:
+            submitter = Submitter(
+                stack.table, stack.client, submitter.settings, stack.clock, stack.clock.sleep, quota.Leads()
+            )
+        assert process_message(submitter, stack.message(run_id), time_left()) == Outcome.SUBMITTED
+    assert quota_writes(stack) == writes
+    assert stack.leads.of("SubmitJob") >= 0.2 if learns else stack.leads.of("SubmitJob") == 0.0

@@ -7,10 +7,11 @@ AWS: `1 / (rate - 1)` for rates 2 to 9 (slots of `1 / (rate - 1)` s: one slot's 
 rate 1 and from 10 (slots of `1.1 / rate`). A call takes a slot with one conditional PutItem of
 `QUOTA#<api>#<k>` (absent only), so each slot is taken at most once, by whichever submitter's
 write lands first. A submitter takes its slot before it claims the attempt (`reserve`: the first
-slot that starts after now; losing it, or its answer coming past the slot's start + LATE, the next
-one, or the first that starts one write's round trip after now if later, so writes slower than a
-slot never starve a submitter; none starting within the invocation's time left: the message goes
-back to its queue, nothing claimed)
+slot that starts after now plus the lead, what this container's last calls took from reserving to
+going (Leads), so the claim ends before its slot starts; losing it, or its answer coming past the
+slot's start + LATE, the next one, or the first that starts one write's round trip after now if
+later, so writes slower than a slot never starve a submitter; none starting within the
+invocation's time left: the message goes back to its queue, nothing claimed)
 and waits for it right before the submit call (`go`), so the only latency after the pacing is the
 call's own. The taker goes on at an instant c (its clock) with `T_k <= c <= T_k + LATE`: it sleeps
 until T_k; a write, claim or sleep that ends after `T_k + LATE` gives the slot up, unused, for the
@@ -34,7 +35,7 @@ Throughput. Each slot serves one call: while a submitter is always ready to take
 (0.91/s) and from 10 (9.1/s at 10, 45.5/s at 50). A slot missed, or reserved by a message that needs no submit (a
 duplicate, a run that ended), is lost capacity, never a call too many.
 Cost: one write per call uncontended, no read, while the write and the claim end within the
-slot's start + LATE (DynamoDB's writes take milliseconds); a slot missed costs one more write (the
+slot's start + LATE (the lead sees to it once a container has made a call); a slot missed costs one more write (the
 slot then taken is waited for with nothing in between), a slot lost to another submitter one more,
 so n submitters at once cost up to n writes a call (each submit queue's event source runs at most
 2, template.yaml). A rate change takes effect
@@ -44,6 +45,7 @@ at once; during a deployment the old and new rates' slots overlap for a moment.
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -58,6 +60,10 @@ LATE_SECONDS = 0.04
 # A slot's item outlives its start by this much (TTL deletes it within days; a late taker of an
 # old slot finds it taken, which is the same as finding it past).
 ITEM_SECONDS = 60
+# A reservation aims past the longest of this container's last LEAD_SAMPLES reserve-to-go times
+# (a slow outlier delays a few calls by at most LEAD_CAP, never misses their slots).
+LEAD_SAMPLES = 8
+LEAD_CAP_SECONDS = 0.5
 
 
 class SlotTable(Protocol):
@@ -85,13 +91,38 @@ class Schedule:
         return (round(now * MICROS) + 1) // self.slot_micros + 1
 
 
+class Leads:
+    """Per API, how long this container's calls took from reserving their slot to going (the slot's
+    write and the claim): one per Lambda container, kept across invocations, so a reservation aims
+    that far ahead and its claim ends before the slot starts. Without it, a claim slower than
+    LATE misses its slot and costs one more write (locally, where moto's writes take tens of ms)."""
+
+    def __init__(self) -> None:
+        self._recent: dict[str, deque[float]] = {}
+
+    def of(self, api: str) -> float:
+        recent = self._recent.get(api)
+        return min(max(recent), LEAD_CAP_SECONDS) if recent else 0.0
+
+    def record(self, api: str, seconds: float) -> None:
+        self._recent.setdefault(api, deque(maxlen=LEAD_SAMPLES)).append(max(seconds, 0.0))
+
+
+LEADS = Leads()  # this container's
+
+
 def reserve(
-    table: SlotTable, api: str, rate: int, clock: Callable[[], float], time_left: Callable[[], float]
+    table: SlotTable,
+    api: str,
+    rate: int,
+    clock: Callable[[], float],
+    time_left: Callable[[], float],
+    lead: float = 0.0,
 ) -> int | None:
-    """The first slot of `api`'s schedule no other submitter has, starting after now: taken, not yet
-    waited for (the submitter claims its attempt meanwhile). None when none starts within
+    """The first slot of `api`'s schedule no other submitter has, starting after now + `lead`: taken,
+    not yet waited for (the submitter claims its attempt meanwhile). None when none starts within
     `time_left()` seconds."""
-    return _first_free(table, api, Schedule(rate), clock, time_left)
+    return _first_free(table, api, Schedule(rate), clock, time_left, lead)
 
 
 def go(
@@ -123,9 +154,14 @@ def go(
 
 
 def _first_free(
-    table: SlotTable, api: str, schedule: Schedule, clock: Callable[[], float], time_left: Callable[[], float]
+    table: SlotTable,
+    api: str,
+    schedule: Schedule,
+    clock: Callable[[], float],
+    time_left: Callable[[], float],
+    lead: float = 0.0,
 ) -> int | None:
-    slot = schedule.next_after(clock())
+    slot = schedule.next_after(clock() + lead)
     while True:
         start = schedule.start(slot)
         if start - clock() >= time_left():

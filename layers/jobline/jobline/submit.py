@@ -3,7 +3,8 @@
 The state machine's Attempt state sends `{run_id, job, retry_count, token, request}` to the submit
 queue of the run's backend API and waits for its task token. Per message:
 1. a call of the API's rate: a slot of the schedule every submitter of the stack shares (jobline.quota),
-   reserved now and waited for right before the submit (step 3); none within the invocation's time
+   reserved now (starting after the claim is expected to end) and waited for right before the
+   submit (step 3); none within the invocation's time
    left: the message goes back to its queue, nothing claimed (never a failure);
 2. the claim: the attempt's ticket (its task token, for the state change handler), then the one
    conditional row write that makes the attempt the run's current one (jobline.dal.claim_attempt).
@@ -98,18 +99,20 @@ class Submitter:
     settings: Settings
     clock: Callable[[], float] = time.time
     sleep: Callable[[float], None] = time.sleep
-    # The quota slot reserved per API before the claim, awaited right before the submit.
-    _slots: dict[str, int] = field(default_factory=dict, init=False, repr=False, compare=False)
+    leads: quota.Leads = quota.LEADS
+    # The quota slot reserved per API before the claim (and when), awaited right before the submit.
+    _slots: dict[str, tuple[int, float]] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def process(self, message: SubmitMessage, time_left: Callable[[], float]) -> Outcome:
         """Submit the message's attempt once; SubmitDeferred hands the message back."""
         backend = BACKENDS.get(message.request.backend)
         if backend is None:
             raise MalformedEvent(f"unknown backend {message.request.backend!r} (one of {sorted(BACKENDS)})")
+        reserved_at = self.clock()
         slot = self._reserve_quota(backend.submit_api, time_left)
         if slot is None:
             raise SubmitDeferred(f"no {backend.submit_api} capacity left in this invocation", _jittered(1))
-        self._slots[backend.submit_api] = slot
+        self._slots[backend.submit_api] = (slot, reserved_at)
         # Normally retry_count + 1; after a skipped number the row is behind it, and no attempt is
         # ever past the run's last (a failed claim at the last one finds the row's true place).
         attempt = min(message.retry_count + 1, message.request.max_attempts)
@@ -142,15 +145,20 @@ class Submitter:
         )
 
     def _reserve_quota(self, api: str, time_left: Callable[[], float]) -> int | None:
-        """A slot of the API's rate, from the schedule every submitter of the stack shares."""
-        return quota.reserve(self.table, api, self.settings.submit_rate(api), self.clock, time_left)
+        """A slot of the API's rate, from the schedule every submitter of the stack shares, starting
+        after the claim is expected to end."""
+        rate = self.settings.submit_rate(api)
+        return quota.reserve(self.table, api, rate, self.clock, time_left, self.leads.of(api))
 
     def _await_quota(self, api: str, lease: int) -> bool:
         """The reserved slot's start (or a later slot's if it was missed), right before the call."""
         rate, time_left = self.settings.submit_rate(api), lambda: lease - self.clock()
-        slot = self._slots.pop(api, None)
-        if slot is None:
-            slot = quota.reserve(self.table, api, rate, self.clock, time_left)
+        reserved = self._slots.pop(api, None)
+        if reserved is None:
+            slot = quota.reserve(self.table, api, rate, self.clock, time_left)  # nothing in between
+        else:
+            slot, reserved_at = reserved
+            self.leads.record(api, self.clock() - reserved_at)
         return slot is not None and quota.go(self.table, api, rate, slot, self.clock, self.sleep, time_left)
 
     def _put_ticket(self, message: SubmitMessage, attempt: int) -> bool:
