@@ -1,7 +1,8 @@
 """Messages on the trigger queue -> one run each, or a fan-out (`{"job", "items"|"manifest"}`, handed
 to the fan-out function). Partial batch responses: a message that is
 malformed or names an unknown job fails alone (however many others fail with it), is retried by
-SQS and ends in its DLQ. An invocation that is not an SQS batch at all is parked in the event DLQ."""
+SQS and ends in its DLQ; a message the invocation has no time left for goes back unstarted. An
+invocation that is not an SQS batch at all is parked in the event DLQ."""
 
 from __future__ import annotations
 
@@ -50,4 +51,4 @@ def _json(body: str) -> Any:
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def handler(event: Any, context: LambdaContext) -> dict[str, Any]:
-    return intake.sqs_batch(event, context, "sqs", record_handler)
+    return intake.sqs_batch(event, context, "sqs", record_handler, within_time=True)

@@ -6,7 +6,8 @@
   invocation", Lambda developer guide).
 - SQS event source (the trigger queue, and the intake queues the S3 and bus rules send to): a
   failed batch item (ReportBatchItemFailures) or every item of a failed invocation becomes visible
-  again; at receive count `maxReceiveCount` (5) SQS moves the message to the queue's DLQ.
+  again; at receive count `maxReceiveCount` SQS moves the message to the queue's DLQ (the trigger
+  queue's 5, the fewest: the intake queues allow 10).
 - DynamoDB stream (notify): the batch is retried from the first reported failure (or whole, on a
   function error) up to `MaximumRetryAttempts` (10), then the on-failure destination gets a record
   naming the batch's range (not the records).

@@ -202,3 +202,61 @@ def test_the_reconciler_takes_its_staleness_from_settings(env: dict[str, Any], m
     settings_module.get_settings.cache_clear()
     deps_module.get_deps.cache_clear()
     assert handler({}, LambdaContext())["checked"] == 1  # every live run is stale at once
+
+
+class EndingContext(LambdaContext):
+    """An invocation whose time runs out: the remaining milliseconds each record is started with."""
+
+    def __init__(self, *millis_left: int) -> None:
+        self.millis_left = list(millis_left)
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.millis_left.pop(0) if len(self.millis_left) > 1 else self.millis_left[0]
+
+
+def deliveries(count: int) -> list[dict[str, Any]]:
+    event = sample("s3-object-created.json")
+    made = []
+    for n in range(count):
+        delivery = json.loads(json.dumps(event))
+        delivery["event"]["detail"]["object"]["key"] = f"incoming/part-{n}.csv"
+        made.append(delivery)
+    return made
+
+
+def test_a_trigger_batch_hands_back_what_the_invocation_has_no_time_left_for(env: dict[str, Any]) -> None:
+    """The third record is met with 4 s left (under the 5 s margin): handed back unstarted, in the
+    partial batch response, not into a timeout that would send back the two runs made too."""
+    result = load_handler("s3_trigger").handler(queued(*deliveries(3)), EndingContext(30_000, 20_000, 4_000))
+    assert [f["itemIdentifier"] for f in result["batchItemFailures"]] == ["intake-2"]
+    assert len(result["runs"]) == 2
+    assert sorted(r["run_id"] for r in result["runs"]) == sorted(executions(env))
+    # SQS delivers it again: it makes its run then.
+    again = load_handler("s3_trigger").handler(queued(*deliveries(3)[2:]), LambdaContext())
+    assert again["batchItemFailures"] == []
+    assert again["runs"][0]["created"]
+    assert len(executions(env)) == 3
+
+
+def test_a_record_slower_than_half_the_time_left_is_the_last_started(
+    env: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each record takes 8 s here; with 20 s left after the first, a second would need 16 of them at
+    its slowest doubled: started (20 > 16); with 12 s left, the third is handed back (12 < 16)."""
+    from jobline import intake
+
+    ticks = iter(float(t) for t in (0, 8, 8, 16, 16, 24))
+    monkeypatch.setattr(intake.time, "monotonic", lambda: next(ticks))
+    result = load_handler("sqs_trigger").handler(
+        {"Records": [sqs_message(n) for n in range(3)]}, EndingContext(28_000, 20_000, 12_000)
+    )
+    assert [f["itemIdentifier"] for f in result["batchItemFailures"]] == ["m-2"]
+    assert len(rows(env)) == 2
+
+
+def sqs_message(n: int) -> dict[str, Any]:
+    record = json.loads(json.dumps(sample("sqs-batch.json")["Records"][0]))
+    record.update(
+        messageId=f"m-{n}", body=json.dumps({"job": "csv-word-count", "arguments": {"output_prefix": f"results/{n}/"}})
+    )
+    return record

@@ -155,11 +155,11 @@ def test_a_reservation_aims_past_its_lead(table: tuple[RunTable, list[str]]) -> 
 
 def test_the_lead_is_the_longest_of_the_last_calls_and_capped() -> None:
     leads = quota.Leads()
-    assert leads.of("SubmitJob") == 0.0  # a new container: no call yet
+    assert leads.of("SubmitJob") == quota.LEAD_CAP_SECONDS  # a new container: no call yet
     for seconds in [0.02, 0.09, 0.03]:
         leads.record("SubmitJob", seconds)
     assert leads.of("SubmitJob") == 0.09
-    assert leads.of("StartJobRun") == 0.0  # per API
+    assert leads.of("StartJobRun") == quota.LEAD_CAP_SECONDS  # per API
     for _ in range(quota.LEAD_SAMPLES):
         leads.record("SubmitJob", 0.01)
     assert leads.of("SubmitJob") == 0.01  # the slow one has aged out

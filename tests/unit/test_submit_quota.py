@@ -63,14 +63,21 @@ def quota_writes(stack: Stack) -> int:
     return len(items)
 
 
-@pytest.mark.parametrize(("learns", "writes"), [(True, 5), (False, 8)])
-def test_a_container_learns_its_claim_time_and_stops_missing_slots(
-    stack: Stack, monkeypatch: pytest.MonkeyPatch, learns: bool, writes: int
+class NoLead(quota.Leads):
+    """A container that aims at the next slot whatever its claims took (the control)."""
+
+    def of(self, api: str) -> float:
+        return 0.0
+
+
+@pytest.mark.parametrize(("leads", "writes"), [(None, 4), (NoLead(), 8)])
+def test_a_container_aims_past_its_claims_and_misses_no_slot(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch, leads: quota.Leads | None, writes: int
 ) -> None:
     """Claims slower than LATE (0.2 s, moto's writes on a loaded machine) at rate 20 (55 ms slots):
-    the container's first call misses its slot and writes another; from then on each reservation
-    aims past the claim, so each call writes one slot. The control, a container that forgets
-    (no lead), misses every slot: two writes a call."""
+    a new container's first reservation aims LEAD_CAP ahead, the next ones past the claims it saw,
+    so each call writes one slot. The control, aiming at the next slot, misses every one: two
+    writes a call."""
     slow_claim = stack.table.claim_attempt
 
     def claim_attempt(*args: object, **kwargs: object) -> object:
@@ -81,10 +88,9 @@ def test_a_container_learns_its_claim_time_and_stops_missing_slots(
     runs = [stack.start("word-count") for _ in range(4)]
     for run_id in runs:
         submitter = stack.submitter(submit_job_rate=20)  # one per message, as the handler makes them
-        if not learns:
-            submitter = Submitter(
-                stack.table, stack.client, submitter.settings, stack.clock, stack.clock.sleep, quota.Leads()
-            )
+        if leads is not None:
+            submitter = Submitter(stack.table, stack.client, submitter.settings, stack.clock, stack.clock.sleep, leads)
         assert process_message(submitter, stack.message(run_id), time_left()) == Outcome.SUBMITTED
     assert quota_writes(stack) == writes
-    assert stack.leads.of("SubmitJob") >= 0.2 if learns else stack.leads.of("SubmitJob") == 0.0
+    if leads is None:
+        assert 0.2 <= stack.leads.of("SubmitJob") < quota.LEAD_CAP_SECONDS  # learned from the claims

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -16,6 +18,14 @@ from jobline.triggers import RunRequest
 
 REASON_LIMIT = 2000  # characters of a rejection's reason kept (a reason may quote the input)
 DLQ_MESSAGE_LIMIT = 250_000  # bytes (ASCII): under SQS's 262,144-byte message limit, with room for attributes
+# A trigger batch's next record is started only while the invocation has this long left, and twice
+# its slowest record so far: the rest go back to the queue (partial batch response) instead of
+# into a timeout, which would send back the records already done too, every receive counted.
+HAND_BACK_MARGIN_SECONDS = 5.0
+
+
+class NoTimeLeft(Exception):
+    """A record not started because the invocation's time is nearly up: SQS delivers it again."""
 
 
 def handle(event: Any, source: str, requests: Callable[[Deps], list[RunRequest]]) -> dict[str, Any]:
@@ -36,10 +46,13 @@ def handle(event: Any, source: str, requests: Callable[[Deps], list[RunRequest]]
     return start_all(wanted, deps, source, event)
 
 
-def sqs_batch(event: Any, context: Any, source: str, record_handler: Callable[..., Any]) -> dict[str, Any]:
+def sqs_batch(
+    event: Any, context: Any, source: str, record_handler: Callable[..., Any], *, within_time: bool = False
+) -> dict[str, Any]:
     """An SQS event source's invocation: each record through `record_handler`, with a partial batch
     response (every record failing is one too, not a Lambda error); an invocation that is not an SQS
-    batch is rejected, not raised."""
+    batch is rejected, not raised. `within_time`: records the invocation has no time left for are
+    handed back unstarted (handlers that watch their own time, the submitter's, need not)."""
     from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
     from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
 
@@ -48,7 +61,29 @@ def sqs_batch(event: Any, context: Any, source: str, record_handler: Callable[..
         error = MalformedEvent("not an SQS batch: {'Records': [...]}, each record with its messageId")
         return {"batchItemFailures": [], "rejected": reject(error, event, source, get_deps())}
     processor = BatchProcessor(event_type=EventType.SQS, model=SqsRecordModel, raise_on_entire_batch_failure=False)
+    if within_time:
+        record_handler = _within_time(record_handler, context, source)
     return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
+
+
+def _within_time(record_handler: Callable[..., Any], context: Any, source: str) -> Callable[..., Any]:
+    slowest = 0.0
+
+    @functools.wraps(record_handler)  # keeps its signature: BatchProcessor passes lambda_context if it takes one
+    def guarded(record: Any, **kwargs: Any) -> Any:
+        nonlocal slowest
+        left = context.get_remaining_time_in_millis() / 1000
+        if left < max(HAND_BACK_MARGIN_SECONDS, 2 * slowest):
+            logger.info("record handed back unstarted", extra={"source": source, "seconds_left": round(left, 1)})
+            count("RecordsHandedBack", Source=source)
+            raise NoTimeLeft(f"{left:.1f} s left in this invocation (slowest record {slowest:.1f} s): handed back")
+        started = time.monotonic()
+        try:
+            return record_handler(record, **kwargs)
+        finally:
+            slowest = max(slowest, time.monotonic() - started)
+
+    return guarded
 
 
 def handle_queued(
@@ -66,7 +101,7 @@ def handle_queued(
             delivery = record.body  # rejected below as what it is: not a JSON object
         handled.append(handle(delivery, source, lambda deps: requests(delivery, deps)))
 
-    response = sqs_batch(event, context, source, record_handler)
+    response = sqs_batch(event, context, source, record_handler, within_time=True)
     # Lambda reads only batchItemFailures; the rest is for logs and tests.
     return {
         **response,

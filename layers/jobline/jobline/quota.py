@@ -61,7 +61,8 @@ LATE_SECONDS = 0.04
 # old slot finds it taken, which is the same as finding it past).
 ITEM_SECONDS = 60
 # A reservation aims past the longest of this container's last LEAD_SAMPLES reserve-to-go times
-# (a slow outlier delays a few calls by at most LEAD_CAP, never misses their slots).
+# (a slow outlier delays a few calls by at most LEAD_CAP, never misses their slots), and a new
+# container's first one LEAD_CAP ahead: less than its cold start took, and no slot missed.
 LEAD_SAMPLES = 8
 LEAD_CAP_SECONDS = 0.5
 
@@ -102,7 +103,7 @@ class Leads:
 
     def of(self, api: str) -> float:
         recent = self._recent.get(api)
-        return min(max(recent), LEAD_CAP_SECONDS) if recent else 0.0
+        return min(max(recent), LEAD_CAP_SECONDS) if recent else LEAD_CAP_SECONDS
 
     def record(self, api: str, seconds: float) -> None:
         self._recent.setdefault(api, deque(maxlen=LEAD_SAMPLES)).append(max(seconds, 0.0))
