@@ -18,6 +18,7 @@ REGISTERED = {
         "adapt_keyword_path_fields",
         "adapt_sync_without_callback",
         "adapt_engine_clock",
+        "adapt_program_thread",
         "adapt_sync_poll_backoff",
     },
     "adaptations.stepfunctions_callbacks": {"adapt_callback_token_per_try", "adapt_stop_ends_callback_wait"},
@@ -121,6 +122,8 @@ def test_pins_the_moto_it_was_written_for() -> None:
         "set_stop",
         "send_task_success",
         "send_task_failure",
+        # an execution's program in its worker's thread (tests/local/test_stepfunctions_engine.py)
+        "eval",
         # DynamoDB's item requests, one at a time (tests/local/test_dynamodb_atomic.py)
         *ITEM_OPERATIONS,
         # DynamoDB's expressions parsed once per text (tests/local/test_dynamodb_expressions.py; and "parse")

@@ -200,3 +200,64 @@ def test_sync_poll_backoff(monkeypatch: pytest.MonkeyPatch, adapted: dict[str, A
         held[0].status = "SUCCEEDED"
         assert wait_execution(arn)["status"] == "SUCCEEDED"
     assert waits[:8] == [0.5, 0.75, 1.125, 1.6875, 2.53125, 3.796875, 5.0, 5.0]
+
+
+WAITING = {
+    "Wait": {
+        "Type": "Task",
+        "Resource": "arn:aws:states:::sqs:sendMessage.waitForTaskToken",
+        "Parameters": {"QueueUrl": "http://q", "MessageBody": {"token.$": "$$.Task.Token"}},
+        "TimeoutSeconds": 60,
+        "End": True,
+    }
+}
+
+
+def threads_per_waiting_execution(executions: int = 4) -> float:
+    import threading
+
+    sfn = client("stepfunctions")
+    sqs = client("sqs")
+    url = sqs.create_queue(QueueName=f"q{len(sfn.list_state_machines()['stateMachines'])}")["QueueUrl"]
+    states = json.loads(json.dumps(WAITING))
+    states["Wait"]["Parameters"]["QueueUrl"] = url
+    before = threading.active_count()
+    arns = [run_asl(states, "Wait", wait=False) for _ in range(executions)]
+    wait_until(
+        lambda: (
+            int(
+                sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"][
+                    "ApproximateNumberOfMessages"
+                ]
+            )
+            == executions
+        )
+    )
+    held = (threading.active_count() - before) / executions
+    for arn in arns:
+        sfn.stop_execution(executionArn=arn)
+    return held
+
+
+def test_program_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    from moto.stepfunctions.parser.asl.component.program.program import Program
+
+    with mock_aws(config=SFN):
+        monkeypatch.setattr(Program, "eval", original(Program, "eval"))
+        assert threads_per_waiting_execution() == 3, "moto's threads per waiting execution changed"
+        monkeypatch.undo()
+        assert threads_per_waiting_execution() == 2
+        # A program's own TimeoutSeconds still ends it (moto's thread, joined with the timeout).
+        timed = {
+            "StartAt": "Hold",
+            "TimeoutSeconds": 1,
+            "States": {"Hold": {"Type": "Wait", "Seconds": 30, "End": True}},
+        }
+        sfn = client("stepfunctions")
+        role = client("iam").get_role(RoleName="sfn")["Role"]["Arn"]
+        machine = sfn.create_state_machine(name="timed", definition=json.dumps(timed), roleArn=role)
+        arn = sfn.start_execution(stateMachineArn=machine["stateMachineArn"], name="t")["executionArn"]
+        assert wait_execution(arn, timeout=10)["status"] == "TIMED_OUT"
+        # Errors and outputs as before: a Pass program's output, a failing one's failure.
+        assert json.loads(run_asl({"P": {"Type": "Pass", "Result": {"x": 1}, "End": True}}, "P")["output"]) == {"x": 1}
+        assert run_asl({"F": {"Type": "Fail", "Error": "E", "Cause": "c"}}, "F")["status"] == "FAILED"

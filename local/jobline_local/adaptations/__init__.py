@@ -4,7 +4,8 @@ jobline runs locally on moto (pinned in requirements-dev.lock). Where the pinned
 of AWS, an adaptation closes the gap, and tests/local/ holds one test per adaptation that fails if
 moto stops behaving as the adaptation assumes. They live with what they adapt:
 
-- adaptations.stepfunctions_engine: the ASL engine itself (parsing, `.sync` waiting, clients);
+- adaptations.stepfunctions_engine: the ASL engine itself (parsing, `.sync` waiting, clients,
+  threads);
 - adaptations.stepfunctions_callbacks: its callback Tasks (a token per try, stop ends the wait);
 - adaptations.stepfunctions_integrations: its service integrations (Batch, aws-sdk, SageMaker, Glue);
 - adaptations.delivery: event delivery (rule matching, rules to Lambda targets, S3 to EventBridge);
@@ -65,6 +66,7 @@ REGISTRY = (
     "jobline_local.adaptations.stepfunctions_engine:adapt_sync_poll_backoff",
     "jobline_local.adaptations.stepfunctions_engine:adapt_sync_without_callback",
     "jobline_local.adaptations.stepfunctions_engine:adapt_engine_clock",
+    "jobline_local.adaptations.stepfunctions_engine:adapt_program_thread",
     "jobline_local.adaptations.stepfunctions_callbacks:adapt_callback_token_per_try",
     "jobline_local.adaptations.stepfunctions_callbacks:adapt_stop_ends_callback_wait",
     "jobline_local.adaptations.stepfunctions_integrations:adapt_sagemaker_processing_sync",

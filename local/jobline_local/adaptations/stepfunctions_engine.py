@@ -324,6 +324,32 @@ def adapt_sync_without_callback() -> None:
     replace(StateTaskServiceCallback, "_eval_sync", eval_sync)
 
 
+def adapt_program_thread() -> None:
+    """moto 5.2.5 runs each execution's program in a thread of its own, which the execution's worker
+    thread only joins, with the program's TimeoutSeconds: one idle thread more per execution. A
+    program without TimeoutSeconds (jobline's) runs in the worker's thread, so an execution waiting
+    in a Task with a timeout holds 2 threads, not 3: a 10,000-run burst keeps that many waiting.
+    Size only; an error escaping the program is logged, as moto's thread left it."""
+    import logging
+
+    from moto.stepfunctions.parser.asl.component.eval_component import EvalComponent
+    from moto.stepfunctions.parser.asl.component.program.program import Program
+
+    program_eval = Program.eval
+
+    def eval_program(self: Any, env: Any) -> None:
+        if self.timeout_seconds and self.timeout_seconds.timeout_seconds:
+            program_eval(self, env)
+            return
+        env.next_state_name = self.start_at.start_at_name
+        try:
+            EvalComponent.eval(self, env)
+        except Exception:
+            logging.getLogger(__name__).exception("execution program failed")
+
+    replace(Program, "eval", eval_program)
+
+
 def engine_seconds(seconds: float) -> float:
     """Real seconds for `seconds` of the local clock (the stack's `--clock-speed`)."""
     scale = hooks["engine_seconds"]
