@@ -19,7 +19,7 @@ from jobline.catalog import parse_catalog
 from jobline.dal import RunTable
 from jobline.deps import get_deps
 from jobline.reconciler import reconcile
-from jobline.runs import FanoutItem, new_row
+from jobline.runs import FanoutItem, new_row, state_machine_arn
 from jobline.settings import Settings
 from jobline.state_changes import apply_state_change, parse_event
 from jobline.triggers import RunRequest, Trigger
@@ -254,3 +254,37 @@ def test_the_reconciler_starts_a_never_started_run_from_its_stored_data(env: dic
     environment = {item["name"]: item["value"] for item in overrides["environment"]}
     assert environment["JOBLINE_TRIGGER_EVENT_S3_URI"] == deps.table.get_run_data(request.run_id)["event_s3_uri"]
     assert reads[:3] == ["Query", "BatchGetItem", "GetItem"]  # the PENDING keys, their rows, the run's data
+
+
+def test_the_reconciler_lists_running_executions_instead_of_describing_each_waiting_run(env: dict[str, Any]) -> None:
+    """Runs waiting for submit capacity are PENDING, unwritten since their start: a sweep lists the
+    running executions (1,000 a call) and describes none of them; a run whose execution never
+    started is still found and started."""
+    deps = get_deps()
+    job = deps.catalog.get("csv-word-count")
+    waiting = [deps.starter.start(RunRequest(job=job, trigger=manual(n))).run_id for n in range(3)]
+    sfn = deps.starter._sfn
+
+    def unavailable(**_: Any) -> None:
+        raise ClientError({"Error": {"Code": "ServiceUnavailable", "Message": "down"}}, "StartExecution")
+
+    sfn.meta.events.register("before-call.states.StartExecution", unavailable)
+    with pytest.raises(ClientError, match="ServiceUnavailable"):
+        deps.starter.start(RunRequest(job=job, trigger=manual(9)))
+    sfn.meta.events.unregister("before-call.states.StartExecution", unavailable)
+    calls: list[str] = []
+    deps.client("stepfunctions").meta.events.register(
+        "before-call.states.*", lambda model, **_: calls.append(model.name)
+    )
+
+    outcome = reconcile(deps, timedelta(0), datetime.now(UTC) + timedelta(hours=1))
+
+    assert {run_id: outcome[run_id] for run_id in waiting} == dict.fromkeys(waiting, "unchanged")
+    assert sorted(set(outcome.values())) == ["started: its execution had never started", "unchanged"]
+    assert calls.count("DescribeExecution") == 1  # the unstarted run's, found missing
+    machines = {state_machine_arn(deps.settings, job) for job in deps.catalog.jobs}
+    assert calls.count("ListExecutions") == len(machines)
+
+
+def manual(n: int) -> Trigger:
+    return Trigger(type="manual", key=f"manual:{n}", source="test", event={})

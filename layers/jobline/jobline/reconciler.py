@@ -41,6 +41,7 @@ LIVE_STATUSES = ("PENDING", "STARTING", "RUNNING")
 DEAD_EXECUTION = {"FAILED": "InternalError", "TIMED_OUT": "InternalError", "ABORTED": "Execution stopped"}
 UNCHANGED = "unchanged"
 ERROR = "error: "  # how an outcome says the run could not be healed this time
+LIST_PAGE_SIZE = 1000  # ListExecutions' maxResults limit
 
 
 def stale_runs(deps: Deps, older_than: timedelta, now: datetime) -> Iterator[dict[str, Any]]:
@@ -58,23 +59,32 @@ def stale_runs(deps: Deps, older_than: timedelta, now: datetime) -> Iterator[dic
                 break
 
 
-def ended_runs_still_executing(
-    deps: Deps, older_than: timedelta, now: datetime
-) -> Iterator[tuple[dict[str, Any], str]]:
-    """Runs whose row ended a while ago while their execution still runs, with that execution's
-    ARN. Found from the running executions (one per live run, named after it), so finding them
-    costs what the live runs cost, not what the table holds."""
-    cutoff = now - older_than
+def running_executions(deps: Deps) -> dict[str, dict[str, Any]]:
+    """The catalog's running executions by ARN (one per live run, named after it): 1,000 a call,
+    so a sweep over 10,000 waiting runs lists them in 10 calls instead of describing each.
+    ListExecutions is eventually consistent: one that just ended may still be listed (healed at a
+    later sweep), one that just started may not be (described, as before)."""
     pages = deps.client("stepfunctions").get_paginator("list_executions")
     # One machine per retry policy of the catalog (jobline.runs.state_machine_arn).
     machines = sorted({state_machine_arn(deps.settings, job) for job in deps.catalog.jobs})
-    running = (
-        execution
+    return {
+        execution["executionArn"]: execution
         for machine in machines
-        for page in pages.paginate(stateMachineArn=machine, statusFilter="RUNNING")
+        for page in pages.paginate(
+            stateMachineArn=machine, statusFilter="RUNNING", PaginationConfig={"PageSize": LIST_PAGE_SIZE}
+        )
         for execution in page["executions"]
-    )
-    for execution in running:
+    }
+
+
+def ended_runs_still_executing(
+    deps: Deps, running: dict[str, dict[str, Any]], older_than: timedelta, now: datetime
+) -> Iterator[tuple[dict[str, Any], str]]:
+    """Runs whose row ended a while ago while their execution still runs, with that execution's
+    ARN. Found from the running executions, so finding them costs what the live runs cost, not
+    what the table holds."""
+    cutoff = now - older_than
+    for execution in running.values():
         if execution["startDate"] >= cutoff:
             continue
         row = deps.table.get_run(execution["name"])
@@ -92,15 +102,16 @@ def describe_backend(row: dict[str, Any], deps: Deps) -> Any | None:
     return backend.describe(row, attempt, record, deps)
 
 
-def heal(row: dict[str, Any], deps: Deps) -> str:
-    """A live run that has not moved: described at its backend, started, or ended."""
+def heal(row: dict[str, Any], deps: Deps, running: dict[str, dict[str, Any]]) -> str:
+    """A live run that has not moved: described at its backend, started, or ended. One whose
+    execution is listed running (waiting for submit capacity, say) is left as it is."""
     sfn = deps.client("stepfunctions")
     if event := describe_backend(row, deps):
         outcome = apply_state_change(event, deps.table, deps.client("glue"), sfn)
         if outcome.effect is not Effect.UNCHANGED or outcome.answered:
             return str(outcome)
     # The row names its execution's machine from its creation (the ARN is deterministic).
-    if not (arn := run_view.execution_arn(row, deps.settings.state_machine_prefix)):
+    if not (arn := run_view.execution_arn(row, deps.settings.state_machine_prefix)) or arn in running:
         return UNCHANGED
     unstarted = int(row.get("attempt") or 0) == 0
     try:
@@ -158,9 +169,10 @@ def reconcile(deps: Deps, older_than: timedelta | None = None, now: datetime | N
     if older_than is None:
         older_than = timedelta(seconds=deps.settings.reconcile_after_seconds)
     outcomes: dict[str, str] = {}
+    running = running_executions(deps)
     for row in stale_runs(deps, older_than, now):
-        outcomes[row["run_id"]] = _guarded(row["run_id"], lambda row=row: heal(row, deps))
-    for row, arn in ended_runs_still_executing(deps, older_than, now):
+        outcomes[row["run_id"]] = _guarded(row["run_id"], lambda row=row: heal(row, deps, running))
+    for row, arn in ended_runs_still_executing(deps, running, older_than, now):
         outcomes[row["run_id"]] = _guarded(row["run_id"], lambda row=row, arn=arn: heal_ended(row, arn, deps))
     slots = Slots(deps.table, deps.client("stepfunctions"))
     for job in deps.catalog.jobs:
