@@ -60,10 +60,12 @@ LATE_SECONDS = 0.04
 # A slot's item outlives its start by this much (TTL deletes it within days; a late taker of an
 # old slot finds it taken, which is the same as finding it past).
 ITEM_SECONDS = 60
-# A reservation aims past the longest of this container's last LEAD_SAMPLES reserve-to-go times
-# (a slow outlier delays a few calls by at most LEAD_CAP, never misses their slots), and a new
-# container's first one LEAD_CAP ahead: less than its cold start took, and no slot missed.
+# A reservation aims LEAD_ROOM times the longest of this container's last LEAD_SAMPLES
+# reserve-to-go times ahead (room for the next to be slower; a slow outlier delays a few calls by
+# at most LEAD_CAP, never misses their slots), and a new container's first one LEAD_CAP ahead: less
+# than its cold start took, and no slot missed.
 LEAD_SAMPLES = 8
+LEAD_ROOM = 2
 LEAD_CAP_SECONDS = 0.5
 
 
@@ -95,7 +97,7 @@ class Schedule:
 class Leads:
     """Per API, how long this container's calls took from reserving their slot to going (the slot's
     write and the claim): one per Lambda container, kept across invocations, so a reservation aims
-    that far ahead and its claim ends before the slot starts. Without it, a claim slower than
+    twice that far ahead and its claim ends before the slot starts. Without it, a claim slower than
     LATE misses its slot and costs one more write (locally, where moto's writes take tens of ms)."""
 
     def __init__(self) -> None:
@@ -103,7 +105,7 @@ class Leads:
 
     def of(self, api: str) -> float:
         recent = self._recent.get(api)
-        return min(max(recent), LEAD_CAP_SECONDS) if recent else LEAD_CAP_SECONDS
+        return min(LEAD_ROOM * max(recent), LEAD_CAP_SECONDS) if recent else LEAD_CAP_SECONDS
 
     def record(self, api: str, seconds: float) -> None:
         self._recent.setdefault(api, deque(maxlen=LEAD_SAMPLES)).append(max(seconds, 0.0))
