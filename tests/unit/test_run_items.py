@@ -13,7 +13,7 @@ import pytest
 from boto3.dynamodb.types import TypeSerializer
 from botocore.exceptions import ClientError
 
-from jobline import run_view
+from jobline import reconciler, run_view
 from jobline.backends import StateChangeEvent
 from jobline.catalog import parse_catalog
 from jobline.dal import RunTable
@@ -288,3 +288,34 @@ def test_the_reconciler_lists_running_executions_instead_of_describing_each_wait
 
 def manual(n: int) -> Trigger:
     return Trigger(type="manual", key=f"manual:{n}", source="test", event={})
+
+
+def test_a_sweep_with_no_time_left_stops_before_the_next_heal(env: dict[str, Any]) -> None:
+    """Three runs whose executions never started; the invocation has 30 s, 30 s, then 5 s left
+    (under the 10 s margin) as the sweep comes to each: two are started, the sweep stops cleanly
+    with what it did and where it stopped, and the next sweep starts the third."""
+    deps = get_deps()
+    job = deps.catalog.get("csv-word-count")
+    sfn = deps.starter._sfn
+
+    def unavailable(**_: Any) -> None:
+        raise ClientError({"Error": {"Code": "ServiceUnavailable", "Message": "down"}}, "StartExecution")
+
+    sfn.meta.events.register("before-call.states.StartExecution", unavailable)
+    unstarted = []
+    for n in range(3):
+        request = RunRequest(job=job, trigger=manual(n))
+        with pytest.raises(ClientError, match="ServiceUnavailable"):
+            deps.starter.start(request)
+        unstarted.append(request.run_id)
+    sfn.meta.events.unregister("before-call.states.StartExecution", unavailable)
+    later = datetime.now(UTC) + timedelta(hours=1)
+
+    left = iter([30.0, 30.0, 5.0])
+    outcome = reconcile(deps, timedelta(0), later, time_left=lambda: next(left))
+
+    assert outcome.pop(reconciler.CUT_SHORT).startswith("cut short for time at stale run ")
+    assert list(outcome.values()) == ["started: its execution had never started"] * 2
+    (rest,) = set(unstarted) - set(outcome)
+    again = reconcile(deps, timedelta(0), later)
+    assert again == {rest: "started: its execution had never started"} | dict.fromkeys(outcome, "unchanged")

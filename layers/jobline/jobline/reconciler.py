@@ -15,12 +15,14 @@
   ended are released, holders still waiting are woken again, free slots go to the oldest waiters.
 
 One run that cannot be healed (a describe call refused, say) is logged and counted, and the
-sweep goes on with the others.
+sweep goes on with the others. A sweep the invocation has no time left for stops before its
+timeout (the next sweep starts again), never into a timeout whose retries would land in the
+event DLQ.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -42,6 +44,9 @@ DEAD_EXECUTION = {"FAILED": "InternalError", "TIMED_OUT": "InternalError", "ABOR
 UNCHANGED = "unchanged"
 ERROR = "error: "  # how an outcome says the run could not be healed this time
 LIST_PAGE_SIZE = 1000  # ListExecutions' maxResults limit
+# A sweep starts no heal with less than this left in its invocation: one heal's calls fit in it.
+SWEEP_MARGIN_SECONDS = 10.0
+CUT_SHORT = "sweep"  # the outcomes' key for a sweep that ran out of time
 
 
 def stale_runs(deps: Deps, older_than: timedelta, now: datetime) -> Iterator[dict[str, Any]]:
@@ -161,22 +166,43 @@ def heal_ended(row: dict[str, Any], arn: str, deps: Deps) -> str:
     return f"stopped: the run had ended {row['status']}, its execution ran on"
 
 
-def reconcile(deps: Deps, older_than: timedelta | None = None, now: datetime | None = None) -> dict[str, str]:
-    """Heal every stale run (older than Settings.reconcile_after_seconds unless told) and every
-    job's slots; returns what happened to each run, by run id, and to the slots the sweep changed,
-    by "slot#<job>" ("error: ..." for what could not be healed this time)."""
+def reconcile(
+    deps: Deps,
+    older_than: timedelta | None = None,
+    now: datetime | None = None,
+    time_left: Callable[[], float] = lambda: float("inf"),
+) -> dict[str, str]:
+    """Heal every stale run (older than Settings.reconcile_after_seconds unless told), every ended
+    run still executing and every job's slots, while `time_left()` allows; returns what happened
+    to each run, by run id, to the slots the sweep changed, by "slot#<job>" ("error: ..." for what
+    could not be healed this time), and under CUT_SHORT where the sweep stopped for time."""
     now = now or datetime.now(UTC)
     if older_than is None:
         older_than = timedelta(seconds=deps.settings.reconcile_after_seconds)
     outcomes: dict[str, str] = {}
+
+    def out_of_time(where: str) -> bool:
+        if time_left() >= SWEEP_MARGIN_SECONDS:
+            return False
+        outcomes[CUT_SHORT] = f"cut short for time at {where}"
+        logger.warning("reconcile sweep cut short for time", extra={"where": where, "checked": len(outcomes)})
+        count("ReconcileCutShort")
+        return True
+
     running = running_executions(deps)
     for row in stale_runs(deps, older_than, now):
+        if out_of_time(f"stale run {row['run_id']}"):
+            return outcomes
         outcomes[row["run_id"]] = _guarded(row["run_id"], lambda row=row: heal(row, deps, running))
     for row, arn in ended_runs_still_executing(deps, running, older_than, now):
+        if out_of_time(f"ended run {row['run_id']}"):
+            return outcomes
         outcomes[row["run_id"]] = _guarded(row["run_id"], lambda row=row, arn=arn: heal_ended(row, arn, deps))
     slots = Slots(deps.table, deps.client("stepfunctions"))
     for job in deps.catalog.jobs:
         if job.max_concurrent_runs:
+            if out_of_time(f"the slots of {job.name}"):
+                return outcomes
             key = f"slot#{job.name}"
             if (swept := _guarded(key, lambda job=job: "; ".join(slots.sweep(job.name)) or UNCHANGED)) != UNCHANGED:
                 outcomes[key] = swept
