@@ -153,7 +153,7 @@ def test_a_reservation_aims_past_its_lead(table: tuple[RunTable, list[str]]) -> 
     assert schedule.start(slot - 1) <= clock() + 0.3 < schedule.start(slot)
 
 
-def test_the_lead_is_the_longest_of_the_last_calls_and_capped() -> None:
+def test_the_lead_is_twice_the_longest_of_the_last_calls_capped() -> None:
     leads = quota.Leads()
     assert leads.of("SubmitJob") == quota.LEAD_CAP_SECONDS  # a new container: no call yet
     for seconds in [0.02, 0.09, 0.03]:

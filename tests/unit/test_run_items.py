@@ -233,15 +233,8 @@ def test_the_reconciler_starts_a_never_started_run_from_its_stored_data(env: dic
     deps = get_deps()
     trigger = Trigger(type="manual", key="manual:1", source="test", event={"big": "x" * 7000})
     request = RunRequest(job=deps.catalog.get("csv-word-count"), trigger=trigger)
-
-    def unavailable(**_: Any) -> None:
-        raise ClientError({"Error": {"Code": "ServiceUnavailable", "Message": "down"}}, "StartExecution")
-
+    start_never_starting(request)
     sfn = deps.starter._sfn
-    sfn.meta.events.register("before-call.states.StartExecution", unavailable)
-    with pytest.raises(ClientError, match="ServiceUnavailable"):
-        deps.starter.start(request)
-    sfn.meta.events.unregister("before-call.states.StartExecution", unavailable)
     reads: list[str] = []
     deps.table._client.meta.events.register("before-call.dynamodb.*", lambda model, **_: reads.append(model.name))
 
@@ -263,15 +256,7 @@ def test_the_reconciler_lists_running_executions_instead_of_describing_each_wait
     deps = get_deps()
     job = deps.catalog.get("csv-word-count")
     waiting = [deps.starter.start(RunRequest(job=job, trigger=manual(n))).run_id for n in range(3)]
-    sfn = deps.starter._sfn
-
-    def unavailable(**_: Any) -> None:
-        raise ClientError({"Error": {"Code": "ServiceUnavailable", "Message": "down"}}, "StartExecution")
-
-    sfn.meta.events.register("before-call.states.StartExecution", unavailable)
-    with pytest.raises(ClientError, match="ServiceUnavailable"):
-        deps.starter.start(RunRequest(job=job, trigger=manual(9)))
-    sfn.meta.events.unregister("before-call.states.StartExecution", unavailable)
+    start_never_starting(RunRequest(job=job, trigger=manual(9)))
     calls: list[str] = []
     deps.client("stepfunctions").meta.events.register(
         "before-call.states.*", lambda model, **_: calls.append(model.name)
@@ -290,25 +275,29 @@ def manual(n: int) -> Trigger:
     return Trigger(type="manual", key=f"manual:{n}", source="test", event={})
 
 
+def start_never_starting(request: RunRequest) -> str:
+    """A run whose row and data are written but whose StartExecution fails: its run id."""
+    sfn = get_deps().starter._sfn
+
+    def unavailable(**_: Any) -> None:
+        raise ClientError({"Error": {"Code": "ServiceUnavailable", "Message": "down"}}, "StartExecution")
+
+    sfn.meta.events.register("before-call.states.StartExecution", unavailable)
+    try:
+        with pytest.raises(ClientError, match="ServiceUnavailable"):
+            get_deps().starter.start(request)
+    finally:
+        sfn.meta.events.unregister("before-call.states.StartExecution", unavailable)
+    return request.run_id
+
+
 def test_a_sweep_with_no_time_left_stops_before_the_next_heal(env: dict[str, Any]) -> None:
     """Three runs whose executions never started; the invocation has 30 s, 30 s, then 5 s left
     (under the 10 s margin) as the sweep comes to each: two are started, the sweep stops cleanly
     with what it did and where it stopped, and the next sweep starts the third."""
     deps = get_deps()
     job = deps.catalog.get("csv-word-count")
-    sfn = deps.starter._sfn
-
-    def unavailable(**_: Any) -> None:
-        raise ClientError({"Error": {"Code": "ServiceUnavailable", "Message": "down"}}, "StartExecution")
-
-    sfn.meta.events.register("before-call.states.StartExecution", unavailable)
-    unstarted = []
-    for n in range(3):
-        request = RunRequest(job=job, trigger=manual(n))
-        with pytest.raises(ClientError, match="ServiceUnavailable"):
-            deps.starter.start(request)
-        unstarted.append(request.run_id)
-    sfn.meta.events.unregister("before-call.states.StartExecution", unavailable)
+    unstarted = [start_never_starting(RunRequest(job=job, trigger=manual(n))) for n in range(3)]
     later = datetime.now(UTC) + timedelta(hours=1)
 
     left = iter([30.0, 30.0, 5.0])

@@ -35,9 +35,9 @@ Throughput. Each slot serves one call: while a submitter is always ready to take
 (0.91/s) and from 10 (9.1/s at 10, 45.5/s at 50). A slot missed, or reserved by a message that needs no submit (a
 duplicate, a run that ended), is lost capacity, never a call too many.
 Cost: one write per call uncontended, no read, while the write and the claim end within the
-slot's start + LATE (the lead sees to it once a container has made a call); a slot missed costs one more write (the
-slot then taken is waited for with nothing in between), a slot lost to another submitter one more,
-so n submitters at once cost up to n writes a call (each submit queue's event source runs at most
+slot's start + LATE (the lead sees to it); a slot missed costs one more write (the slot then
+taken is waited for with nothing in between), a slot lost to another submitter one more, so n
+submitters at once cost up to n writes a call (each submit queue's event source runs at most
 2, template.yaml). A rate change takes effect
 at once; during a deployment the old and new rates' slots overlap for a moment.
 """
