@@ -22,11 +22,14 @@ from tests.waiting import wait_until
 pytestmark = pytest.mark.faults
 # One event, one row write: the attempt's ticket (for its token), the row's UpdateItem, the answer.
 STATE_CHANGE_CALLS = [("dynamodb", "GetItem"), ("dynamodb", "UpdateItem"), ("stepfunctions", "SendTaskSuccess")]
-# The sweep queries by-status-keys per live status (then reads those rows in one BatchGetItem) and
-# heals each stale row as it is read: PENDING, STARTING (the waiting run: described, its row
-# moved, its execution resumed), then RUNNING; then the running executions of each run machine,
-# for any whose run has ended; then the limited job's slot (its holders, its waiters).
+# The sweep lists the running executions of each run machine (for the stale rows whose execution
+# runs, and for any whose run has ended), then queries by-status-keys per live status (then reads
+# those rows in one BatchGetItem) and heals each stale row as it is read: PENDING, STARTING (the
+# waiting run: described, its row moved, its execution resumed), then RUNNING; then the executions
+# that outlived their run (a row read each); then the limited job's slot (its holders, its waiters).
 RECONCILER_CALLS = [
+    ("stepfunctions", "ListExecutions"),
+    ("stepfunctions", "ListExecutions"),
     ("dynamodb", "Query"),
     ("dynamodb", "Query"),
     ("dynamodb", "BatchGetItem"),
@@ -35,13 +38,12 @@ RECONCILER_CALLS = [
     ("dynamodb", "UpdateItem"),
     ("stepfunctions", "SendTaskSuccess"),
     ("dynamodb", "Query"),
-    ("stepfunctions", "ListExecutions"),  # executions that outlived their run (heal_ended)
-    ("stepfunctions", "ListExecutions"),
-    ("dynamodb", "GetItem"),
+    ("dynamodb", "GetItem"),  # heal_ended's row reads
     ("dynamodb", "Query"),
 ]
-# The matrix faults the first Query (the other two fail the sweep the same way) and each heal call.
-RECONCILER_FAULTED = [0, 2, 3, 4, 5, 6, 8]
+# The matrix faults the first listing and the first Query (the others fail the sweep the same
+# way) and each heal call.
+RECONCILER_FAULTED = [0, 2, 4, 5, 6, 7, 8]
 COMPLETED = "Received status from SageMaker: Training job completed"
 _serial = iter(range(1, 10**6))
 
