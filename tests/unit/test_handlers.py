@@ -202,6 +202,15 @@ def test_the_reconciler_takes_its_staleness_from_settings(env: dict[str, Any], m
     settings_module.get_settings.cache_clear()
     deps_module.get_deps.cache_clear()
     assert handler({}, LambdaContext())["checked"] == 1  # every live run is stale at once
+    assert handler({}, LambdaContext())["cut_short"] is None
+    # An invocation with 5 s left (under the sweep's 10 s margin) heals nothing and says so.
+    short = handler({}, EndingContext(5_000))
+    assert (short["checked"], short["cut_short"]) == (0, "cut short for time at stale run " + run_id(env))
+
+
+def run_id(env: dict[str, Any]) -> str:
+    (row,) = rows(env)
+    return row["pk"]["S"].removeprefix("RUN#")
 
 
 class EndingContext(LambdaContext):

@@ -4,8 +4,8 @@ The state machine's Attempt state sends `{run_id, job, retry_count, token, reque
 queue of the run's backend API and waits for its task token. Per message:
 1. a call of the API's rate: a slot of the schedule every submitter of the stack shares (jobline.quota),
    reserved now (starting after the claim is expected to end) and waited for right before the
-   submit (step 3); none within the invocation's time
-   left: the message goes back to its queue, nothing claimed (never a failure);
+   submit (step 3); none within the invocation's time left: the message goes back to its queue,
+   nothing claimed (never a failure);
 2. the claim: the attempt's ticket (its task token, for the state change handler), then the one
    conditional row write that makes the attempt the run's current one (jobline.dal.claim_attempt).
    Attempts are numbered by the row, not by `retry_count`: it counts every retrier's retries, so an
