@@ -42,7 +42,7 @@ REGISTERED = {
     "emulated.sagemaker_processing": {"adapt_sagemaker_processing_jobs"},
     "emulated.glue": {"adapt_glue_job_runs"},
     "adaptations.dynamodb": {"adapt_dynamodb_atomic_requests", "adapt_dynamodb_expression_caches"},
-    "adaptations.sqs": {"adapt_sqs_retention_check"},
+    "adaptations.sqs": {"adapt_sqs_retention_check", "adapt_sqs_queue_walks"},
 }
 
 
@@ -132,4 +132,9 @@ def test_pins_the_moto_it_was_written_for() -> None:
         "nodes_to_be_processed",
         "process",
         "traverse",
+        # SQS queues' attributes when read and counts in one walk (tests/local/test_sqs.py)
+        "attributes",
+        "messages",
+        "approximate_number_of_messages_delayed",
+        "approximate_number_of_messages_not_visible",
     }, "an adaptation was added or removed: give it a test here"

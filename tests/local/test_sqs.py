@@ -1,8 +1,10 @@
-"""The local SQS checks a received message's retention without computing the queue's attributes
-(jobline_local.adaptations.sqs): a speed change, so what is received is what moto receives."""
+"""The local SQS checks a received message's retention without computing the queue's attributes,
+computes a queue's attributes when read and each count in one walk (jobline_local.adaptations.sqs):
+speed changes, so what is received and answered is what moto receives and answers."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import boto3
@@ -11,7 +13,7 @@ from moto import mock_aws
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.sqs.models import Queue, sqs_backends
 
-from jobline_local.adaptations import changed_by, install
+from jobline_local.adaptations import changed_by, install, originals
 
 ENTRY = "jobline_local.adaptations.sqs:adapt_sqs_retention_check"
 
@@ -47,3 +49,93 @@ def test_a_message_past_the_queue_s_retention_is_not_received(sqs: Any) -> None:
     (message,) = sqs_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].queues["q"]._messages
     message.sent_timestamp -= 61_000  # sent 61 s ago
     assert "Messages" not in sqs.receive_message(QueueUrl=url)
+
+
+WALKS = "jobline_local.adaptations.sqs:adapt_sqs_queue_walks"
+
+
+def test_replaces_the_queue_s_attributes_and_counts() -> None:
+    install()
+    assert changed_by[WALKS] == [
+        "approximate_number_of_messages_delayed",
+        "approximate_number_of_messages_not_visible",
+        "attributes",
+        "messages",
+    ]
+
+
+def moto_s_own(queue: Any, name: str) -> Any:
+    return originals[(Queue, name)].fget(queue)
+
+
+@pytest.mark.parametrize(
+    "attributes",
+    [
+        {},
+        {"FifoQueue": "true", "ContentBasedDeduplication": "true"},
+        {"KmsMasterKeyId": "alias/aws/sqs", "DelaySeconds": "5"},
+        {"Policy": json.dumps({"Version": "2012-10-17", "Statement": []})},
+    ],
+    ids=["standard", "fifo", "kms", "policy"],
+)
+def test_a_queue_s_attributes_are_moto_s_own(sqs: Any, attributes: dict[str, str]) -> None:
+    fifo = "FifoQueue" in attributes
+    name = "q.fifo" if fifo else "q"
+    url = sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
+    dlq = sqs.create_queue(QueueName="dlq.fifo" if fifo else "dlq", Attributes={"FifoQueue": "true"} if fifo else {})
+    dlq = dlq["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    redrive = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "3"})
+    sqs.set_queue_attributes(QueueUrl=url, Attributes={"RedrivePolicy": redrive})
+    extra = {"MessageGroupId": "g"} if fifo else {}
+    for i in range(4):
+        sqs.send_message(QueueUrl=url, MessageBody=str(i), **extra)
+    sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=1, VisibilityTimeout=60)
+    queue = sqs_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].queues[name]
+    own = moto_s_own(queue, "attributes")
+    assert list(queue.attributes) == list(own)
+    assert dict(queue.attributes) == own
+    assert "Policy" in queue.attributes
+    assert "Nope" not in queue.attributes
+    assert queue.attributes.get("Nope") is None
+    answered = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    assert json.loads(answered["RedrivePolicy"])["deadLetterTargetArn"] == dlq_arn
+
+
+def test_the_counts_are_moto_s_own(sqs: Any) -> None:
+    url = sqs.create_queue(QueueName="q")["QueueUrl"]
+    for i in range(6):
+        sqs.send_message(QueueUrl=url, MessageBody=str(i), DelaySeconds=60 if i < 2 else 0)
+    sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=3, VisibilityTimeout=60)
+    queue = sqs_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].queues["q"]
+    counts = {
+        name: getattr(queue, name)
+        for name in (
+            "approximate_number_of_messages",
+            "approximate_number_of_messages_delayed",
+            "approximate_number_of_messages_not_visible",
+        )
+    }
+    assert counts == {
+        "approximate_number_of_messages": 1,
+        "approximate_number_of_messages_delayed": 2,
+        "approximate_number_of_messages_not_visible": 3,
+    }
+    assert counts["approximate_number_of_messages"] == len(moto_s_own(queue, "messages"))
+    for name in ("approximate_number_of_messages_delayed", "approximate_number_of_messages_not_visible"):
+        assert counts[name] == moto_s_own(queue, name), name
+    assert queue.messages == moto_s_own(queue, "messages")
+
+
+def test_a_send_reads_one_attribute_and_no_count(sqs: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    url = sqs.create_queue(QueueName="q")["QueueUrl"]
+    sqs.send_message(QueueUrl=url, MessageBody="first")
+
+    def counted(self: Any) -> Any:
+        raise AssertionError("the send counted the queue's messages")
+
+    for name in ("approximate_number_of_messages_delayed", "approximate_number_of_messages_not_visible"):
+        monkeypatch.setattr(Queue, name, property(counted))
+    monkeypatch.setattr(Queue, "messages", property(counted))
+    sqs.send_message(QueueUrl=url, MessageBody="second")
+    assert len(sqs_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].queues["q"]._messages) == 2
