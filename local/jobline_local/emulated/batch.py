@@ -19,7 +19,7 @@ from typing import Any
 
 from jobline_local.adaptations.hooks import hooks
 from jobline_local.adaptations.patching import replace
-from jobline_local.emulated.compute import JobFailedToStart, LocalService, die_with_parent
+from jobline_local.emulated.compute import JobFailedToStart, LocalService, spawn
 
 STATUS_REASON_EXITED = "Essential container in task exited"
 STATUS_REASON_TIMEOUT = "Job attempt duration exceeded timeout"
@@ -133,15 +133,7 @@ class LocalBatch(LocalService):
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(log_path, "wb") as log_file:
             started = datetime.now()
-            proc = subprocess.Popen(  # noqa: S603 - the catalog's declared local command
-                command,
-                cwd=self.catalog_path.parent,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                preexec_fn=die_with_parent,
-            )
+            proc = spawn(command, self.catalog_path.parent, env, log_file)
             with self._lock:
                 self._running[job.job_id] = proc
             job.job_started_at = started

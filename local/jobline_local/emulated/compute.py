@@ -9,6 +9,7 @@ import ctypes
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import threading
@@ -16,7 +17,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from jobline_local.activity import Activity
 
@@ -29,6 +30,26 @@ PR_SET_PDEATHSIG = 1
 def die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
     _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     os.setpgid(0, 0)
+
+
+# util-linux's setpriv (in every Debian and Ubuntu, as util-linux is essential there).
+SETPRIV = shutil.which("setpriv")
+
+
+def spawn(command: list[str], cwd: Path, env: dict[str, str], log_file: IO[bytes]) -> subprocess.Popen[bytes]:
+    """A job's process: in its own process group, killed when the stack's process ends, its output
+    in `log_file`. With setpriv, setpriv sets the death signal and execs the command, so Popen can
+    vfork: a fork of the stack's process (a gigabyte and thousands of threads in a burst) copies its
+    page tables while holding the GIL, an eighth of the server's time in an 800-file burst. The
+    command is looked up first, so a missing one fails here as Popen's own would."""
+    executable = shutil.which(command[0], path=env.get("PATH")) if "/" not in command[0] else None
+    if "/" in command[0] and os.access(cwd / command[0], os.X_OK):
+        executable = str(cwd / command[0])
+    streams: dict[str, Any] = {"stdin": subprocess.DEVNULL, "stdout": log_file, "stderr": subprocess.STDOUT}
+    if SETPRIV is None or executable is None:
+        return subprocess.Popen(command, cwd=cwd, env=env, preexec_fn=die_with_parent, **streams)  # noqa: S603
+    argv = [SETPRIV, "--pdeathsig", "KILL", "--", executable, *command[1:]]
+    return subprocess.Popen(argv, cwd=cwd, env=env, process_group=0, **streams)  # noqa: S603
 
 
 def utcnow() -> datetime:
@@ -138,15 +159,7 @@ class LocalService:
     ) -> tuple[int, str | None]:
         """Run to the end; returns (exit code, why it was killed: "timeout", a stop reason, or None)."""
         with open(log_path, "wb") as log_file:
-            proc = subprocess.Popen(  # noqa: S603 - the catalog's declared local command
-                command,
-                cwd=self.catalog_path.parent,
-                env={**self.base_env, "PYTHONUNBUFFERED": "1", **env},
-                stdin=subprocess.DEVNULL,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                preexec_fn=die_with_parent,
-            )
+            proc = spawn(command, self.catalog_path.parent, {**self.base_env, "PYTHONUNBUFFERED": "1", **env}, log_file)
             with self._lock:
                 self._running[key] = proc
             self.activity.note(self.component, f"{key}: pid {proc.pid} runs {' '.join(command)} (log: {log_path})")
