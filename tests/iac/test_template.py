@@ -349,6 +349,8 @@ def test_the_intake_queues_pace_the_trigger_functions(function_id: str, queue: s
     queue_props = resource(queue)["Properties"]
     assert queue_props["RedrivePolicy"]["deadLetterTargetArn"] == {"Fn::GetAtt": ["IntakeDeadLetterQueue", "Arn"]}
     assert int(queue_props["VisibilityTimeout"]) >= 6 * _function_timeout(function_id)
+    # A delivery handed back unstarted (no time left in its invocation) counts a receive.
+    assert int(queue_props["RedrivePolicy"]["maxReceiveCount"]) >= 10
     assert template()["Parameters"]["IntakeConcurrency"]["Default"] == 5
 
 
@@ -370,6 +372,8 @@ def test_the_fanout_queues_feed_their_functions() -> None:
     assert int(resource("FanoutQueue")["Properties"]["VisibilityTimeout"]) >= 6 * _function_timeout(
         "FanoutWorkerFunction"
     )
+    # An item handed back for time (ItemDeferred) counts a receive.
+    assert int(resource("FanoutQueue")["Properties"]["RedrivePolicy"]["maxReceiveCount"]) >= 10
 
 
 def test_the_event_dlq_admits_exactly_the_sam_rules() -> None:
