@@ -42,10 +42,13 @@ def spawn(command: list[str], cwd: Path, env: dict[str, str], log_file: IO[bytes
     vfork: a fork of the stack's process (a gigabyte and thousands of threads in a burst) copies its
     page tables while holding the GIL, an eighth of the server's time in an 800-file burst. The
     command is looked up first, so a missing one fails here as Popen's own would."""
-    executable = shutil.which(command[0], path=env.get("PATH")) if "/" not in command[0] else None
-    if "/" in command[0] and os.access(cwd / command[0], os.X_OK):
-        executable = str(cwd / command[0])
+    name = command[0]
+    if "/" in name:  # a path, as Popen resolves it: from `cwd`
+        executable = str(cwd / name) if os.access(cwd / name, os.X_OK) else None
+    else:
+        executable = shutil.which(name, path=env.get("PATH"))
     streams: dict[str, Any] = {"stdin": subprocess.DEVNULL, "stdout": log_file, "stderr": subprocess.STDOUT}
+    # The commands (S603) are the catalog's declared local commands.
     if SETPRIV is None or executable is None:
         return subprocess.Popen(command, cwd=cwd, env=env, preexec_fn=die_with_parent, **streams)  # noqa: S603
     argv = [SETPRIV, "--pdeathsig", "KILL", "--", executable, *command[1:]]
