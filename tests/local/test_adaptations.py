@@ -42,7 +42,7 @@ REGISTERED = {
     "emulated.sagemaker_processing": {"adapt_sagemaker_processing_jobs"},
     "emulated.glue": {"adapt_glue_job_runs"},
     "adaptations.dynamodb": {"adapt_dynamodb_atomic_requests", "adapt_dynamodb_expression_caches"},
-    "adaptations.sqs": {"adapt_sqs_retention_check", "adapt_sqs_queue_walks"},
+    "adaptations.sqs": {"adapt_sqs_retention_check", "adapt_sqs_queue_walks", "adapt_sqs_atomic_queue_changes"},
 }
 
 
@@ -137,4 +137,8 @@ def test_pins_the_moto_it_was_written_for() -> None:
         "messages",
         "approximate_number_of_messages_delayed",
         "approximate_number_of_messages_not_visible",
+        # SQS queues' messages changed under the queue's lock (tests/local/test_sqs.py)
+        "delete_message",
+        "receive_message",
+        "purge_queue",
     }, "an adaptation was added or removed: give it a test here"

@@ -1,10 +1,12 @@
 """The local SQS checks a received message's retention without computing the queue's attributes,
-computes a queue's attributes when read and each count in one walk (jobline_local.adaptations.sqs):
-speed changes, so what is received and answered is what moto receives and answers."""
+computes a queue's attributes when read and each count in one walk (speed changes: what is received
+and answered is what moto receives and answers), and changes a queue's messages under its lock
+(jobline_local.adaptations.sqs)."""
 
 from __future__ import annotations
 
 import json
+import threading
 from typing import Any
 
 import boto3
@@ -139,3 +141,64 @@ def test_a_send_reads_one_attribute_and_no_count(sqs: Any, monkeypatch: pytest.M
     monkeypatch.setattr(Queue, "messages", property(counted))
     sqs.send_message(QueueUrl=url, MessageBody="second")
     assert len(sqs_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].queues["q"]._messages) == 2
+
+
+ATOMIC = "jobline_local.adaptations.sqs:adapt_sqs_atomic_queue_changes"
+
+
+def test_replaces_the_queue_s_changes() -> None:
+    install()
+    assert changed_by[ATOMIC] == ["delete_message", "purge_queue", "receive_message"]
+
+
+def waits_for_the_queue_s_lock(queue: Any, call: Any) -> bool:
+    """True when `call` could not finish while another thread held the queue's lock."""
+    done = threading.Event()
+    with queue._messages_lock:
+        worker = threading.Thread(target=lambda: (call(), done.set()))
+        worker.start()
+        blocked = not done.wait(0.3)
+    worker.join(5)
+    return blocked and done.is_set()
+
+
+def test_a_delete_a_receive_and_a_purge_change_the_queue_under_its_lock(sqs: Any) -> None:
+    url = sqs.create_queue(QueueName="q")["QueueUrl"]
+    for i in range(3):
+        sqs.send_message(QueueUrl=url, MessageBody=str(i))
+    queue = sqs_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].queues["q"]
+    received: list[Any] = []
+    assert waits_for_the_queue_s_lock(queue, lambda: received.extend(sqs.receive_message(QueueUrl=url)["Messages"]))
+    handle = received[0]["ReceiptHandle"]
+    assert waits_for_the_queue_s_lock(queue, lambda: sqs.delete_message(QueueUrl=url, ReceiptHandle=handle))
+    assert waits_for_the_queue_s_lock(queue, lambda: sqs.purge_queue(QueueUrl=url))
+    assert queue._messages == []
+
+
+def test_no_message_is_lost_while_others_are_received_and_deleted(sqs: Any) -> None:
+    url = sqs.create_queue(QueueName="q", Attributes={"VisibilityTimeout": "60"})["QueueUrl"]
+    sent, bodies, stop = 400, set(), threading.Event()
+
+    def send(start: int) -> None:
+        for i in range(start, sent, 4):
+            sqs.send_message(QueueUrl=url, MessageBody=str(i))
+
+    def consume() -> None:
+        while not stop.is_set() or len(bodies) < sent:
+            messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", [])
+            if not messages and stop.is_set():
+                return
+            for message in messages:
+                bodies.add(message["Body"])
+                sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+
+    consumers = [threading.Thread(target=consume) for _ in range(2)]
+    senders = [threading.Thread(target=send, args=(k,)) for k in range(4)]
+    for thread in consumers + senders:
+        thread.start()
+    for thread in senders:
+        thread.join()
+    stop.set()
+    for thread in consumers:
+        thread.join(60)
+    assert bodies == {str(i) for i in range(sent)}

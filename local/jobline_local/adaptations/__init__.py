@@ -12,7 +12,8 @@ moto stops behaving as the adaptation assumes. They live with what they adapt:
 - adaptations.moto_server: the server's request dispatch;
 - adaptations.dynamodb: DynamoDB's item requests made atomic (one at a time, as AWS applies each),
   and its expressions parsed once per text (speed only);
-- adaptations.sqs: a queue's attributes computed when read, its counts one walk each (speed only);
+- adaptations.sqs: a queue's messages changed one request at a time (a delete lost concurrent sends);
+  its attributes computed when read, its counts one walk each (speed only);
 - emulated.<service>: a service whose work the local stack does, next to its local compute
   (Batch jobs, Batch service jobs, SageMaker processing, Glue job runs, Lambda Invoke).
 
@@ -80,6 +81,7 @@ REGISTRY = (
     "jobline_local.adaptations.dynamodb:adapt_dynamodb_expression_caches",
     "jobline_local.adaptations.sqs:adapt_sqs_retention_check",
     "jobline_local.adaptations.sqs:adapt_sqs_queue_walks",
+    "jobline_local.adaptations.sqs:adapt_sqs_atomic_queue_changes",
 )
 _installed = False
 # entry -> the attributes it replaced or added (for the tests: each adaptation's own changes).
