@@ -308,3 +308,19 @@ def test_a_sweep_with_no_time_left_stops_before_the_next_heal(env: dict[str, Any
     (rest,) = set(unstarted) - set(outcome)
     again = reconcile(deps, timedelta(0), later)
     assert again == {rest: "started: its execution had never started"} | dict.fromkeys(outcome, "unchanged")
+
+
+def test_a_sweep_stops_when_less_than_twice_its_slowest_step_is_left(env: dict[str, Any]) -> None:
+    """Slow calls: the sweep's first step took 40 s of the 100 s it had, so with 60 s left (more
+    than the 10 s margin) it starts no other heal, which might not end before the invocation does."""
+    deps = get_deps()
+    job = deps.catalog.get("csv-word-count")
+    for n in range(3):
+        start_never_starting(RunRequest(job=job, trigger=manual(n)))
+    later = datetime.now(UTC) + timedelta(hours=1)
+
+    left = iter([100.0, 60.0])
+    outcome = reconcile(deps, timedelta(0), later, time_left=lambda: next(left))
+
+    assert outcome.pop(reconciler.CUT_SHORT).startswith("cut short for time at stale run ")
+    assert list(outcome.values()) == ["started: its execution had never started"]

@@ -22,6 +22,7 @@ event DLQ.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -44,7 +45,8 @@ DEAD_EXECUTION = {"FAILED": "InternalError", "TIMED_OUT": "InternalError", "ABOR
 UNCHANGED = "unchanged"
 ERROR = "error: "  # how an outcome says the run could not be healed this time
 LIST_PAGE_SIZE = 1000  # ListExecutions' maxResults limit
-# A sweep starts no heal with less than this left in its invocation: one heal's calls fit in it.
+# A sweep starts no heal with less than this left in its invocation, nor with less than twice its
+# slowest step so far (a heal, or a page of rows, can take longer than this when calls are slow).
 SWEEP_MARGIN_SECONDS = 10.0
 CUT_SHORT = "sweep"  # the outcomes' key for a sweep that ran out of time
 
@@ -180,9 +182,15 @@ def reconcile(
     if older_than is None:
         older_than = timedelta(seconds=deps.settings.reconcile_after_seconds)
     outcomes: dict[str, str] = {}
+    last_left, slowest = math.inf, 0.0  # the time left at the last check; the longest step between two
 
     def out_of_time(where: str) -> bool:
-        if time_left() >= SWEEP_MARGIN_SECONDS:
+        nonlocal last_left, slowest
+        left = time_left()
+        if math.isfinite(last_left):
+            slowest = max(slowest, last_left - left)
+        last_left = left
+        if left >= max(SWEEP_MARGIN_SECONDS, 2 * slowest):
             return False
         outcomes[CUT_SHORT] = f"cut short for time at {where}"
         logger.warning("reconcile sweep cut short for time", extra={"where": where, "checked": len(outcomes)})
