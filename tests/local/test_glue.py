@@ -93,7 +93,8 @@ def test_glue_runs_succeed_fail_time_out_and_stop(local: dict[str, Any], monkeyp
     failing = start_glue(monkeypatch, exit="1")
     slow = start_glue(monkeypatch, seconds="30")
     stopped = start_glue(monkeypatch, seconds="30")
-    wait_until(lambda: local["glue"]._running.get(stopped))
+    # Stopped once it has outlived NotifyDelayAfter (the compute checks it every POLL_SECONDS).
+    wait_until(lambda: stopped in {d.jobRunId for d in local["events"].of("Glue Job Run Status")})
     result = boto3.client("glue", region_name=REGION).batch_stop_job_run(JobName="etl", JobRunIds=[stopped])
     assert result["SuccessfulSubmissions"] == [{"JobName": "etl", "JobRunId": stopped}]
 
