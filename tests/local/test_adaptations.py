@@ -42,7 +42,7 @@ REGISTERED = {
     "emulated.sagemaker_processing": {"adapt_sagemaker_processing_jobs"},
     "emulated.glue": {"adapt_glue_job_runs"},
     "adaptations.dynamodb": {"adapt_dynamodb_atomic_requests", "adapt_dynamodb_expression_caches"},
-    "adaptations.sqs": {"adapt_sqs_retention_check", "adapt_sqs_queue_walks", "adapt_sqs_atomic_queue_changes"},
+    "adaptations.sqs": {"adapt_sqs_queue_walks", "adapt_sqs_atomic_queue_changes"},
 }
 
 
@@ -128,7 +128,6 @@ def test_pins_the_moto_it_was_written_for() -> None:
         *ITEM_OPERATIONS,
         # DynamoDB's expressions parsed once per text (tests/local/test_dynamodb_expressions.py; and "parse")
         "make",
-        "is_message_valid_based_on_retention_period",
         "nodes_to_be_processed",
         "process",
         "traverse",

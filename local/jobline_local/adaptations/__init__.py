@@ -79,7 +79,6 @@ REGISTRY = (
     "jobline_local.emulated.glue:adapt_glue_job_runs",
     "jobline_local.adaptations.dynamodb:adapt_dynamodb_atomic_requests",
     "jobline_local.adaptations.dynamodb:adapt_dynamodb_expression_caches",
-    "jobline_local.adaptations.sqs:adapt_sqs_retention_check",
     "jobline_local.adaptations.sqs:adapt_sqs_queue_walks",
     "jobline_local.adaptations.sqs:adapt_sqs_atomic_queue_changes",
 )

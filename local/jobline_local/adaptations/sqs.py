@@ -4,7 +4,8 @@ made cheap (speed only: every answer stays moto's own).
 moto 5.2.5 walks every message of a queue for each count it answers (ApproximateNumberOfMessages,
 ...Delayed, ...NotVisible), reads the clock twice per message on each walk, and computes all of a
 queue's attributes, the three counts among them, wherever it needs one: a send reads
-ContentBasedDeduplication that way, a receive checks each message's retention that way, and
+ContentBasedDeduplication that way, a receive checks each message's retention that way (moto's
+`get_queue_attributes`, three times a message), and
 GetQueueAttributes for one name computes them three times. So a send to a queue of n messages
 costs three walks of n, and a burst that fills a queue costs n² clock reads: the largest single
 cost of a burst locally (39% of the server's time in a 3,000-file burst, most of it in sends)."""
@@ -16,18 +17,6 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from jobline_local.adaptations.patching import replace
-
-
-def adapt_sqs_retention_check() -> None:
-    """The retention check reads the queue's retention period only (moto's own rule otherwise)."""
-    from moto.core.utils import unix_time
-    from moto.sqs.models import SQSBackend
-
-    def is_message_valid_based_on_retention_period(self: Any, queue_name: str, message: Any) -> bool:
-        retention_period = int(self.get_queue(queue_name).message_retention_period)
-        return retention_period + message.sent_timestamp / 1000 > unix_time()
-
-    replace(SQSBackend, "is_message_valid_based_on_retention_period", is_message_valid_based_on_retention_period)
 
 
 class QueueAttributes(Mapping[str, Any]):
