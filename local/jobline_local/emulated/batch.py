@@ -11,7 +11,6 @@ import contextlib
 import json
 import logging
 import subprocess
-import threading
 import time
 import uuid
 from datetime import datetime
@@ -87,10 +86,10 @@ class LocalBatch(LocalService):
 
     # ------------------------------------------------------------ moto hook
     def submit(self, job: Any) -> None:
-        """Called by moto's SubmitJob (the batch_job hook of adapt_batch_job_start) with the new Job."""
-        with self._lock:
-            self.active += 1
-        threading.Thread(target=self._run, args=(job,), name=f"batch-{job.job_id}", daemon=True).start()
+        """Called by moto's SubmitJob (the batch_job hook of adapt_batch_job_start) with the new Job;
+        it joins the slots' line here, so jobs take slots in the order they were submitted."""
+        self._slots.join(job.job_id)
+        self._start_thread(job.job_id, lambda: self._run(job))
 
     # ------------------------------------------------------------ one job
     def _run(self, job: Any) -> None:
@@ -100,17 +99,13 @@ class LocalBatch(LocalService):
             self.activity.note("batch", f"{job.job_name}: local compute error {error!r}", logging.ERROR)
             if not job.job_stopped:
                 self._finish(job, None, f"jobline local: {error}")
-        finally:
-            with self._lock:
-                self.active -= 1
 
     def _lifecycle(self, job: Any) -> None:
         self._move(job, "PENDING")
         self._move(job, "RUNNABLE")
-        while not self._slots.acquire(timeout=0.2):
-            if job.stop or self._stopping.is_set():
-                self._finish(job, None, job.job_stopped_reason or "Terminated")
-                return
+        if not self._acquire_slot(job.job_id, lambda: bool(job.stop)):
+            self._finish(job, None, job.job_stopped_reason or "Terminated")
+            return
         try:
             if job.stop:
                 self._finish(job, None, job.job_stopped_reason or "Terminated")

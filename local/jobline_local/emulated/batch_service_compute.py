@@ -31,7 +31,9 @@ class LocalServiceJobs(LocalService):
 
     def submit(self, job: ServiceJob) -> None:
         """The `service_job` hook: a new SUBMITTED service job."""
-        self._start_thread(job.name, lambda: self._run(job))
+        # It joins the slots' line once its instances are reserved: in line before, it could hold
+        # the line's head while waiting for instances a job behind it holds.
+        self._start_thread(job.job_id, lambda: self._run(job))
 
     # ------------------------------------------------------------ events
     def _move(self, job: ServiceJob, status: str, reason: str | None = None) -> None:
@@ -106,7 +108,7 @@ class LocalServiceJobs(LocalService):
         try:
             job.scheduled_at = epoch_millis()
             self._move(job, "SCHEDULED", "Scheduled on the service environment")
-            if not self._acquire_slot(lambda: bool(job.terminate_reason)):
+            if not self._acquire_slot(job.job_id, lambda: bool(job.terminate_reason)):
                 job.finish("FAILED", job.terminate_reason or "Terminated: the local stack stopped")
                 self._move(job, "FAILED")
                 return

@@ -14,6 +14,7 @@ import signal
 import subprocess
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -69,6 +70,53 @@ class JobFailedToStart(Exception):
     pass
 
 
+class FifoSlots:
+    """A compute's slots, served in the order jobs joined the line: a Batch job queue without a
+    scheduling policy "defaults to a first-in, first-out (FIFO) strategy" (Batch user guide,
+    docs.aws.amazon.com/batch/latest/userguide/job_scheduling.html). A semaphore polled by each
+    job's thread served whichever thread woke first."""
+
+    def __init__(self, count: int) -> None:
+        self._free = count
+        self._line: deque[str] = deque()
+        self._changed = threading.Condition()
+
+    def join(self, key: str) -> None:
+        with self._changed:
+            if key not in self._line:
+                self._line.append(key)
+
+    def take(self, key: str, cancelled: Callable[[], bool]) -> bool:
+        """Waits for `key`'s turn (joining the line now if it has not yet) and a free slot; False,
+        out of the line, once `cancelled()`."""
+        with self._changed:
+            if key not in self._line:
+                self._line.append(key)
+            while not (self._free and self._line[0] == key):
+                if cancelled():
+                    self._leave(key)
+                    return False
+                self._changed.wait(0.2)
+            self._line.popleft()
+            self._free -= 1
+            self._changed.notify_all()
+            return True
+
+    def release(self) -> None:
+        with self._changed:
+            self._free += 1
+            self._changed.notify_all()
+
+    def leave(self, key: str) -> None:
+        with self._changed:
+            self._leave(key)
+
+    def _leave(self, key: str) -> None:
+        if key in self._line:
+            self._line.remove(key)
+            self._changed.notify_all()
+
+
 class LocalService:
     """What the stand-ins share: the catalog, processes, their logs and events."""
 
@@ -94,7 +142,7 @@ class LocalService:
         self.clients = clients
         self.activity = activity
         self.clock_speed = clock_speed
-        self._slots = threading.BoundedSemaphore(slots)
+        self._slots = FifoSlots(slots)
         self._stopping = threading.Event()
         self._lock = threading.Lock()
         self._running: dict[str, subprocess.Popen[bytes]] = {}
@@ -104,12 +152,15 @@ class LocalService:
 
     # ------------------------------------------------------------ lifecycle
     def _start_thread(self, name: str, target: Callable[[], None]) -> None:
+        """Runs `target` for the job `name` on its own thread; `name` is its place in the slots' line."""
+
         def run() -> None:
             try:
                 target()
             except Exception as error:
                 self.activity.note(self.component, f"{name}: local compute error {error!r}", logging.ERROR)
             finally:
+                self._slots.leave(name)
                 with self._lock:
                     self.active -= 1
 
@@ -128,11 +179,8 @@ class LocalService:
     def stopping(self) -> bool:
         return self._stopping.is_set()
 
-    def _acquire_slot(self, cancelled: Callable[[], bool]) -> bool:
-        while not self._slots.acquire(timeout=0.2):
-            if cancelled() or self.stopping:
-                return False
-        return True
+    def _acquire_slot(self, name: str, cancelled: Callable[[], bool]) -> bool:
+        return self._slots.take(name, lambda: cancelled() or self.stopping)
 
     # ------------------------------------------------------------ what runs
     def catalog_job(self, name: str | None) -> Any:

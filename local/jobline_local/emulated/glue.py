@@ -117,6 +117,7 @@ class LocalGlue(LocalService):
 
     def submit(self, glue_job: Any, run: Any) -> None:
         """The `glue_job_run` hook: a new STARTING run of `glue_job`."""
+        self._slots.join(run.job_run_id)  # runs take slots in the order they were started
         self._start_thread(run.job_run_id, lambda: self._run(glue_job, run))
 
     def _event(self, glue_job: Any, run: Any, detail_type: str, **extra: Any) -> None:
@@ -161,7 +162,7 @@ class LocalGlue(LocalService):
         return base + argv
 
     def _run(self, glue_job: Any, run: Any) -> None:
-        if not self._acquire_slot(lambda: run.status == "STOPPING"):
+        if not self._acquire_slot(run.job_run_id, lambda: run.status == "STOPPING"):
             self._end(glue_job, run, "STOPPED")
             return
         try:

@@ -132,6 +132,7 @@ class LocalProcessing(LocalService):
 
     def submit(self, job: Any) -> None:
         """The `processing_job` hook: a new InProgress job."""
+        self._slots.join(job.processing_job_name)  # jobs take slots in the order they were created
         self._start_thread(job.processing_job_name, lambda: self._run(job))
 
     def detail(self, job: Any) -> dict[str, Any]:
@@ -160,7 +161,7 @@ class LocalProcessing(LocalService):
 
     def _run(self, job: Any) -> None:
         self._move(job, "InProgress")
-        if not self._acquire_slot(lambda: job.processing_job_status == "Stopping"):
+        if not self._acquire_slot(job.processing_job_name, lambda: job.processing_job_status == "Stopping"):
             self._move(job, "Stopped")
             return
         try:
