@@ -5,12 +5,12 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import time
 from collections.abc import Callable
 from typing import Any
 
 from pydantic import ValidationError
 
+from jobline.budget import StepBudget
 from jobline.deps import Deps, get_deps
 from jobline.errors import MalformedEvent, RejectedInput
 from jobline.observability import count, logger
@@ -67,21 +67,16 @@ def sqs_batch(
 
 
 def _within_time(record_handler: Callable[..., Any], context: Any, source: str) -> Callable[..., Any]:
-    slowest = 0.0
+    budget = StepBudget(lambda: context.get_remaining_time_in_millis() / 1000, HAND_BACK_MARGIN_SECONDS)
 
     @functools.wraps(record_handler)  # keeps its signature: BatchProcessor passes lambda_context if it takes one
     def guarded(record: Any, **kwargs: Any) -> Any:
-        nonlocal slowest
-        left = context.get_remaining_time_in_millis() / 1000
-        if left < max(HAND_BACK_MARGIN_SECONDS, 2 * slowest):
+        if not budget.allows_another():
+            left, slowest = budget.left, budget.slowest
             logger.info("record handed back unstarted", extra={"source": source, "seconds_left": round(left, 1)})
             count("RecordsHandedBack", Source=source)
             raise NoTimeLeft(f"{left:.1f} s left in this invocation (slowest record {slowest:.1f} s): handed back")
-        started = time.monotonic()
-        try:
-            return record_handler(record, **kwargs)
-        finally:
-            slowest = max(slowest, time.monotonic() - started)
+        return record_handler(record, **kwargs)
 
     return guarded
 

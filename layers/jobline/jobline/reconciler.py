@@ -22,7 +22,6 @@ event DLQ.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -31,6 +30,7 @@ from botocore.exceptions import ClientError
 
 from jobline import run_view
 from jobline.backends import BACKENDS
+from jobline.budget import StepBudget
 from jobline.clock import iso_z, now_iso
 from jobline.deps import Deps
 from jobline.errors import RejectedInput
@@ -182,15 +182,10 @@ def reconcile(
     if older_than is None:
         older_than = timedelta(seconds=deps.settings.reconcile_after_seconds)
     outcomes: dict[str, str] = {}
-    last_left, slowest = math.inf, 0.0  # the time left at the last check; the longest step between two
+    budget = StepBudget(time_left, SWEEP_MARGIN_SECONDS)
 
     def out_of_time(where: str) -> bool:
-        nonlocal last_left, slowest
-        left = time_left()
-        if math.isfinite(last_left):
-            slowest = max(slowest, last_left - left)
-        last_left = left
-        if left >= max(SWEEP_MARGIN_SECONDS, 2 * slowest):
+        if budget.allows_another():
             return False
         outcomes[CUT_SHORT] = f"cut short for time at {where}"
         logger.warning("reconcile sweep cut short for time", extra={"where": where, "checked": len(outcomes)})
