@@ -162,6 +162,24 @@ def max_rate(times: list[float], window: float = 1.0) -> int:
     return best
 
 
+# A burst ends short of its count once every row has been final this long, with the stack idle and
+# no message in any queue but the dead-letter queues (longer than the reconciler's 5-minute period).
+IDLE_END_SECONDS = 600.0
+COUNTS = ("ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible", "ApproximateNumberOfMessagesDelayed")
+
+
+def messages_waiting(stack: LocalStack) -> int:
+    """Messages in the stack's queues, visible, in flight or delayed, dead-letter queues aside: a
+    trigger handed back or redelivered later is one."""
+    sqs = stack.client("sqs")
+    waiting = 0
+    for url in sqs.list_queues().get("QueueUrls", []):
+        if "DeadLetter" not in url:
+            counts = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=list(COUNTS))["Attributes"]
+            waiting += sum(int(counts[name]) for name in COUNTS)
+    return waiting
+
+
 def settled(stack: LocalStack) -> Any:
     """True once nothing is running or queued, twice in a row."""
     quiet = [0]
@@ -187,8 +205,11 @@ def _delta(after: dict[str, float], before: dict[str, float]) -> dict[str, float
 
 
 def wait_final(stack: LocalStack, job: str, count: int, timeout: float, started: float) -> dict[str, float]:
-    """Run id -> time of the write that made its row final, once `count` runs of `job` are final."""
+    """Run id -> time of the write that made its row final, once `count` runs of `job` are final, or
+    once every row there is has been final for IDLE_END_SECONDS with the stack idle (runs lost: no
+    row will come for them, and the figures say how many)."""
     deadline, became_final, shown = time.monotonic() + timeout, {}, 0.0
+    idle, idle_since = settled(stack), None
     while time.monotonic() < deadline:
         scan = time.monotonic()
         rows = [r for r in stack.runs(PROGRESS_ATTRIBUTES) if r.get("job") == job]
@@ -197,6 +218,14 @@ def wait_final(stack: LocalStack, job: str, count: int, timeout: float, started:
             if is_final(r) and r["run_id"] not in became_final:
                 became_final[r["run_id"]] = _time(r["updated_at"])
         if len(became_final) >= count:
+            return became_final
+        if len(became_final) < len(rows) or not idle() or messages_waiting(stack):
+            idle_since = None
+        elif idle_since is None:
+            idle_since = time.monotonic()
+        elif time.monotonic() - idle_since >= IDLE_END_SECONDS:
+            lost = count - len(became_final)
+            print(f"    the stack is idle and every row final: {len(became_final)} of {count}, {lost} lost", flush=True)
             return became_final
         if time.time() - shown >= 10:
             shown = time.time()

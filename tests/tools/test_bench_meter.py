@@ -281,6 +281,50 @@ def test_a_burst_counts_lost_twice_throttled_and_the_submit_rate() -> None:
     assert figures["drop_to_final_seconds"]["median"] == 10.0  # 10, 10, 2, 17
 
 
+class QuietStack:
+    """What wait_final reads of a local stack: rows, whether its pollers and computes are idle, and
+    its queues' message counts, the first reads of which show a message still waiting."""
+
+    def __init__(self, rows: list[dict[str, Any]], waiting: list[int]) -> None:
+        self.rows, self.waiting = rows, waiting
+
+    def runs(self, attributes: Any = None) -> list[dict[str, Any]]:
+        return self.rows
+
+    def status(self) -> dict[str, Any]:
+        return {"lambda_idle": True, "batch_active": 0, "sqs_in_flight": 0}
+
+    def client(self, name: str) -> Any:
+        return self
+
+    def list_queues(self) -> dict[str, Any]:
+        return {"QueueUrls": ["http://local/123/jobline-SubmitBatchJobQueue", "http://local/123/jobline-DeadLetter"]}
+
+    def get_queue_attributes(self, QueueUrl: str, AttributeNames: list[str]) -> dict[str, Any]:
+        assert "DeadLetter" not in QueueUrl, "a dead-letter queue's messages are no work left"
+        count = self.waiting.pop(0) if self.waiting else 0
+        counts = dict.fromkeys(AttributeNames, "0") | {"ApproximateNumberOfMessagesNotVisible": str(count)}
+        return {"Attributes": counts}
+
+
+def test_a_burst_that_lost_runs_ends_once_the_stack_is_idle_with_every_row_final(monkeypatch: Any) -> None:
+    monkeypatch.setattr(bench.time, "sleep", lambda seconds: None)
+    monkeypatch.setattr(bench, "IDLE_END_SECONDS", 0.0)
+    ended = "2026-12-02T00:00:00.000Z"
+    final = [{"run_id": f"r{i}", "job": "j", "status": "SUCCEEDED", "updated_at": ended} for i in range(2)]
+    stack = QuietStack(final, waiting=[1, 1])
+    became_final = bench.wait_final(stack, "j", 3, 60, 0.0)  # type: ignore[arg-type]
+    assert sorted(became_final) == ["r0", "r1"]
+    assert stack.waiting == [], "it ended while a message was still waiting"
+
+
+def test_a_burst_with_a_live_row_waits_for_it(monkeypatch: Any) -> None:
+    monkeypatch.setattr(bench.time, "sleep", lambda seconds: None)
+    monkeypatch.setattr(bench, "IDLE_END_SECONDS", 0.0)
+    rows = [{"run_id": "r0", "job": "j", "status": "RUNNING", "updated_at": "2026-12-02T00:00:00.000Z"}]
+    assert bench.wait_final(QuietStack(rows, waiting=[]), "j", 3, 0.5, 0.0) == {}  # type: ignore[arg-type]
+
+
 def test_an_item_kind_is_its_partition_key_up_to_the_first_hash() -> None:
     assert meter.item_kind({"pk": {"S": "ATTEMPT#r1#2"}}) == "ATTEMPT"
     assert meter.item_kind({"pk": {"S": "no-prefix"}}) == "-"
