@@ -5,6 +5,7 @@ data `RUNDATA#` (trigger event, arguments, retry_of: written once, in no index);
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -291,6 +292,52 @@ def start_never_starting(request: RunRequest) -> str:
     return request.run_id
 
 
+def seconds_left_by_heals(*seconds: float) -> Callable[[], float]:
+    """The invocation's time left: `seconds[n]` once n runs have been healed (started), the last after."""
+    heals = []
+    get_deps().starter._sfn.meta.events.register("before-call.states.StartExecution", lambda **_: heals.append(1))
+    return lambda: seconds[min(len(heals), len(seconds) - 1)]
+
+
+def test_a_sweep_stops_between_pages_of_rows_that_need_no_heal(
+    env: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Thousands of fresh PENDING rows (here three, a page each) yield nothing to heal, so only a
+    check between their pages keeps a slow index from running the sweep into its timeout."""
+    deps = get_deps()
+    job = deps.catalog.get("csv-word-count")
+    for n in range(3):
+        start_never_starting(RunRequest(job=job, trigger=manual(n)))
+    monkeypatch.setattr(reconciler, "ROW_PAGE_SIZE", 1)
+    pages: list[str] = []
+    deps.table._client.meta.events.register("before-call.dynamodb.Query", lambda **_: pages.append("page"))
+
+    def time_left() -> float:  # 100 s for listing the executions and the first two pages, then 5 s
+        return 100.0 if len(pages) < 2 else 5.0
+
+    outcome = reconcile(deps, timedelta(hours=1), datetime.now(UTC), time_left=time_left)
+
+    assert outcome == {reconciler.CUT_SHORT: "cut short for time at a page of PENDING runs"}
+
+
+def test_a_sweep_stops_between_pages_of_running_executions(
+    env: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A partial list of the running executions would make the unlisted ones look dead: a sweep
+    out of time while listing stops there, healing nothing."""
+    deps = get_deps()
+    job = deps.catalog.get("csv-word-count")
+    for n in range(2):
+        deps.starter.start(RunRequest(job=job, trigger=manual(n)))
+    start_never_starting(RunRequest(job=job, trigger=manual(9)))
+    monkeypatch.setattr(reconciler, "LIST_PAGE_SIZE", 1)
+    left = iter([100.0, 5.0])
+
+    outcome = reconcile(deps, timedelta(0), datetime.now(UTC) + timedelta(hours=1), time_left=lambda: next(left))
+
+    assert outcome == {reconciler.CUT_SHORT: "cut short for time at a page of running executions"}
+
+
 def test_a_sweep_with_no_time_left_stops_before_the_next_heal(env: dict[str, Any]) -> None:
     """Three runs whose executions never started; the invocation has 30 s, 30 s, then 5 s left
     (under the 10 s margin) as the sweep comes to each: two are started, the sweep stops cleanly
@@ -300,8 +347,7 @@ def test_a_sweep_with_no_time_left_stops_before_the_next_heal(env: dict[str, Any
     unstarted = [start_never_starting(RunRequest(job=job, trigger=manual(n))) for n in range(3)]
     later = datetime.now(UTC) + timedelta(hours=1)
 
-    left = iter([30.0, 30.0, 5.0])
-    outcome = reconcile(deps, timedelta(0), later, time_left=lambda: next(left))
+    outcome = reconcile(deps, timedelta(0), later, time_left=seconds_left_by_heals(30.0, 30.0, 5.0))
 
     assert outcome.pop(reconciler.CUT_SHORT).startswith("cut short for time at stale run ")
     assert list(outcome.values()) == ["started: its execution had never started"] * 2
@@ -319,8 +365,7 @@ def test_a_sweep_stops_when_less_than_twice_its_slowest_step_is_left(env: dict[s
         start_never_starting(RunRequest(job=job, trigger=manual(n)))
     later = datetime.now(UTC) + timedelta(hours=1)
 
-    left = iter([100.0, 60.0])
-    outcome = reconcile(deps, timedelta(0), later, time_left=lambda: next(left))
+    outcome = reconcile(deps, timedelta(0), later, time_left=seconds_left_by_heals(100.0, 60.0))
 
     assert outcome.pop(reconciler.CUT_SHORT).startswith("cut short for time at stale run ")
     assert list(outcome.values()) == ["started: its execution had never started"]

@@ -45,43 +45,56 @@ DEAD_EXECUTION = {"FAILED": "InternalError", "TIMED_OUT": "InternalError", "ABOR
 UNCHANGED = "unchanged"
 ERROR = "error: "  # how an outcome says the run could not be healed this time
 LIST_PAGE_SIZE = 1000  # ListExecutions' maxResults limit
+ROW_PAGE_SIZE = 200  # rows a page of the status index
 # A sweep starts no heal with less than this left in its invocation, nor with less than twice its
 # slowest step so far (a heal, or a page of rows, can take longer than this when calls are slow).
 SWEEP_MARGIN_SECONDS = 10.0
 CUT_SHORT = "sweep"  # the outcomes' key for a sweep that ran out of time
 
 
-def stale_runs(deps: Deps, older_than: timedelta, now: datetime) -> Iterator[dict[str, Any]]:
+def stale_runs(
+    deps: Deps, older_than: timedelta, now: datetime, out_of_time: Callable[[str], bool]
+) -> Iterator[dict[str, Any]]:
     """Live runs not updated for `older_than`; PENDING ones sooner (Settings.unstarted_after_seconds):
     a started execution moves its row on at once (or registers as a slot's waiter, left to the
-    slot sweep)."""
+    slot sweep). Each page is a step of the sweep's budget: thousands of fresh rows yield nothing
+    between pages."""
     unstarted = min(older_than, timedelta(seconds=deps.settings.unstarted_after_seconds))
     for status in LIVE_STATUSES:
         cutoff = iso_z(now - (unstarted if status == RunStatus.PENDING else older_than))
         start: dict[str, str] | None = None
-        while True:
-            rows, start = deps.table.query_runs("by-status-keys", ("status", status), limit=200, start_key=start)
+        while not out_of_time(f"a page of {status} runs"):
+            key = ("status", status)
+            rows, start = deps.table.query_runs("by-status-keys", key, limit=ROW_PAGE_SIZE, start_key=start)
             yield from (row for row in rows if row["updated_at"] < cutoff and not row.get("waiting_for"))
             if start is None:
                 break
+        else:
+            return
 
 
-def running_executions(deps: Deps) -> dict[str, dict[str, Any]]:
+def running_executions(deps: Deps, out_of_time: Callable[[str], bool]) -> dict[str, dict[str, Any]] | None:
     """The catalog's running executions by ARN (one per live run, named after it): 1,000 a call,
-    so a sweep over 10,000 waiting runs lists them in 10 calls instead of describing each.
+    so a sweep over 10,000 waiting runs lists them in 10 calls instead of describing each; None if
+    the sweep's time ran out first (a partial list would make running executions look dead).
     ListExecutions is eventually consistent: one that just ended may still be listed (healed at a
     later sweep), one that just started may not be (described, as before)."""
-    pages = deps.client("stepfunctions").get_paginator("list_executions")
+    sfn = deps.client("stepfunctions")
+    running: dict[str, dict[str, Any]] = {}
     # One machine per retry policy of the catalog (jobline.runs.state_machine_arn).
-    machines = sorted({state_machine_arn(deps.settings, job) for job in deps.catalog.jobs})
-    return {
-        execution["executionArn"]: execution
-        for machine in machines
-        for page in pages.paginate(
-            stateMachineArn=machine, statusFilter="RUNNING", PaginationConfig={"PageSize": LIST_PAGE_SIZE}
-        )
-        for execution in page["executions"]
-    }
+    for machine in sorted({state_machine_arn(deps.settings, job) for job in deps.catalog.jobs}):
+        token: dict[str, str] = {}
+        while True:
+            if out_of_time("a page of running executions"):
+                return None
+            page = sfn.list_executions(
+                stateMachineArn=machine, statusFilter="RUNNING", maxResults=LIST_PAGE_SIZE, **token
+            )
+            running.update((execution["executionArn"], execution) for execution in page["executions"])
+            if "nextToken" not in page:
+                break
+            token = {"nextToken": page["nextToken"]}
+    return running
 
 
 def ended_runs_still_executing(
@@ -192,11 +205,15 @@ def reconcile(
         count("ReconcileCutShort")
         return True
 
-    running = running_executions(deps)
-    for row in stale_runs(deps, older_than, now):
+    running = running_executions(deps, out_of_time)
+    if running is None:
+        return outcomes
+    for row in stale_runs(deps, older_than, now, out_of_time):
         if out_of_time(f"stale run {row['run_id']}"):
             return outcomes
         outcomes[row["run_id"]] = _guarded(row["run_id"], lambda row=row: heal(row, deps, running))
+    if CUT_SHORT in outcomes:
+        return outcomes
     for row, arn in ended_runs_still_executing(deps, running, older_than, now):
         if out_of_time(f"ended run {row['run_id']}"):
             return outcomes
