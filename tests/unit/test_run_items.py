@@ -338,6 +338,28 @@ def test_a_sweep_stops_between_pages_of_running_executions(
     assert outcome == {reconciler.CUT_SHORT: "cut short for time at a page of running executions"}
 
 
+def test_a_sweep_stops_between_the_rows_of_long_running_executions(
+    env: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A burst's thousands of long waits are each read to find the ended ones among them, and
+    yield nothing: each read is a step, so the sweep stops between them when time runs out."""
+    deps = get_deps()
+    job = deps.catalog.get("csv-word-count")
+    for n in range(3):
+        deps.starter.start(RunRequest(job=job, trigger=manual(n)))
+    reads: list[str] = []
+    get_run = deps.table.get_run
+    monkeypatch.setattr(deps.table, "get_run", lambda run_id, **kw: reads.append(run_id) or get_run(run_id, **kw))
+
+    outcome = reconcile(
+        deps, timedelta(minutes=30), datetime.now(UTC) + timedelta(hours=1), time_left=lambda: 5.0 if reads else 100.0
+    )
+
+    assert outcome.pop(reconciler.CUT_SHORT).startswith("cut short for time at the row of csv-word-count-")
+    assert len(reads) == 1
+    assert set(outcome.values()) <= {"unchanged"}
+
+
 def test_a_sweep_with_no_time_left_stops_before_the_next_heal(env: dict[str, Any]) -> None:
     """Three runs whose executions never started; the invocation has 30 s, 30 s, then 5 s left
     (under the 10 s margin) as the sweep comes to each: two are started, the sweep stops cleanly

@@ -46,8 +46,8 @@ UNCHANGED = "unchanged"
 ERROR = "error: "  # how an outcome says the run could not be healed this time
 LIST_PAGE_SIZE = 1000  # ListExecutions' maxResults limit
 ROW_PAGE_SIZE = 200  # rows a page of the status index
-# A sweep starts no heal with less than this left in its invocation, nor with less than twice its
-# slowest step so far (a heal, or a page of rows, can take longer than this when calls are slow).
+# A sweep takes no step (a page, a row's read, a heal) with less than this left in its invocation,
+# nor with less than twice its slowest step so far (one can take longer than this when calls are slow).
 SWEEP_MARGIN_SECONDS = 10.0
 CUT_SHORT = "sweep"  # the outcomes' key for a sweep that ran out of time
 
@@ -63,8 +63,8 @@ def stale_runs(
     for status in LIVE_STATUSES:
         cutoff = iso_z(now - (unstarted if status == RunStatus.PENDING else older_than))
         start: dict[str, str] | None = None
+        key = ("status", status)
         while not out_of_time(f"a page of {status} runs"):
-            key = ("status", status)
             rows, start = deps.table.query_runs("by-status-keys", key, limit=ROW_PAGE_SIZE, start_key=start)
             yield from (row for row in rows if row["updated_at"] < cutoff and not row.get("waiting_for"))
             if start is None:
@@ -98,15 +98,22 @@ def running_executions(deps: Deps, out_of_time: Callable[[str], bool]) -> dict[s
 
 
 def ended_runs_still_executing(
-    deps: Deps, running: dict[str, dict[str, Any]], older_than: timedelta, now: datetime
+    deps: Deps,
+    running: dict[str, dict[str, Any]],
+    older_than: timedelta,
+    now: datetime,
+    out_of_time: Callable[[str], bool],
 ) -> Iterator[tuple[dict[str, Any], str]]:
     """Runs whose row ended a while ago while their execution still runs, with that execution's
     ARN. Found from the running executions, so finding them costs what the live runs cost, not
-    what the table holds."""
+    what the table holds; each row's read is a step of the sweep's budget (a burst's thousands of
+    long waits are read and yield nothing)."""
     cutoff = now - older_than
     for execution in running.values():
         if execution["startDate"] >= cutoff:
             continue
+        if out_of_time(f"the row of {execution['name']}"):
+            return
         row = deps.table.get_run(execution["name"])
         if row and RunStatus(row["status"]) in TERMINAL and row["updated_at"] < iso_z(cutoff):
             yield row, execution["executionArn"]
@@ -214,10 +221,12 @@ def reconcile(
         outcomes[row["run_id"]] = _guarded(row["run_id"], lambda row=row: heal(row, deps, running))
     if CUT_SHORT in outcomes:
         return outcomes
-    for row, arn in ended_runs_still_executing(deps, running, older_than, now):
+    for row, arn in ended_runs_still_executing(deps, running, older_than, now, out_of_time):
         if out_of_time(f"ended run {row['run_id']}"):
             return outcomes
         outcomes[row["run_id"]] = _guarded(row["run_id"], lambda row=row, arn=arn: heal_ended(row, arn, deps))
+    if CUT_SHORT in outcomes:
+        return outcomes
     slots = Slots(deps.table, deps.client("stepfunctions"))
     for job in deps.catalog.jobs:
         if job.max_concurrent_runs:
