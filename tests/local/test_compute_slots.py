@@ -5,9 +5,15 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 from jobline_local.activity import Activity
+from jobline_local.emulated.batch import LocalBatch
+from jobline_local.emulated.batch_service_compute import LocalServiceJobs
 from jobline_local.emulated.compute import FifoSlots, LocalService
+from jobline_local.emulated.glue import LocalGlue
+from jobline_local.emulated.sagemaker_processing import LocalProcessing
 from tests.waiting import wait_until
 
 
@@ -71,3 +77,22 @@ def test_a_job_whose_thread_fails_before_its_turn_leaves_the_line(tmp_path: Path
     taken = threading.Event()
     service._start_thread("next", lambda: service._acquire_slot("next", lambda: False) and taken.set())
     assert taken.wait(10), "the job behind a failed one never got the slot"
+
+
+def test_each_compute_puts_a_job_in_line_when_it_is_submitted(tmp_path: Path, monkeypatch: Any) -> None:
+    """The line's order is the submits' order: a job joins it in the submitting call, before its
+    own thread runs. A service job joins only once its instances are reserved (in line before, it
+    could hold the head while waiting for instances a job behind it holds)."""
+    args = ("123456789012", "us-east-1", tmp_path / "jobs.yaml", tmp_path / "logs", {}, None, Activity())
+    submitted = {
+        "batch": (LocalBatch(*args, slots=1), (SimpleNamespace(job_id="batch-1"),), "batch-1"),
+        "glue": (LocalGlue(*args, slots=1), (None, SimpleNamespace(job_run_id="jr_1")), "jr_1"),
+        "processing": (LocalProcessing(*args, slots=1), (SimpleNamespace(processing_job_name="p-1"),), "p-1"),
+    }
+    monkeypatch.setattr(threading.Thread, "start", lambda self: None)  # the job's thread never runs
+    for service, call, key in submitted.values():
+        service.submit(*call)
+        assert list(service._slots._line) == [key], type(service).__name__
+    training = LocalServiceJobs(*args, slots=1)
+    training.submit(SimpleNamespace(job_id="sj-1", name="train"))
+    assert list(training._slots._line) == []

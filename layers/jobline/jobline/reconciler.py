@@ -64,13 +64,13 @@ def stale_runs(
         cutoff = iso_z(now - (unstarted if status == RunStatus.PENDING else older_than))
         start: dict[str, str] | None = None
         key = ("status", status)
-        while not out_of_time(f"a page of {status} runs"):
+        while True:
+            if out_of_time(f"a page of {status} runs"):
+                return
             rows, start = deps.table.query_runs("by-status-keys", key, limit=ROW_PAGE_SIZE, start_key=start)
             yield from (row for row in rows if row["updated_at"] < cutoff and not row.get("waiting_for"))
             if start is None:
                 break
-        else:
-            return
 
 
 def running_executions(deps: Deps, out_of_time: Callable[[str], bool]) -> dict[str, dict[str, Any]] | None:

@@ -86,9 +86,7 @@ class LocalBatch(LocalService):
 
     # ------------------------------------------------------------ moto hook
     def submit(self, job: Any) -> None:
-        """Called by moto's SubmitJob (the batch_job hook of adapt_batch_job_start) with the new Job;
-        it joins the slots' line here, so jobs take slots in the order they were submitted."""
-        self._slots.join(job.job_id)
+        """Called by moto's SubmitJob (the batch_job hook of adapt_batch_job_start) with the new Job."""
         self._start_thread(job.job_id, lambda: self._run(job))
 
     # ------------------------------------------------------------ one job

@@ -33,7 +33,7 @@ class LocalServiceJobs(LocalService):
         """The `service_job` hook: a new SUBMITTED service job."""
         # It joins the slots' line once its instances are reserved: in line before, it could hold
         # the line's head while waiting for instances a job behind it holds.
-        self._start_thread(job.job_id, lambda: self._run(job))
+        self._start_thread(job.job_id, lambda: self._run(job), join_line=False)
 
     # ------------------------------------------------------------ events
     def _move(self, job: ServiceJob, status: str, reason: str | None = None) -> None:

@@ -151,8 +151,11 @@ class LocalService:
         log_dir.mkdir(parents=True, exist_ok=True)
 
     # ------------------------------------------------------------ lifecycle
-    def _start_thread(self, name: str, target: Callable[[], None]) -> None:
-        """Runs `target` for the job `name` on its own thread; `name` is its place in the slots' line."""
+    def _start_thread(self, name: str, target: Callable[[], None], join_line: bool = True) -> None:
+        """Runs `target` for the job `name` on its own thread. With `join_line`, the job joins the
+        slots' line now, in the caller's (the submit's) order, not when its thread gets to it."""
+        if join_line:
+            self._slots.join(name)
 
         def run() -> None:
             try:

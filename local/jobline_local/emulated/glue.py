@@ -117,7 +117,6 @@ class LocalGlue(LocalService):
 
     def submit(self, glue_job: Any, run: Any) -> None:
         """The `glue_job_run` hook: a new STARTING run of `glue_job`."""
-        self._slots.join(run.job_run_id)  # runs take slots in the order they were started
         self._start_thread(run.job_run_id, lambda: self._run(glue_job, run))
 
     def _event(self, glue_job: Any, run: Any, detail_type: str, **extra: Any) -> None:

@@ -132,7 +132,6 @@ class LocalProcessing(LocalService):
 
     def submit(self, job: Any) -> None:
         """The `processing_job` hook: a new InProgress job."""
-        self._slots.join(job.processing_job_name)  # jobs take slots in the order they were created
         self._start_thread(job.processing_job_name, lambda: self._run(job))
 
     def detail(self, job: Any) -> dict[str, Any]:
