@@ -555,8 +555,8 @@ def test_metrics_on_star_are_held_to_sagemakers_namespaces() -> None:
     assert statement["Condition"] == {"StringLike": {"cloudwatch:namespace": "/aws/sagemaker/*"}}
 
 
-def test_every_statement_on_star_is_listed_in_the_architecture_doc() -> None:
-    doc = (ROOT / "docs" / "ARCHITECTURE.md").read_text()
+def test_every_statement_on_star_is_listed_in_the_design_doc() -> None:
+    doc = (ROOT / "docs" / "DESIGN.md").read_text()
     iam = doc.split("\n## IAM", 1)[1].split("\n## ", 1)[0]
     for where, statement in _statements(template()):
         if statement["Effect"] == "Allow" and "*" in _as_list(statement.get("Resource")):

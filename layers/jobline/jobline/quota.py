@@ -1,5 +1,5 @@
 """The quota governor: the pace every submitter of the stack keeps to a backend's submit API,
-shared through the run table (docs/ARCHITECTURE.md "Submitting", docs/CONTRACTS.md).
+shared through the run table (docs/DESIGN.md "Submitting", docs/CONTRACTS.md).
 
 Schedule. Time is cut into slots of `s = (1 + M) / rate` seconds (whole microseconds, rounded up);
 slot k starts at `T_k = k·s`. The margin M keeps room for a call's latency to vary on its way to

@@ -1,5 +1,5 @@
 """Every backend jobline runs jobs on, one module each, in one registry keyed by the catalog's
-`backend.type`. Adding a backend: see docs/ARCHITECTURE.md ("Adding a backend")."""
+`backend.type`. Adding a backend: see docs/DESIGN.md ("Adding a backend")."""
 
 from __future__ import annotations
 

@@ -95,7 +95,7 @@ def _on_fargate(info: ValidationInfo) -> bool:
 # AWS Batch job statuses (every JobStatus of the Batch API, checked against botocore's model in
 # tests/unit/backends/test_status_vocabularies.py), in the order a job moves through them, and what
 # each means for a run.
-# Documented in docs/ARCHITECTURE.md ("Status mapping").
+# Documented in docs/DESIGN.md ("Status mapping").
 BATCH_RANK = {
     "SUBMITTED": 0,
     "PENDING": 1,
