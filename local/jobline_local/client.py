@@ -184,9 +184,6 @@ class LocalStack:
     def activity(self, after: int = 0) -> list[dict[str, Any]]:
         return self.control(f"activity?after={after}")
 
-    def advance_clock(self, seconds: float) -> str:
-        return self.control("clock", {"advance_seconds": seconds})["now"]
-
     def runs(self, attributes: tuple[str, ...] = ()) -> list[dict[str, Any]]:
         """Every run row of the run table (only `attributes` of each, when named), newest last."""
         return read_runs(self.client("dynamodb"), self.output("RunTableName"), attributes)

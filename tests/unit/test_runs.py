@@ -55,7 +55,7 @@ def test_arguments_are_checked_against_declared_parameters() -> None:
 
 def test_the_batch_environment_is_the_jobs_environment_as_list_items() -> None:
     req = request(environment={"LOG_LEVEL": "debug"})
-    payload = execution_input(req, {"output_prefix": "x/"}, {"JOBLINE_TRIGGER_EVENT": "{}"}, SETTINGS)
+    payload = execution_input(req.job, req.run_id, {"output_prefix": "x/"}, {"JOBLINE_TRIGGER_EVENT": "{}"}, SETTINGS)
     # The submitter appends JOBLINE_ATTEMPT as one more item (jobline.backends.batch.Batch.submit).
     parsed = payload["request"]["params"]["containerOverrides"]["environment"]
     env = {item["name"]: item["value"] for item in parsed}

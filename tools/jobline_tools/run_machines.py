@@ -169,10 +169,6 @@ def _record(status: RunStatus, reason: Reason, then: str) -> dict[str, Any]:
     }
 
 
-def _slot_key() -> dict[str, Any]:
-    return {"pk": {"S.$": "States.Format('SLOT#{}', $.slot.job)"}}
-
-
 def _acquire(retried: list[str], catches: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "Type": "Task",

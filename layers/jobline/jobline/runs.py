@@ -210,21 +210,15 @@ def job_environment(job: Job, run_id: str, arguments: dict[str, str], event_vari
     }
 
 
-def execution_input(
-    request: RunRequest, arguments: dict[str, str], event_variable: dict[str, str], settings: Settings
-) -> dict[str, Any]:
-    """What the state machine needs for every attempt; per-attempt values are the submitter's."""
-    return _execution_input(request.job, request.run_id, arguments, event_variable, settings)
-
-
 def stored_execution_input(job: Job, data: dict[str, Any], settings: Settings) -> dict[str, Any]:
     """The execution input of a stored run: its arguments and trigger event as its data holds them."""
-    return _execution_input(job, data["run_id"], data["arguments"], event_variable(data), settings)
+    return execution_input(job, data["run_id"], data["arguments"], event_variable(data), settings)
 
 
-def _execution_input(
+def execution_input(
     job: Job, run_id: str, arguments: dict[str, str], event_variable: dict[str, str], settings: Settings
 ) -> dict[str, Any]:
+    """What the state machine needs for every attempt; per-attempt values are the submitter's."""
     environment = job_environment(job, run_id, arguments, event_variable)
     run = RunSpec(
         run_id=run_id,

@@ -94,7 +94,6 @@ class Deployer(StorageAndMessaging, IdentityAndNetwork, Compute):
                     raise TemplateError(f"creating {logical_id} ({kind}) failed: {error}") from error
             self.resolver.resources[logical_id] = physical
             self.deployment.resources[logical_id] = physical
-            self.deployment.types[logical_id] = kind
         for name, output in self.cfn.get("Outputs", {}).items():
             condition = output.get("Condition")
             if condition and not self.resolver.condition(condition):

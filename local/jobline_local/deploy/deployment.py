@@ -60,7 +60,6 @@ class Deployment:
     region: str
     account_id: str
     resources: dict[str, Physical] = field(default_factory=dict)
-    types: dict[str, str] = field(default_factory=dict)
     outputs: dict[str, Any] = field(default_factory=dict)
     functions: dict[str, FunctionSpec] = field(default_factory=dict)  # by function name
     event_source_mappings: list[EventSourceMapping] = field(default_factory=list)
@@ -72,6 +71,3 @@ class Deployment:
             if spec.arn == base:
                 return spec
         return self.functions.get(arn)
-
-    def of_type(self, kind: str) -> dict[str, Physical]:
-        return {lid: self.resources[lid] for lid, t in self.types.items() if t == kind}

@@ -39,14 +39,6 @@ class LocalClock:
         with self._lock:
             self._t0 = time.monotonic()
 
-    def advance(self, seconds: float) -> datetime:
-        with self._lock:
-            self._base += timedelta(seconds=seconds)
-        return self.now()
-
-    def real_seconds(self, local_seconds: float) -> float:
-        return local_seconds / self.speed
-
 
 def iso(when: datetime) -> str:
     return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

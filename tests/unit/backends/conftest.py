@@ -48,7 +48,8 @@ def submit_params(
     req: RunRequest, arguments: dict[str, str] | None = None, settings: Settings = SETTINGS
 ) -> dict[str, Any]:
     """The backend's per-run submit request, as the execution input carries it to the submitter."""
-    return execution_input(req, arguments or {}, {"JOBLINE_TRIGGER_EVENT": "{}"}, settings)["request"]["params"]
+    payload = execution_input(req.job, req.run_id, arguments or {}, {"JOBLINE_TRIGGER_EVENT": "{}"}, settings)
+    return payload["request"]["params"]
 
 
 def sent_requests(client: Any, operation: str) -> list[dict[str, Any]]:

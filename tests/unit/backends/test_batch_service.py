@@ -66,13 +66,13 @@ def test_a_training_request_is_a_json_object_the_submitter_completes() -> None:
 def test_a_payload_over_10_kib_is_refused_before_submission() -> None:
     req = request("train-model", environment={f"VAR_{i}": "v" * 200 for i in range(60)})
     with pytest.raises(InvalidArguments, match="over the 10240-byte serviceRequestPayload limit"):
-        execution_input(req, {}, {}, SETTINGS)
+        execution_input(req.job, req.run_id, {}, {}, SETTINGS)
 
 
 def test_training_environment_values_over_sagemakers_limit_are_refused_before_submission() -> None:
     req = request("train-model", environment={"SHORT": "v", "LONG": "v" * 513})
     with pytest.raises(InvalidArguments, match=r"at most 512 characters: \['LONG'\]"):
-        execution_input(req, {}, {}, SETTINGS)
+        execution_input(req.job, req.run_id, {}, {}, SETTINGS)
 
 
 def test_a_service_job_event_ends_the_attempt_and_answers_its_task_token(table: RunTable) -> None:
