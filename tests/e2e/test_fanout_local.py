@@ -1,7 +1,7 @@
 """A fan-out on the local stack: a manifest of 100 lines dropped in S3 becomes one run per good line,
 each created once and each final, its bad lines rejected alone, and a duplicate delivery of the
-manifest's event makes no second run. The counts on its FANOUT# record add up. (At 10,000 items:
-`make bench --manifest 10000`, docs/PERFORMANCE.md; a burst under a low submit quota:
+manifest's event makes no second run. The counts on its FANOUT# record add up. (10,000 items: the
+bench's `--manifest 10000`, docs/PERFORMANCE.md; a burst under a low submit quota:
 test_limits_local.py.)"""
 
 from __future__ import annotations
