@@ -170,11 +170,10 @@ class LocalStack:
             )
         return self._clients[service]
 
-    def control(self, path: str, body: dict[str, Any] | None = None) -> Any:
+    def control(self, path: str) -> Any:
         import requests
 
-        url = f"{self.endpoint}/_jobline/{path}"
-        response = requests.post(url, json=body, timeout=30) if body is not None else requests.get(url, timeout=30)
+        response = requests.get(f"{self.endpoint}/_jobline/{path}", timeout=30)
         response.raise_for_status()
         return response.json()
 
