@@ -32,10 +32,11 @@ REGISTERED = {
     },
     "adaptations.delivery": {
         "adapt_event_pattern_json_types",
+        "adapt_event_pattern_lookups",
         "adapt_rule_lambda_targets",
         "adapt_s3_eventbridge_notification",
     },
-    "adaptations.moto_server": {"adapt_server_dispatch_cache"},
+    "adaptations.moto_server": {"adapt_server_dispatch_cache", "adapt_serializer_key_picks"},
     "emulated.batch": {"adapt_batch_job_start", "adapt_batch_job_description"},
     "emulated.lambda_service": {"adapt_lambda_invoke"},
     "emulated.batch_service_jobs": {"adapt_batch_service_jobs"},
@@ -78,6 +79,7 @@ def test_pins_the_moto_it_was_written_for() -> None:
         "_normalise_response",
         "send_to_targets",
         "_flatten_dict",
+        "matches_event",
         "_does_item_match_filters",
         "_does_item_match_named_filter",
         "_send_event_bridge_message",
@@ -89,6 +91,7 @@ def test_pins_the_moto_it_was_written_for() -> None:
         "boto_client_for",
         "list_of_moto_modules",
         "get_backend_for_host",
+        "__call__",
         # the newer backends
         "visitPayload_binding_value",
         "_eval_integration_pattern",

@@ -285,6 +285,49 @@ def test_event_pattern_json_types() -> None:
         assert pattern_matches(rule, event) is expected, (rule, event)
 
 
+STREAM_RECORD = {
+    "eventName": "MODIFY",
+    "eventSource": "aws:dynamodb",
+    "dynamodb": {
+        "Keys": {"pk": {"S": "RUN#1"}},
+        "NewImage": {"status": {"S": "SUCCEEDED"}, "flag": {"BOOL": True}, "args": {"M": {"a.b": {"S": "x"}}}},
+        "OldImage": {"status": {"S": "RUNNING"}, "flag": {"BOOL": False}, "args": {"M": {}}},
+    },
+    "dynamodb.NewImage": {"status": {"S": "FAILED"}},  # a dotted key flattens onto the same path
+}
+LOOKUPS = [
+    {"dynamodb": {"NewImage": {"status": {"S": ["SUCCEEDED", "FAILED"]}}}},
+    {"dynamodb": {"NewImage": {"status": {"S": ["FAILED"]}}}},
+    {"dynamodb": {"NewImage": {"flag": {"BOOL": [True]}}, "OldImage": {"flag": {"BOOL": [True]}}}},
+    {"dynamodb": {"OldImage": {"args": {"M": [{"exists": True}]}}}},
+    {"dynamodb": {"NewImage": {"args": {"M": {"a.b": {"S": ["x"]}}}}}},
+    {"dynamodb": {"NewImage": {"missing": [{"exists": False}]}}},
+    {"$or": [{"eventName": ["INSERT"]}, {"dynamodb": {"Keys": {"pk": {"S": [{"prefix": "RUN#"}]}}}}]},
+    {"eventName": ["MODIFY"], "dynamodb": {}},
+]
+
+
+@pytest.mark.parametrize("pattern", LOOKUPS)
+def test_event_pattern_lookups_match_as_the_whole_flattened_event(pattern: dict[str, Any]) -> None:
+    """Flattening only the paths a pattern reads (adapt_event_pattern_lookups) answers as flattening
+    the whole event does (moto's way, with the JSON types adaptation)."""
+    from moto.events.models import EventPattern
+
+    rule = EventPattern.load(json.dumps(pattern))
+    whole = EventPattern._flatten_dict(json.loads(json.dumps(STREAM_RECORD)))
+    assert rule.matches_event(STREAM_RECORD) is rule._does_event_match(whole, pattern)
+
+
+def test_event_pattern_lookups_flatten_only_what_the_pattern_reads(monkeypatch: pytest.MonkeyPatch) -> None:
+    from jobline_local.adaptations import delivery
+
+    typed: list[Any] = []
+    monkeypatch.setattr(delivery, "_typed", lambda value: typed.append(value) or value)
+    assert pattern_matches(LOOKUPS[1], STREAM_RECORD) is True
+    # the two values on the one path read (the dotted key's comes last and is the one matched)
+    assert typed == ["SUCCEEDED", "FAILED"], "values the pattern does not read were flattened"
+
+
 # ---------------------------------------------------------------- InputTransformer
 RULE_ARN = "arn:aws:events:us-east-2:123456789012:rule/example"
 DOC_EVENT = EC2 | {"detail": {"instance-id": "i-0123456789", "state": "RUNNING"}}

@@ -9,7 +9,8 @@ moto stops behaving as the adaptation assumes. They live with what they adapt:
 - adaptations.stepfunctions_callbacks: its callback Tasks (a token per try, stop ends the wait);
 - adaptations.stepfunctions_integrations: its service integrations (Batch, aws-sdk, SageMaker, Glue);
 - adaptations.delivery: event delivery (rule matching, rules to Lambda targets, S3 to EventBridge);
-- adaptations.moto_server: the server's request dispatch;
+- adaptations.moto_server: the server's request dispatch, and its responses' members found once per
+  shape (speed only);
 - adaptations.dynamodb: DynamoDB's item requests made atomic (one at a time, as AWS applies each),
   and its expressions parsed once per text (speed only);
 - adaptations.sqs: a queue's messages changed one request at a time (a delete lost concurrent sends);
@@ -54,6 +55,7 @@ REGISTRY = (
     "jobline_local.adaptations.stepfunctions_integrations:adapt_optimized_integration_casing",
     "jobline_local.adaptations.stepfunctions_integrations:adapt_batch_sync_poll_retries",
     "jobline_local.adaptations.delivery:adapt_event_pattern_json_types",
+    "jobline_local.adaptations.delivery:adapt_event_pattern_lookups",
     "jobline_local.adaptations.delivery:adapt_rule_lambda_targets",
     "jobline_local.adaptations.delivery:adapt_s3_eventbridge_notification",
     "jobline_local.emulated.batch:adapt_batch_job_start",
@@ -63,6 +65,7 @@ REGISTRY = (
     "jobline_local.adaptations.stepfunctions_engine:adapt_json_path_cache",
     "jobline_local.adaptations.stepfunctions_engine:adapt_engine_client_cache",
     "jobline_local.adaptations.moto_server:adapt_server_dispatch_cache",
+    "jobline_local.adaptations.moto_server:adapt_serializer_key_picks",
     "jobline_local.adaptations.stepfunctions_engine:adapt_keyword_path_fields",
     "jobline_local.adaptations.stepfunctions_engine:adapt_sync_poll_backoff",
     "jobline_local.adaptations.stepfunctions_engine:adapt_sync_without_callback",

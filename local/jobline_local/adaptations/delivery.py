@@ -113,6 +113,44 @@ def _typed(value: Any) -> Any:
     return value
 
 
+def _flatten_typed(
+    node: Any, prefix: str = "", result: dict[str, Any] | None = None, wanted: set[str] | None = None
+) -> dict[str, Any]:
+    """moto's EventPattern._flatten_dict (a path per leaf; a non-empty object is walked, anything
+    else, an empty object too, is a leaf) with booleans typed; with `wanted`, only the paths in it."""
+    if result is None:
+        result = {}
+    if isinstance(node, dict):
+        for name, value in node.items():
+            path = f"{prefix}.{name}" if prefix else name
+            if wanted is not None and path not in wanted:
+                continue
+            if isinstance(value, dict) and value:
+                _flatten_typed(value, path, result, wanted)
+            else:
+                result[path] = _typed(value)
+    return result
+
+
+def _looked_up(pattern: dict[str, Any], prefix: str = "", paths: set[str] | None = None) -> set[str]:
+    """Every event path moto's `_does_event_match` reads for `pattern`, and each path's dotted
+    prefixes (the objects walked to reach it)."""
+    paths = set() if paths is None else paths
+    for name, value in pattern.items():
+        if name == "$or":
+            for branch in value:
+                if isinstance(branch, dict):
+                    _looked_up(branch, prefix, paths)
+            continue
+        path = f"{prefix}.{name}" if prefix else name
+        if isinstance(value, dict):
+            _looked_up(value, path, paths)
+        elif isinstance(value, list):
+            paths.add(path)
+            paths.update(path[:at] for at, char in enumerate(path) if char == ".")
+    return paths
+
+
 def adapt_event_pattern_json_types() -> None:
     """moto 5.2.5's event pattern matcher compares with Python's `==`, where True == 1: the pattern
     [1] matches the event value true, [true] matches 1, numeric matches booleans, and cidr reads
@@ -121,12 +159,8 @@ def adapt_event_pattern_json_types() -> None:
     kept apart from numbers (event leaves and exact pattern values) and cidr on strings only."""
     from moto.events.models import EventPattern
 
-    flatten = EventPattern._flatten_dict
     match_filters = EventPattern._does_item_match_filters
     match_named = EventPattern._does_item_match_named_filter
-
-    def flatten_typed(node: Any, prefix: str = "", result: dict[str, Any] | None = None) -> dict[str, Any]:
-        return {key: _typed(value) for key, value in flatten(node, prefix, result).items()}
 
     def match_typed_filters(self: Any, item: Any, filters: list[Any]) -> bool:
         items = item if isinstance(item, list) else [item]
@@ -141,9 +175,29 @@ def adapt_event_pattern_json_types() -> None:
             return any(isinstance(i, str) and match_named(i, pattern) for i in items)
         return match_named(item, pattern)
 
-    replace(EventPattern, "_flatten_dict", staticmethod(flatten_typed))
+    replace(EventPattern, "_flatten_dict", staticmethod(_flatten_typed))
     replace(EventPattern, "_does_item_match_filters", match_typed_filters)
     replace(EventPattern, "_does_item_match_named_filter", staticmethod(match_named_filter))
+
+
+def adapt_event_pattern_lookups() -> None:
+    """moto 5.2.5 matches a pattern by flattening the whole event into a path per leaf, then reading
+    the paths the pattern names: a DynamoDB stream record is flattened with both its images for a
+    filter that reads one attribute, for every record and every filter. The paths a pattern reads
+    are fixed (worked out once per pattern); only those, and the objects on the way to them, are
+    flattened. A path's value is the same either way, so every match is moto's (speed only)."""
+    from moto.events.models import EventPattern
+
+    def matches_event(self: Any, event: Any) -> bool:
+        if not self._pattern:
+            return True
+        wanted = self.__dict__.get("_looked_up")
+        if wanted is None:
+            wanted = self._looked_up = _looked_up(self._pattern)
+        event = json.loads(json.dumps(event))
+        return self._does_event_match(_flatten_typed(event, wanted=wanted), self._pattern)
+
+    replace(EventPattern, "matches_event", matches_event)
 
 
 def pattern_matches(pattern: dict[str, Any], event: dict[str, Any]) -> bool:
