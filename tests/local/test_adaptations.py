@@ -91,7 +91,7 @@ def test_pins_the_moto_it_was_written_for() -> None:
         "boto_client_for",
         "list_of_moto_modules",
         "get_backend_for_host",
-        "__call__",
+        "get_value",
         # the newer backends
         "visitPayload_binding_value",
         "_eval_integration_pattern",

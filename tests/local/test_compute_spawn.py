@@ -54,10 +54,11 @@ def test_a_job_runs_in_its_own_group_and_dies_with_the_stack(tmp_path: Path, set
     )
     pid = int(parent.stdout.readline())
     assert os.getpgid(pid) == pid
+    command = b"/usr/bin/sleep" if setpriv == "with" else b"sleep"
     deadline = time.monotonic() + 10
-    while program(pid).endswith(b"setpriv") and time.monotonic() < deadline:
-        time.sleep(0.05)  # with setpriv: until setpriv has set the signal and exec'd the command
-    assert program(pid) == b"/usr/bin/sleep" if setpriv == "with" else program(pid) == b"sleep"
+    while program(pid) != command and time.monotonic() < deadline:
+        time.sleep(0.05)  # until the fork has exec'd (with setpriv: setpriv has set the signal, then exec'd)
+    assert program(pid) == command
     parent.stdin.close()
     parent.wait(10)
     deadline = time.monotonic() + 10
